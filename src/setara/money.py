@@ -1,0 +1,88 @@
+"""Currencies and amounts.
+
+Money is an integer count of a currency's minor units. Amounts cross the boundary as decimal
+strings in major units ("1250.50") and are refused when they carry more digits than the
+currency allows; floats never touch an amount.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+__all__ = [
+    "ISO4217_MINOR_UNITS",
+    "AmountError",
+    "Currency",
+    "format_amount",
+    "parse_amount",
+]
+
+# ISO 4217 minor units for the currencies a trade network in the region is likely to use, plus
+# the majors. A network may declare any other three-letter code with explicit minor units.
+ISO4217_MINOR_UNITS: dict[str, int] = {
+    "IDR": 2, "MYR": 2, "THB": 2, "SGD": 2, "PHP": 2, "VND": 0, "CNY": 2, "KRW": 0, "JPY": 0,
+    "INR": 2, "AED": 2, "SAR": 2, "BND": 2, "KHR": 2, "LAK": 2, "MMK": 2, "HKD": 2, "TWD": 2,
+    "BDT": 2, "PKR": 2, "LKR": 2, "NPR": 2, "USD": 2, "EUR": 2, "GBP": 2, "CHF": 2, "AUD": 2,
+    "NZD": 2, "CAD": 2, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3, "CLF": 4, "RUB": 2,
+    "BRL": 2, "ZAR": 2, "TRY": 2, "EGP": 2, "NGN": 2, "KES": 2, "MXN": 2, "ISK": 0, "UGX": 0,
+}
+
+_CODE_RE = re.compile(r"^[A-Z]{3}$")
+# Optional sign, digits, optional fraction. No exponents, no grouping, no spaces: a payment
+# amount is never written "1e3" or "1,000" by a bank system that means it.
+_AMOUNT_RE = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
+_AMOUNT_TEXT_MAX = 40
+
+
+class AmountError(ValueError):
+    """An amount that is not a valid decimal string for its currency."""
+
+
+@dataclass(frozen=True, slots=True)
+class Currency:
+    code: str
+    minor_units: int
+
+    def __post_init__(self) -> None:
+        if not _CODE_RE.match(self.code):
+            raise ValueError(f"currency code {self.code!r} is not three upper-case letters")
+        if not 0 <= self.minor_units <= 4:
+            raise ValueError(f"currency {self.code}: minor_units must be 0..4, got {self.minor_units}")
+        known = ISO4217_MINOR_UNITS.get(self.code)
+        if known is not None and known != self.minor_units:
+            raise ValueError(
+                f"currency {self.code}: ISO 4217 gives {known} minor units, not {self.minor_units}"
+            )
+
+
+def parse_amount(text: str, minor_units: int, *, allow_negative: bool = False) -> int:
+    """Decimal string in major units -> integer minor units; exact or refused."""
+    if not isinstance(text, str):
+        raise AmountError("amount must be a decimal string")
+    text = text.strip()
+    if len(text) > _AMOUNT_TEXT_MAX:
+        raise AmountError("amount is too long")
+    m = _AMOUNT_RE.match(text)
+    if m is None:
+        raise AmountError(f"amount {text!r} is not a decimal number")
+    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
+    if len(frac) > minor_units:
+        # Trailing zeros beyond the minor unit carry no value, but a bank that sends them
+        # has not formatted for this currency; refuse rather than guess (AM12).
+        raise AmountError(f"amount {text!r} has more than {minor_units} decimals")
+    minor = int(whole) * 10**minor_units + (int(frac.ljust(minor_units, "0")) if minor_units else 0)
+    if sign:
+        if not allow_negative:
+            raise AmountError("amount must not be negative")
+        minor = -minor
+    return minor
+
+
+def format_amount(minor: int, minor_units: int) -> str:
+    """Integer minor units -> decimal string in major units, exact."""
+    if minor_units == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    q, r = divmod(abs(minor), 10**minor_units)
+    return f"{sign}{q}.{r:0{minor_units}d}"
