@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 __all__ = [
+    "AMOUNT_MINOR_MAX",
     "ISO4217_MINOR_UNITS",
     "AmountError",
     "Currency",
@@ -33,6 +34,9 @@ _CODE_RE = re.compile(r"^[A-Z]{3}$")
 # amount is never written "1e3" or "1,000" by a bank system that means it.
 _AMOUNT_RE = re.compile(r"^(-?)(\d+)(?:\.(\d+))?$")
 _AMOUNT_TEXT_MAX = 40
+# No currency's supply comes near this; it keeps every amount and sum inside a signed 64-bit
+# database integer.
+AMOUNT_MINOR_MAX = 10**18
 
 
 class AmountError(ValueError):
@@ -72,6 +76,9 @@ def parse_amount(text: str, minor_units: int, *, allow_negative: bool = False) -
         # has not formatted for this currency; refuse rather than guess (AM12).
         raise AmountError(f"amount {text!r} has more than {minor_units} decimals")
     minor = int(whole) * 10**minor_units + (int(frac.ljust(minor_units, "0")) if minor_units else 0)
+    minor = int(minor)
+    if minor > AMOUNT_MINOR_MAX:
+        raise AmountError(f"amount {text!r} is larger than any supply this network can hold")
     if sign:
         if not allow_negative:
             raise AmountError("amount must not be negative")

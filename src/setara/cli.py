@@ -1,0 +1,483 @@
+"""The `setara` command. A thin shell: parse arguments, call the service, print data to stdout.
+
+stdout carries only the command's data; progress, warnings and summaries go to stderr. Exit 0
+when the command did its job (even if some input lines were REJECTED), 1 for a failure of the
+system or of verification, 2 for a usage error or unreadable input.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import orjson
+import typer
+from rich.console import Console
+
+from setara.engine import Cancel as CancelCmd
+from setara.engine import ChangeNetwork as ChangeNetworkCmd
+from setara.engine import (
+    DayClose,
+    DayOpen,
+    EngineError,
+    Fund,
+    PostRate,
+    SetSuspended,
+)
+from setara.money import AmountError, format_amount, parse_amount
+from setara.network import NetworkError, example_toml, load_network, parse_network_change
+from setara.service import Node, SetaraError, now_ms
+from setara.store import StoreError, open_store
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Setara: open settlement network for cross-border trade in local currencies.")
+network_app = typer.Typer(no_args_is_help=True, help="Show or change the network configuration.")
+member_app = typer.Typer(no_args_is_help=True, help="Suspend or resume a member.")
+day_app = typer.Typer(no_args_is_help=True, help="Close or open the business day.")
+export_app = typer.Typer(no_args_is_help=True, help="Export payments, balances or the journal to stdout.")
+fx_app = typer.Typer(no_args_is_help=True, help="FX providers' rates and quotes.")
+app.add_typer(network_app, name="network")
+app.add_typer(member_app, name="member")
+app.add_typer(day_app, name="day")
+app.add_typer(export_app, name="export")
+app.add_typer(fx_app, name="fx")
+
+err = Console(stderr=True, soft_wrap=True)
+
+DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or postgresql://… URL.")]
+DEFAULT_DB = "./setara.db"
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _open(db: str, *, write: bool) -> Node:
+    try:
+        node = Node.open(db, write=write)
+    except StoreError as e:
+        _fail(str(e))
+    _warn_no_list(node)
+    return node
+
+
+def _warn_no_list(node: Node) -> None:
+    try:
+        rows = node.store.execute("SELECT COUNT(*) FROM list_versions")
+    except Exception:
+        return
+    if rows and rows[0][0] == 0:
+        err.print("[yellow]warning:[/yellow] no sanctions list is loaded: screening finds no hit "
+                  "(load one with `setara lists import`)", highlight=False)
+
+
+def _run(node: Node, cmd: object) -> list[object]:
+    try:
+        return node.run(cmd)  # type: ignore[arg-type]
+    except SetaraError as e:
+        node.close()
+        _fail(str(e))
+
+
+def _amount(node: Node, currency: str, text: str, field: str = "--amount") -> int:
+    units = node.network.minor_units(currency)
+    if units is None:
+        node.close()
+        _fail(f"--currency: {currency} is not in the network", 2)
+    try:
+        value = parse_amount(text, units)
+    except AmountError as e:
+        node.close()
+        _fail(f"{field}: {e}", 2)
+    if value <= 0:
+        node.close()
+        _fail(f"{field}: must be greater than zero", 2)
+    return value
+
+
+# ====================================================================== network
+
+
+@network_app.command("example")
+def network_example() -> None:
+    """Print a commented example network TOML."""
+    sys.stdout.write(example_toml())
+
+
+@network_app.command("show")
+def network_show(db: DbOpt = DEFAULT_DB) -> None:
+    """Print the network (currencies, members) as JSON."""
+    node = _open(db, write=False)
+    with node:
+        sys.stdout.write(orjson.dumps(node.network.to_json(), option=orjson.OPT_INDENT_2).decode() + "\n")
+
+
+@network_app.command("apply")
+def network_apply(change: Annotated[Path, typer.Argument(help="Change TOML: [[add_member]], [[credit_line]].")],
+                  db: DbOpt = DEFAULT_DB) -> None:
+    """Apply a network change (add members, change credit lines) as a command in the log."""
+    text = _read_text(change)
+    node = _open(db, write=True)
+    with node:
+        try:
+            body = parse_network_change(text, node.network)
+        except NetworkError as e:
+            _fail(str(e), 2)
+        _run(node, ChangeNetworkCmd(body, now_ms()))
+        err.print(f"applied: {len(body['add_members'])} member(s) added, "
+                  f"{len(body['credit_lines'])} credit line(s) changed")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        _fail(f"cannot read {path}: {e}", 2)
+
+
+@app.command("init")
+def init(network: Annotated[Path, typer.Option("--network", help="Network TOML (see `setara network example`).")],
+         db: DbOpt = DEFAULT_DB) -> None:
+    """Create a network: currencies, members, accounts, opening balances and credit lines."""
+    try:
+        net = load_network(_read_text(network))
+    except NetworkError as e:
+        _fail(str(e), 2)
+    try:
+        node = Node.create(db, net, now_ms())
+    except (StoreError, SetaraError) as e:
+        _fail(str(e))
+    with node:
+        err.print(f"initialised {db}: {len(net.currencies)} currencies, {len(net.members)} members, "
+                  f"{len(net.accounts)} accounts")
+
+
+@member_app.command("suspend")
+def member_suspend(member: str, db: DbOpt = DEFAULT_DB) -> None:
+    """Suspend a member: its new payments are rejected."""
+    node = _open(db, write=True)
+    with node:
+        _run(node, SetSuspended(member, True, now_ms()))
+        err.print(f"{member} suspended")
+
+
+@member_app.command("resume")
+def member_resume(member: str, db: DbOpt = DEFAULT_DB) -> None:
+    """Resume a suspended member."""
+    node = _open(db, write=True)
+    with node:
+        _run(node, SetSuspended(member, False, now_ms()))
+        err.print(f"{member} resumed")
+
+
+def _fund(member: str, currency: str, amount: str, db: str, withdraw: bool, fund_id: str | None) -> None:
+    node = _open(db, write=True)
+    with node:
+        minor = _amount(node, currency, amount)
+        fid = fund_id or f"{'withdraw' if withdraw else 'fund'}:{uuid.uuid4()}"
+        _run(node, Fund(fid, member, currency, minor, withdraw, now_ms()))
+        bal = node.engine.ledger.balance((member, currency))
+        units = node.network.minor_units(currency) or 0
+        sys.stdout.write(f"{fid} {member} {currency} {format_amount(bal, units)}\n")
+
+
+@app.command("fund")
+def fund(member: Annotated[str, typer.Option("--member")], currency: Annotated[str, typer.Option("--currency")],
+         amount: Annotated[str, typer.Option("--amount")], db: DbOpt = DEFAULT_DB,
+         fund_id: Annotated[str | None, typer.Option("--id", help="Idempotency id of the movement.")] = None
+         ) -> None:
+    """The settlement agent moves central bank money into a member's account."""
+    _fund(member, currency, amount, db, False, fund_id)
+
+
+@app.command("withdraw")
+def withdraw(member: Annotated[str, typer.Option("--member")],
+             currency: Annotated[str, typer.Option("--currency")],
+             amount: Annotated[str, typer.Option("--amount")], db: DbOpt = DEFAULT_DB,
+             fund_id: Annotated[str | None, typer.Option("--id", help="Idempotency id of the movement.")] = None
+             ) -> None:
+    """The settlement agent drains central bank money from a member's account."""
+    _fund(member, currency, amount, db, True, fund_id)
+
+
+# ====================================================================== payments
+
+
+def _input_lines(path: str) -> Iterator[bytes]:
+    if path == "-":
+        yield from sys.stdin.buffer
+        return
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below
+    except OSError as e:
+        _fail(f"cannot read {path}: {e.strerror}", 2)
+    with f:
+        yield from f
+
+
+@app.command("submit")
+def submit(file: Annotated[str, typer.Argument(help="JSON Lines file, or - for stdin.")],
+           db: DbOpt = DEFAULT_DB,
+           batch: Annotated[int, typer.Option("--batch", help="Lines per durable group commit.")] = 2000,
+           replies: Annotated[Path | None, typer.Option("--replies", help="Directory for pacs.002 replies.")]
+           = None) -> None:
+    """Submit instructions; prints `<id> <STATUS> [reason]` per line once it is durable."""
+    node = _open(db, write=True)
+    out = sys.stdout
+    counts: dict[str, int] = {}
+    started = time.perf_counter()
+    show = err.is_terminal
+    with node:
+        try:
+            for acks in node.submit_lines(_input_lines(file), source=file, batch_lines=batch):
+                out.write("\n".join(a.text() for a in acks) + "\n")
+                out.flush()
+                for a in acks:
+                    counts[a.status] = counts.get(a.status, 0) + 1
+                if show:
+                    err.print(f"\r{sum(counts.values())} lines", end="")
+        except SetaraError as e:
+            _fail(str(e))
+        except StoreError as e:
+            _fail(str(e))
+    secs = time.perf_counter() - started
+    total = sum(counts.values())
+    err.print(("\n" if show else "") + f"{total} lines in {secs:.2f} s: "
+              + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), highlight=False)
+
+
+@app.command("cancel")
+def cancel(payment_id: Annotated[str, typer.Argument(metavar="ID")], db: DbOpt = DEFAULT_DB) -> None:
+    """Cancel a queued or held payment."""
+    node = _open(db, write=True)
+    with node:
+        _run(node, CancelCmd(payment_id, now_ms()))
+        sys.stdout.write(f"{payment_id} CANCELLED\n")
+
+
+@day_app.command("close")
+def day_close(db: DbOpt = DEFAULT_DB) -> None:
+    """End the business day: queued payments past their cut-off are rejected (TM01)."""
+    node = _open(db, write=True)
+    with node:
+        events = _run(node, DayClose(now_ms()))
+        n = sum(1 for e in events if getattr(e, "status", None) == "REJECTED")
+        err.print(f"business day {node.engine.business_day} closed; {n} queued payment(s) rejected at cut-off")
+
+
+@day_app.command("open")
+def day_open(db: DbOpt = DEFAULT_DB) -> None:
+    """Start the next business day; warehoused payments are settled or queued."""
+    node = _open(db, write=True)
+    with node:
+        _run(node, DayOpen(now_ms()))
+        err.print(f"business day {node.engine.business_day} open")
+
+
+# ====================================================================== export
+
+
+def _csv_writer() -> tuple[io.StringIO, csv.DictWriter[str] | None]:
+    return io.StringIO(), None
+
+
+def _emit(rows: Iterator[dict[str, object]], fmt: str, columns: list[str]) -> None:
+    out = sys.stdout
+    if fmt == "jsonl":
+        for r in rows:
+            out.write(orjson.dumps(r).decode() + "\n")
+        return
+    w = csv.writer(out, lineterminator="\n")
+    w.writerow(columns)
+    for r in rows:
+        w.writerow(["" if r[c] is None else r[c] for c in columns])
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="csv or jsonl")]
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in ("csv", "jsonl"):
+        _fail("--format must be csv or jsonl", 2)
+
+
+@export_app.command("payments")
+def export_payments(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
+    """id,debtor,creditor,currency,amount,status,reason (+ priority, FX and reference columns)."""
+    _check_format(fmt)
+    node = _open(db, write=False)
+    with node:
+        net = node.network
+
+        def rows() -> Iterator[dict[str, object]]:
+            for p in node.store.iter_payments():
+                units = net.minor_units(p.currency) or 0
+                to_units = net.minor_units(p.to_currency) if p.to_currency else None
+                yield {
+                    "id": p.id, "debtor": p.debtor, "creditor": p.creditor, "currency": p.currency,
+                    "amount": format_amount(p.amount_minor, units), "status": p.status,
+                    "reason": f"{p.reason_code} {p.reason}" if p.reason_code else (p.reason or ""),
+                    "priority": p.priority, "to_currency": p.to_currency,
+                    "credit_amount": None if p.credit_minor is None or to_units is None
+                    else format_amount(p.credit_minor, to_units),
+                    "provider": p.provider, "rate": p.rate, "uetr": p.uetr, "end_to_end_id": p.end_to_end_id,
+                    "accepted_ms": p.accepted_ms, "updated_ms": p.updated_ms,
+                }
+
+        _emit(rows(), fmt, ["id", "debtor", "creditor", "currency", "amount", "status", "reason", "priority",
+                            "to_currency", "credit_amount", "provider", "rate", "uetr", "end_to_end_id",
+                            "accepted_ms", "updated_ms"])
+
+
+@export_app.command("balances")
+def export_balances(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
+    """member,currency,balance for members' settlement accounts (+ available)."""
+    _check_format(fmt)
+    node = _open(db, write=False)
+    with node:
+        net = node.network
+        led = node.engine.ledger
+
+        def rows() -> Iterator[dict[str, object]]:
+            for (m, c), bal in led.balances.items():
+                if m not in net.members:
+                    continue
+                units = net.minor_units(c) or 0
+                yield {"member": m, "currency": c, "balance": format_amount(bal, units),
+                       "available": format_amount(led.available((m, c)), units)}
+
+        _emit(rows(), fmt, ["member", "currency", "balance", "available"])
+
+
+@export_app.command("journal")
+def export_journal(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
+    """Final postings: seq,payment_id,currency,debit_member,credit_member,amount,rate,log_seq,hash."""
+    _check_format(fmt)
+    node = _open(db, write=False)
+    with node:
+        net = node.network
+
+        def rows() -> Iterator[dict[str, object]]:
+            for seq, log_seq, pid, ccy, dr, cr, amt, rate, h in node.store.iter_journal():
+                yield {"seq": seq, "payment_id": pid, "currency": ccy, "debit_member": dr, "credit_member": cr,
+                       "amount": format_amount(amt, net.minor_units(ccy) or 0), "rate": rate,
+                       "log_seq": log_seq, "hash": bytes(h).hex()}
+
+        _emit(rows(), fmt, ["seq", "payment_id", "currency", "debit_member", "credit_member", "amount", "rate",
+                            "log_seq", "hash"])
+
+
+# ====================================================================== verify
+
+
+@app.command("verify")
+def verify(db: DbOpt = DEFAULT_DB) -> None:
+    """Replay the log from scratch, check the hash chain and every invariant, print the state hash."""
+    from setara.verify import VerificationError, verify_store
+
+    store = open_store(db)
+    try:
+        store.check_schema()
+        started = time.perf_counter()
+        report = verify_store(store)
+    except StoreError as e:
+        _fail(str(e))
+    except VerificationError as e:
+        _fail(f"verification failed: {e}")
+    finally:
+        store.close()
+    sys.stdout.write(report.state_hash + "\n")
+    err.print(f"verified {report.commands} commands, {report.postings} postings, {report.payments} payments "
+              f"in {time.perf_counter() - started:.2f} s: hash chain intact, money conserved, floors held",
+              highlight=False)
+
+
+# ====================================================================== FX
+
+
+@fx_app.command("rate")
+def fx_rate(provider: Annotated[str, typer.Option("--provider")], pair: Annotated[str, typer.Option("--pair")],
+            rate: Annotated[str, typer.Option("--rate")],
+            expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds (default 24 h).")] = 86400,
+            db: DbOpt = DEFAULT_DB) -> None:
+    """An FX provider posts a rate: units of the second currency per unit of the first."""
+    base, _, quote = pair.partition("/")
+    if not base or not quote:
+        _fail("--pair must look like IDR/MYR", 2)
+    if expires_in <= 0:
+        _fail("--expires-in must be positive", 2)
+    node = _open(db, write=True)
+    with node:
+        t = now_ms()
+        _run(node, PostRate(provider, base, quote, rate, t + expires_in * 1000, t))
+        sys.stdout.write(f"{provider} {base}/{quote} {rate}\n")
+
+
+@fx_app.command("quote")
+def fx_quote(provider: Annotated[str, typer.Option("--provider")], pair: Annotated[str, typer.Option("--pair")],
+             rate: Annotated[str, typer.Option("--rate")],
+             valid_for: Annotated[int, typer.Option("--valid-for", help="Seconds the quote is locked.")] = 60,
+             db: DbOpt = DEFAULT_DB) -> None:
+    """Lock a rate for N seconds; prints the quote id an instruction may carry (`quote_id`)."""
+    base, _, quote = pair.partition("/")
+    if not base or not quote:
+        _fail("--pair must look like IDR/MYR", 2)
+    if valid_for <= 0:
+        _fail("--valid-for must be positive", 2)
+    node = _open(db, write=True)
+    with node:
+        t = now_ms()
+        qid = f"Q-{uuid.uuid4()}"
+        _run(node, PostRate(provider, base, quote, rate, t + valid_for * 1000, t, qid))
+        sys.stdout.write(qid + "\n")
+
+
+@fx_app.command("rates")
+def fx_rates(db: DbOpt = DEFAULT_DB,
+             all_: Annotated[bool, typer.Option("--all", help="Include expired rates.")] = False) -> None:
+    """List posted rates as CSV, best first per pair, with the spread against the best."""
+    node = _open(db, write=False)
+    with node:
+        t = now_ms()
+        rates = [r for r in node.engine.rates.values() if all_ or r.expires_ms > t]
+        best: dict[tuple[str, str], object] = {}
+        for r in rates:
+            k = (r.base, r.quote)
+            if k not in best or r.value > best[k]:  # type: ignore[operator]
+                best[k] = r.value
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(["pair", "provider", "rate", "spread_vs_best_pct", "expires_ms", "valid"])
+        for r in sorted(rates, key=lambda r: (r.base, r.quote, -r.value, r.provider)):
+            b = best[(r.base, r.quote)]
+            spread = float((b - r.value) / b * 100)  # type: ignore[operator]
+            w.writerow([f"{r.base}/{r.quote}", r.provider, r.text, f"{spread:.4f}", r.expires_ms,
+                        "yes" if r.expires_ms > t else "no"])
+
+
+def main() -> None:
+    try:
+        app()
+    except (EngineError, SetaraError, StoreError) as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as e:  # a bug: still one line, unless asked for the traceback
+        if os.environ.get("SETARA_DEBUG"):
+            raise
+        err.print(f"internal error: {type(e).__name__}: {e} (set SETARA_DEBUG=1 for a traceback)",
+                  highlight=False, markup=False)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

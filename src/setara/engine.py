@@ -1,0 +1,905 @@
+"""The settlement engine: a deterministic state machine, commands in, events out.
+
+No clock, randomness or I/O lives here: every command carries its time, and the same log of
+commands gives the same events and the same state hash on every machine. Production, replay,
+verification and simulation all run this one class; storage and interfaces are shells around it.
+
+Settlement rules, in one place:
+- A payment settles at once (RTGS) when its debtor's available balance (balance - floor -
+  reservations) covers it and no earlier payment of equal or higher priority waits in the debtor's
+  queue for that currency; otherwise it queues. Queues are URGENT before NORMAL, FIFO within a
+  priority, and are retried whenever the debtor receives liquidity.
+- On entry, a payment that must queue is offset bilaterally against payments queued the other way
+  when together they fit (liquidity saving, cheap enough to run on every entry).
+- A cross-currency payment settles payment-versus-payment: the debtor pays an FX provider in the
+  first currency and the provider pays the creditor in the second in one atomic posting, or it
+  waits whole.
+- A screening hit for review puts the payment on HELD, earmarking its funds when the debtor has
+  them (a two-phase reservation); release settles or queues it, reject voids the earmark.
+- `DayClose` rejects whatever is still queued (TM01, cut-off); payments submitted while the day is
+  closed wait for `DayOpen`.
+- A settled payment is final: it never changes, and it settles at most once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import orjson
+
+from setara.ledger import InsufficientFunds, InvariantViolation, Ledger, Leg, Posting
+from setara.network import Account as NetAccount
+from setara.network import Network, account_from_cfg, member_from_cfg
+
+__all__ = [
+    "CANCELLED",
+    "COMMANDS",
+    "HELD",
+    "QUEUED",
+    "REJECTED",
+    "SETTLED",
+    "Command",
+    "Engine",
+    "EngineError",
+    "Notice",
+    "Payment",
+    "StatusEvent",
+    "command_from_json",
+    "command_to_json",
+]
+
+SETTLED, QUEUED, HELD, REJECTED, CANCELLED = "SETTLED", "QUEUED", "HELD", "REJECTED", "CANCELLED"
+_FINAL_CODES = {SETTLED: 0, REJECTED: 1, CANCELLED: 2}
+_FINAL_NAMES = {v: k for k, v in _FINAL_CODES.items()}
+URGENT, NORMAL = 0, 1
+SETTLE_SET_MAX = 2_000_000
+RATE_TTL_DEFAULT_MS = 24 * 3600 * 1000
+
+
+class EngineError(ValueError):
+    """A command the engine refuses as a whole (nothing changed)."""
+
+
+# ====================================================================== commands
+
+
+@dataclass(frozen=True, slots=True)
+class Init:
+    network: dict[str, Any]
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChangeNetwork:
+    change: dict[str, Any]
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetSuspended:
+    member: str
+    suspended: bool
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Fund:
+    """The settlement agent issues (or, withdraw=True, drains) central bank money."""
+
+    id: str
+    member: str
+    currency: str
+    amount_minor: int
+    withdraw: bool
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Submit:
+    id: str
+    debtor: str
+    creditor: str
+    currency: str
+    amount_minor: int
+    priority: int
+    fingerprint: int  # 60-bit digest of the whole instruction, party data included
+    parties_digest: str  # keyed digest of party names/addresses; the names stay off the log
+    screening: str  # "clear" | "review" | "block" (decided by the shell before submission)
+    screening_ref: str
+    time_ms: int
+    to_currency: str | None = None
+    quote_id: str | None = None
+    uetr: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    id: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    """A compliance officer's decision on a HELD payment."""
+
+    id: str
+    release: bool
+    officer: str
+    note: str
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayClose:
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class DayOpen:
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class PostRate:
+    provider: str
+    base: str
+    quote: str
+    rate: str  # decimal string: units of `quote` per unit of `base`
+    expires_ms: int
+    time_ms: int
+    quote_id: str | None = None  # set: a locked quote only instructions naming it may use
+
+
+@dataclass(frozen=True, slots=True)
+class SettleSet:
+    """Settle a chosen set of queued payments in one atomic step (liquidity saving)."""
+
+    ids: tuple[str, ...]
+    algorithm: str
+    time_ms: int
+
+
+Command = (Init | ChangeNetwork | SetSuspended | Fund | Submit | Cancel | Review | DayClose | DayOpen
+           | PostRate | SettleSet)
+COMMANDS: dict[str, type[Any]] = {
+    "init": Init, "network": ChangeNetwork, "suspend": SetSuspended, "fund": Fund, "submit": Submit,
+    "cancel": Cancel, "review": Review, "day_close": DayClose, "day_open": DayOpen, "rate": PostRate,
+    "settle_set": SettleSet,
+}
+_KIND = {cls: k for k, cls in COMMANDS.items()}
+
+
+def command_kind(cmd: Command) -> str:
+    return _KIND[type(cmd)]
+
+
+def command_to_json(cmd: Command) -> bytes:
+    return orjson.dumps(cmd)
+
+
+def command_from_json(kind: str, body: bytes) -> Command:
+    cls = COMMANDS.get(kind)
+    if cls is None:
+        raise EngineError(f"unknown command kind {kind!r}")
+    data = orjson.loads(body)
+    if cls is SettleSet:
+        data["ids"] = tuple(data["ids"])
+    cmd: Command = cls(**data)
+    return cmd
+
+
+# ====================================================================== events
+
+
+@dataclass(frozen=True, slots=True)
+class StatusEvent:
+    payment_id: str
+    status: str
+    reason_code: str | None
+    reason: str | None
+    time_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    kind: str
+    data: dict[str, Any]
+
+
+Event = StatusEvent | Posting | Notice
+
+
+# ====================================================================== state
+
+
+@dataclass(slots=True)
+class Payment:
+    """A payment not yet final (queued or held). Final payments shrink to a fingerprint."""
+
+    id: str
+    debtor: str
+    creditor: str
+    currency: str
+    amount_minor: int
+    priority: int
+    order: int
+    fingerprint: int
+    status: str
+    accepted_ms: int
+    to_currency: str | None = None
+    provider: str | None = None
+    credit_minor: int = 0  # amount the creditor receives in to_currency (PvP)
+    rate: str = ""
+
+    def legs(self) -> list[Leg]:
+        if self.provider is None:
+            return [Leg(self.currency, self.debtor, self.creditor, self.amount_minor)]
+        assert self.to_currency is not None
+        return [
+            Leg(self.currency, self.debtor, self.provider, self.amount_minor, self.rate),
+            Leg(self.to_currency, self.provider, self.creditor, self.credit_minor, self.rate),
+        ]
+
+
+@dataclass(slots=True)
+class Rate:
+    provider: str
+    base: str
+    quote: str
+    text: str
+    value: Fraction
+    expires_ms: int
+    posted_ms: int
+
+
+@dataclass(slots=True)
+class _Queue:
+    urgent: dict[str, None] = field(default_factory=dict)
+    normal: dict[str, None] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return bool(self.urgent) or bool(self.normal)
+
+    def blocks(self, priority: int) -> bool:
+        """True when a new payment of `priority` must wait behind this queue (FIFO)."""
+        return bool(self.urgent) or (priority == NORMAL and bool(self.normal))
+
+    def add(self, pid: str, priority: int) -> None:
+        (self.urgent if priority == URGENT else self.normal)[pid] = None
+
+    def remove(self, pid: str) -> None:
+        self.urgent.pop(pid, None)
+        self.normal.pop(pid, None)
+
+    def ordered(self) -> Iterator[str]:
+        yield from self.urgent
+        yield from self.normal
+
+
+class Engine:
+    """Deterministic settlement state machine. `apply(command) -> events`."""
+
+    def __init__(self) -> None:
+        self.network: Network | None = None
+        self.ledger = Ledger()
+        self.live: dict[str, Payment] = {}
+        self.final: dict[str, int] = {}  # id -> fingerprint << 2 | final status code
+        self.queues: dict[tuple[str, str], _Queue] = {}
+        self.pvp_waiting: dict[tuple[str, str], dict[str, None]] = {}
+        self.rates: dict[tuple[str, str, str], Rate] = {}
+        self.quotes: dict[str, Rate] = {}
+        self.day_open = True
+        self.business_day = 0
+        self.order = 0
+        self.applied = 0
+        self.funds: set[str] = set()
+        self._out: list[Event] = []
+        self._now = 0
+        self._work: deque[tuple[str, str]] = deque()
+
+    # ------------------------------------------------------------------ queries
+    def status(self, pid: str) -> str | None:
+        p = self.live.get(pid)
+        if p is not None:
+            return p.status
+        code = self.final.get(pid)
+        return None if code is None else _FINAL_NAMES[code & 3]
+
+    def fingerprint(self, pid: str) -> int | None:
+        p = self.live.get(pid)
+        if p is not None:
+            return p.fingerprint
+        code = self.final.get(pid)
+        return None if code is None else code >> 2
+
+    def queued(self) -> Iterator[Payment]:
+        for p in self.live.values():
+            if p.status == QUEUED:
+                yield p
+
+    def held(self) -> Iterator[Payment]:
+        for p in self.live.values():
+            if p.status == HELD:
+                yield p
+
+    def available(self, member: str, currency: str) -> int:
+        return self.ledger.available((member, currency))
+
+    def valid_rates(self, time_ms: int) -> list[Rate]:
+        return [r for r in self.rates.values() if r.expires_ms > time_ms]
+
+    def supply(self, currency: str) -> int:
+        net = self._net()
+        return -self.ledger.balance((net.currencies[currency].agent, currency))
+
+    def _net(self) -> Network:
+        if self.network is None:
+            raise EngineError("the network is not initialised (run `setara init`)")
+        return self.network
+
+    # ------------------------------------------------------------------ apply
+    def apply(self, cmd: Command) -> list[Event]:
+        """Apply one command; return its events. Refused commands raise EngineError and change
+        nothing."""
+        self._out = []
+        # Payments that settle as a knock-on of this command settle at its time.
+        self._now = cmd.time_ms
+        if isinstance(cmd, Submit):
+            self._submit(cmd)
+        elif isinstance(cmd, Fund):
+            self._fund(cmd)
+        elif isinstance(cmd, Cancel):
+            self._cancel(cmd)
+        elif isinstance(cmd, Review):
+            self._review(cmd)
+        elif isinstance(cmd, SettleSet):
+            self._settle_set(cmd)
+        elif isinstance(cmd, PostRate):
+            self._post_rate(cmd)
+        elif isinstance(cmd, DayClose):
+            self._day_close(cmd)
+        elif isinstance(cmd, DayOpen):
+            self._day_open(cmd)
+        elif isinstance(cmd, SetSuspended):
+            self._set_suspended(cmd)
+        elif isinstance(cmd, ChangeNetwork):
+            self._change_network(cmd)
+        elif isinstance(cmd, Init):
+            self._init(cmd)
+        else:  # pragma: no cover - the Command union is closed
+            raise EngineError(f"unknown command {cmd!r}")
+        self.applied += 1
+        return self._out
+
+    # ------------------------------------------------------------------ network
+    def _init(self, cmd: Init) -> None:
+        if self.network is not None:
+            raise EngineError("network already initialised")
+        net = Network.from_config(cmd.network)
+        self.network = net
+        for c in net.currencies.values():
+            self.ledger.open((c.agent, c.code), None)
+        openings: list[tuple[str, list[Leg]]] = []
+        for a in net.accounts.values():
+            self._open_account(a)
+            if a.opening_minor:
+                agent = net.currencies[a.currency].agent
+                openings.append((f"open:{a.member}:{a.currency}",
+                                 [Leg(a.currency, agent, a.member, a.opening_minor)]))
+        if openings:
+            self._out.extend(self.ledger.post(openings))
+        self.business_day = 1
+        self._out.append(Notice("network_initialised", {"members": len(net.members)}))
+
+    def _open_account(self, a: NetAccount) -> None:
+        self.ledger.open((a.member, a.currency), -a.credit_line_minor)
+
+    def _change_network(self, cmd: ChangeNetwork) -> None:
+        net = self._net()
+        for add in cmd.change.get("add_members", []):
+            member = member_from_cfg(add["member"])
+            if member.id in net.members:
+                raise EngineError(f"member {member.id} already exists")
+            accts = [account_from_cfg(a) for a in add["accounts"]]
+            net = net.with_member(member, accts)
+        for a in cmd.change.get("credit_lines", []):
+            acct = account_from_cfg(a)
+            if (acct.member, acct.currency) not in net.accounts:
+                raise EngineError(f"no account {acct.member}/{acct.currency}")
+            old = net.accounts[(acct.member, acct.currency)]
+            net = net.with_account(NetAccount(old.member, old.currency, old.opening_minor,
+                                              acct.credit_line_minor, acct.net_debit_cap_minor))
+        # Lowering a credit line below what is already used would break the floor invariant.
+        for a in cmd.change.get("credit_lines", []):
+            key = (a["member"], a["currency"])
+            if self.ledger.balance(key) - self.ledger.reserved.get(key, 0) < -a["credit_line_minor"]:
+                raise EngineError(f"{key[0]}/{key[1]}: balance already below the new floor")
+        openings: list[tuple[str, list[Leg]]] = []
+        for add in cmd.change.get("add_members", []):
+            for a in add["accounts"]:
+                acct = account_from_cfg(a)
+                self._open_account(acct)
+                if acct.opening_minor:
+                    agent = net.currencies[acct.currency].agent
+                    openings.append((f"open:{acct.member}:{acct.currency}",
+                                     [Leg(acct.currency, agent, acct.member, acct.opening_minor)]))
+        for a in cmd.change.get("credit_lines", []):
+            self.ledger.set_floor((a["member"], a["currency"]), -a["credit_line_minor"])
+        self.network = net
+        if openings:
+            self._out.extend(self.ledger.post(openings))
+        for a in cmd.change.get("credit_lines", []):
+            self._liquidity_in(a["member"], a["currency"])
+        self._drain()
+        self._out.append(Notice("network_changed", {
+            "added": [x["member"]["id"] for x in cmd.change.get("add_members", [])],
+            "credit_lines": [[a["member"], a["currency"]] for a in cmd.change.get("credit_lines", [])],
+        }))
+
+    def _set_suspended(self, cmd: SetSuspended) -> None:
+        net = self._net()
+        if cmd.member not in net.members:
+            raise EngineError(f"unknown member {cmd.member!r}")
+        self.network = net.with_suspended(cmd.member, cmd.suspended)
+        self._out.append(Notice("member_suspended" if cmd.suspended else "member_resumed",
+                                {"member": cmd.member}))
+
+    def _fund(self, cmd: Fund) -> None:
+        net = self._net()
+        if cmd.id in self.funds:
+            raise EngineError(f"funding id {cmd.id} already used")
+        if cmd.currency not in net.currencies:
+            raise EngineError(f"currency {cmd.currency} is not in the network")
+        if not self.ledger.has((cmd.member, cmd.currency)):
+            raise EngineError(f"{cmd.member} has no {cmd.currency} account")
+        if cmd.amount_minor <= 0:
+            raise EngineError("amount must be > 0")
+        agent = net.currencies[cmd.currency].agent
+        leg = (Leg(cmd.currency, cmd.member, agent, cmd.amount_minor) if cmd.withdraw
+               else Leg(cmd.currency, agent, cmd.member, cmd.amount_minor))
+        try:
+            self._out.extend(self.ledger.post([(cmd.id, [leg])]))
+        except InsufficientFunds as e:
+            raise EngineError(f"{cmd.member} has only {self.ledger.available((cmd.member, cmd.currency))}"
+                              f" {cmd.currency} minor units available to withdraw") from e
+        self.funds.add(cmd.id)
+        if not cmd.withdraw:
+            self._liquidity_in(cmd.member, cmd.currency)
+            self._drain()
+
+    # ------------------------------------------------------------------ payments
+    def _reject(self, cmd: Submit, code: str, reason: str) -> None:
+        self.final[cmd.id] = cmd.fingerprint << 2 | _FINAL_CODES[REJECTED]
+        self._out.append(StatusEvent(cmd.id, REJECTED, code, reason, cmd.time_ms))
+
+    def _submit(self, cmd: Submit) -> None:
+        net = self._net()
+        known = self.fingerprint(cmd.id)
+        if known is not None:
+            # The shell answers duplicates before logging; a replayed log never repeats an id.
+            raise EngineError(f"payment {cmd.id} already exists")
+        members = net.members
+        if cmd.debtor not in members:
+            return self._reject(cmd, "RC01", f"debtor {cmd.debtor} is not a member")
+        if cmd.creditor not in members:
+            return self._reject(cmd, "RC01", f"creditor {cmd.creditor} is not a member")
+        if cmd.debtor == cmd.creditor:
+            return self._reject(cmd, "AG01", "debtor and creditor are the same member")
+        if members[cmd.debtor].suspended:
+            return self._reject(cmd, "AG01", f"debtor {cmd.debtor} is suspended")
+        if members[cmd.creditor].suspended:
+            return self._reject(cmd, "AG01", f"creditor {cmd.creditor} is suspended")
+        ccy = net.currencies.get(cmd.currency)
+        if ccy is None:
+            return self._reject(cmd, "AM03", f"currency {cmd.currency} is not in the network")
+        if not self.ledger.has((cmd.debtor, cmd.currency)):
+            return self._reject(cmd, "AC01", f"debtor {cmd.debtor} has no {cmd.currency} account")
+        if cmd.amount_minor <= 0:
+            return self._reject(cmd, "AM12", "amount must be greater than zero")
+        limit = ccy.max_amount_minor if ccy.max_amount_minor is not None else self.supply(cmd.currency)
+        if cmd.amount_minor > limit:
+            return self._reject(cmd, "AM12", f"amount exceeds the {cmd.currency} maximum")
+        pay_ccy = cmd.to_currency or cmd.currency
+        if not self.ledger.has((cmd.creditor, pay_ccy)):
+            return self._reject(cmd, "AC01", f"creditor {cmd.creditor} has no {pay_ccy} account")
+        if cmd.screening == "block":
+            return self._reject(cmd, "RR04", f"regulatory: sanctions screening ({cmd.screening_ref})")
+        self.order += 1
+        p = Payment(cmd.id, cmd.debtor, cmd.creditor, cmd.currency, cmd.amount_minor, cmd.priority,
+                    self.order, cmd.fingerprint, QUEUED, cmd.time_ms)
+        if cmd.to_currency is not None and cmd.to_currency != cmd.currency:
+            err = self._convert(p, cmd)
+            if err is not None:
+                self.order -= 1
+                return self._reject(cmd, err[0], err[1])
+        if cmd.screening == "review":
+            p.status = HELD
+            self.live[p.id] = p
+            # Earmark the funds while compliance reviews, so a release settles at once.
+            if not self._queue_of(p).blocks(p.priority):
+                self.ledger.reserve(p.id, (p.debtor, p.currency), p.amount_minor)
+            self._out.append(StatusEvent(p.id, HELD, "RR04", f"screening review ({cmd.screening_ref})",
+                                         cmd.time_ms))
+            return None
+        self._enter(p, cmd.time_ms)
+        return None
+
+    def _convert(self, p: Payment, cmd: Submit) -> tuple[str, str] | None:
+        net = self._net()
+        to = cmd.to_currency
+        assert to is not None
+        if to not in net.currencies:
+            return ("AM03", f"currency {to} is not in the network")
+        if cmd.quote_id is not None:
+            q = self.quotes.get(cmd.quote_id)
+            if q is None or q.expires_ms <= cmd.time_ms:
+                return ("AG09", f"FX quote {cmd.quote_id} is unknown or expired")
+            if (q.base, q.quote) != (p.currency, to):
+                return ("AG09", f"FX quote {cmd.quote_id} is for {q.base}/{q.quote}")
+            best: tuple[Fraction, str, str] | None = (q.value, q.provider, q.text)
+        else:
+            best = self._best_rate(p.currency, to, cmd.time_ms, exclude=(p.debtor, p.creditor))
+        if best is None:
+            return ("AG09", f"no valid FX rate for {p.currency}/{to}")
+        value, provider, text = best
+        u1 = net.currencies[p.currency].currency.minor_units
+        u2 = net.currencies[to].currency.minor_units
+        credit = _round_half_even(p.amount_minor * value * 10**u2 / 10**u1)
+        if credit <= 0:
+            return ("AM12", f"amount converts to less than one {to} minor unit")
+        limit = net.currencies[to].max_amount_minor
+        if credit > (limit if limit is not None else self.supply(to)):
+            return ("AM12", f"converted amount exceeds the {to} maximum")
+        p.to_currency, p.provider, p.credit_minor = to, provider, credit
+        p.rate = f"{p.currency}/{to}={text}@{provider}"
+        return None
+
+    def _best_rate(self, base: str, quote: str, time_ms: int, exclude: tuple[str, ...]
+                   ) -> tuple[Fraction, str, str] | None:
+        """Best valid rate for the payer (most `quote` per `base`); ties go to the lower id so
+        the choice is deterministic. A provider's B/A rate serves A->B at its reciprocal unless
+        it posted A/B itself."""
+        net = self._net()
+        best: tuple[Fraction, str, str] | None = None
+        for (prov, b, q), r in sorted(self.rates.items()):
+            if r.expires_ms <= time_ms or prov in exclude:
+                continue
+            m = net.members.get(prov)
+            if m is None or m.suspended:
+                continue
+            if (b, q) == (base, quote):
+                cand = (r.value, prov, r.text)
+            elif (b, q) == (quote, base) and (prov, base, quote) not in self.rates:
+                cand = (1 / r.value, prov, f"1/{r.text}")
+            else:
+                continue
+            if best is None or cand[0] > best[0]:
+                best = cand
+        return best
+
+    def _queue_of(self, p: Payment) -> _Queue:
+        key = (p.debtor, p.currency)
+        q = self.queues.get(key)
+        if q is None:
+            q = self.queues[key] = _Queue()
+        return q
+
+    def _enter(self, p: Payment, time_ms: int) -> None:
+        """A payment released into settlement: settle now, offset, or queue."""
+        queue = self._queue_of(p)
+        if self.day_open and not queue.blocks(p.priority):
+            if self._try_settle(p, time_ms):
+                self._drain()
+                return
+            if self._offset(p, time_ms):
+                self._drain()
+                return
+        p.status = QUEUED
+        self.live[p.id] = p
+        queue.add(p.id, p.priority)
+        if p.provider is not None:
+            assert p.to_currency is not None
+            self.pvp_waiting.setdefault((p.provider, p.to_currency), {})[p.id] = None
+        self._out.append(StatusEvent(p.id, QUEUED, None, None, time_ms))
+
+    def _try_settle(self, p: Payment, time_ms: int) -> bool:
+        try:
+            postings = self.ledger.post([(p.id, p.legs())])
+        except InsufficientFunds:
+            return False
+        self._finish(p, time_ms)
+        self._out.extend(postings)
+        return True
+
+    def _finish(self, p: Payment, time_ms: int) -> None:
+        assert p.id not in self.final, f"payment {p.id} would settle twice"
+        self.live.pop(p.id, None)
+        self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[SETTLED]
+        self._out.append(StatusEvent(p.id, SETTLED, None, None, time_ms))
+        if p.provider is not None:
+            assert p.to_currency is not None
+            self._liquidity_in(p.provider, p.currency)
+            self._liquidity_in(p.creditor, p.to_currency)
+        else:
+            self._liquidity_in(p.creditor, p.currency)
+
+    def _liquidity_in(self, member: str, currency: str) -> None:
+        key = (member, currency)
+        if key in self.queues or key in self.pvp_waiting:
+            self._work.append(key)
+
+    def _offset(self, p: Payment, time_ms: int) -> bool:
+        """Bilateral offsetting on entry: settle `p` together with payments queued the other way
+        (creditor to debtor, same currency, queue order) when both sides then stay above floor."""
+        if p.provider is not None:
+            return False
+        back = self.queues.get((p.creditor, p.currency))
+        if not back:
+            return False
+        need = p.amount_minor - self.ledger.available((p.debtor, p.currency))
+        chosen: list[Payment] = []
+        got = 0
+        for pid in back.ordered():
+            q = self.live[pid]
+            if q.creditor != p.debtor or q.provider is not None:
+                continue
+            chosen.append(q)
+            got += q.amount_minor
+            if got >= need:
+                break
+        if got < need:
+            return False
+        batch = [(p.id, p.legs())] + [(q.id, q.legs()) for q in chosen]
+        try:
+            postings = self.ledger.post(batch)
+        except InsufficientFunds:
+            return False
+        for q in chosen:
+            back.remove(q.id)
+            self._finish(q, time_ms)
+        self._finish(p, time_ms)
+        self._out.extend(postings)
+        self._out.append(Notice("offset", {"payments": [p.id] + [q.id for q in chosen],
+                                           "algorithm": "bilateral-on-entry"}))
+        return True
+
+    def _drain(self) -> None:
+        """Retry queues of accounts that received liquidity, until nothing more settles."""
+        if not self.day_open:
+            self._work.clear()
+            return
+        work = self._work
+        while work:
+            key = work.popleft()
+            waiting = self.pvp_waiting.get(key)
+            if waiting:
+                for pid in list(waiting):
+                    p = self.live.get(pid)
+                    if p is not None:
+                        self._retry_queue((p.debtor, p.currency))
+            self._retry_queue(key)
+
+    def _retry_queue(self, key: tuple[str, str]) -> None:
+        queue = self.queues.get(key)
+        if not queue:
+            return
+        for bucket in (queue.urgent, queue.normal):
+            for pid in list(bucket):
+                p = self.live[pid]
+                if not self._try_settle(p, self._now):
+                    return
+                del bucket[pid]
+                self._unwatch(p)
+
+    def _unwatch(self, p: Payment) -> None:
+        if p.provider is not None:
+            assert p.to_currency is not None
+            w = self.pvp_waiting.get((p.provider, p.to_currency))
+            if w is not None:
+                w.pop(p.id, None)
+                if not w:
+                    del self.pvp_waiting[(p.provider, p.to_currency)]
+
+    def _cancel(self, cmd: Cancel) -> None:
+        p = self.live.get(cmd.id)
+        if p is None:
+            st = self.status(cmd.id)
+            raise EngineError(f"payment {cmd.id} is {st}; only QUEUED or HELD payments can be cancelled"
+                              if st else f"unknown payment {cmd.id}")
+        self._remove_live(p)
+        self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[CANCELLED]
+        self._out.append(StatusEvent(p.id, CANCELLED, "CUST", "cancelled on request", cmd.time_ms))
+
+    def _remove_live(self, p: Payment) -> None:
+        del self.live[p.id]
+        if p.status == QUEUED:
+            self._queue_of(p).remove(p.id)
+            self._unwatch(p)
+        self.ledger.void(p.id)
+
+    def _review(self, cmd: Review) -> None:
+        p = self.live.get(cmd.id)
+        if p is None or p.status != HELD:
+            raise EngineError(f"payment {cmd.id} is not HELD")
+        self._out.append(Notice("review", {"payment_id": p.id, "release": cmd.release,
+                                           "officer": cmd.officer, "note": cmd.note}))
+        if not cmd.release:
+            self._remove_live(p)
+            self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[REJECTED]
+            self._out.append(StatusEvent(p.id, REJECTED, "RR04",
+                                         f"rejected by compliance ({cmd.officer}): {cmd.note}", cmd.time_ms))
+            return
+        del self.live[p.id]
+        if self.ledger.is_reserved(p.id) and self.day_open and self._try_settle(p, cmd.time_ms):
+            self._drain()
+            return
+        self.ledger.void(p.id)
+        self._enter(p, cmd.time_ms)
+
+    def _settle_set(self, cmd: SettleSet) -> None:
+        if len(cmd.ids) > SETTLE_SET_MAX:
+            raise EngineError(f"settle set larger than {SETTLE_SET_MAX}")
+        if not self.day_open:
+            raise EngineError("the business day is closed")
+        seen: set[str] = set()
+        chosen: list[Payment] = []
+        for pid in cmd.ids:
+            p = self.live.get(pid)
+            if p is None or p.status != QUEUED or pid in seen:
+                raise EngineError(f"payment {pid} is not a distinct QUEUED payment")
+            seen.add(pid)
+            chosen.append(p)
+        try:
+            postings = self.ledger.post([(p.id, p.legs()) for p in chosen])
+        except InsufficientFunds as e:
+            raise EngineError(f"settle set infeasible: {e}") from e
+        for p in chosen:
+            self._queue_of(p).remove(p.id)
+            self._unwatch(p)
+            self._finish(p, cmd.time_ms)
+        self._out.extend(postings)
+        self._out.append(Notice("liquidity_saving", {"algorithm": cmd.algorithm, "settled": len(chosen),
+                                                     "value": sum(p.amount_minor for p in chosen)}))
+        self._drain()
+
+    # ------------------------------------------------------------------ FX
+    def _post_rate(self, cmd: PostRate) -> None:
+        net = self._net()
+        m = net.members.get(cmd.provider)
+        if m is None or not m.is_fx_provider:
+            raise EngineError(f"{cmd.provider} is not an FX provider")
+        for c in (cmd.base, cmd.quote):
+            if c not in net.currencies:
+                raise EngineError(f"currency {c} is not in the network")
+            if not self.ledger.has((cmd.provider, c)):
+                raise EngineError(f"{cmd.provider} has no {c} account")
+        if cmd.base == cmd.quote:
+            raise EngineError("a rate needs two different currencies")
+        value = _parse_rate(cmd.rate)
+        rate = Rate(cmd.provider, cmd.base, cmd.quote, cmd.rate, value, cmd.expires_ms, cmd.time_ms)
+        if cmd.quote_id is not None:
+            if cmd.quote_id in self.quotes:
+                raise EngineError(f"quote id {cmd.quote_id} already used")
+            self.quotes[cmd.quote_id] = rate
+        else:
+            self.rates[(cmd.provider, cmd.base, cmd.quote)] = rate
+        self._out.append(Notice("rate", {"provider": cmd.provider, "pair": f"{cmd.base}/{cmd.quote}",
+                                         "rate": cmd.rate, "quote_id": cmd.quote_id}))
+
+    # ------------------------------------------------------------------ the day
+    def _day_close(self, cmd: DayClose) -> None:
+        if not self.day_open:
+            raise EngineError("the business day is already closed")
+        rejected = 0
+        for p in [p for p in self.live.values() if p.status == QUEUED]:
+            self._remove_live(p)
+            self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[REJECTED]
+            self._out.append(StatusEvent(p.id, REJECTED, "TM01", "cut-off: unsettled at day close",
+                                         cmd.time_ms))
+            rejected += 1
+        self.day_open = False
+        self._out.append(Notice("day_closed", {"business_day": self.business_day, "rejected": rejected}))
+
+    def _day_open(self, cmd: DayOpen) -> None:
+        if self.day_open:
+            raise EngineError("the business day is already open")
+        self.day_open = True
+        self.business_day += 1
+        for key in list(self.queues):
+            self._work.append(key)
+        self._drain()
+        self._out.append(Notice("day_opened", {"business_day": self.business_day}))
+
+    # ------------------------------------------------------------------ invariants & state
+    def check(self) -> None:
+        """Assert every invariant; raises ledger.InvariantViolation."""
+        self.ledger.check()
+        for pid in self.live:
+            if pid in self.final:
+                raise InvariantViolation(f"payment {pid} is both live and final")
+
+    def to_state(self) -> dict[str, Any]:
+        return {
+            "network": None if self.network is None else self.network.to_config(),
+            "ledger": self.ledger.to_state(),
+            "live": [asdict(p) for p in self.live.values()],
+            "final": self.final,
+            "queues": [[d, c, list(q.urgent), list(q.normal)] for (d, c), q in self.queues.items() if q],
+            "rates": [_rate_state(r) for r in self.rates.values()],
+            "quotes": [[k, _rate_state(r)] for k, r in self.quotes.items()],
+            "day_open": self.day_open,
+            "business_day": self.business_day,
+            "order": self.order,
+            "applied": self.applied,
+            "funds": sorted(self.funds),
+        }
+
+    @staticmethod
+    def from_state(state: dict[str, Any]) -> Engine:
+        e = Engine()
+        e.network = None if state["network"] is None else Network.from_config(state["network"])
+        e.ledger = Ledger.from_state(state["ledger"])
+        for d in state["live"]:
+            p = Payment(**d)
+            e.live[p.id] = p
+        e.final = state["final"]
+        for d, c, urgent, normal in state["queues"]:
+            q = e.queues[(d, c)] = _Queue(dict.fromkeys(urgent), dict.fromkeys(normal))
+            for pid in q.ordered():
+                p = e.live[pid]
+                if p.provider is not None:
+                    assert p.to_currency is not None
+                    e.pvp_waiting.setdefault((p.provider, p.to_currency), {})[pid] = None
+        for r in state["rates"]:
+            rate = _rate_from(r)
+            e.rates[(rate.provider, rate.base, rate.quote)] = rate
+        for k, r in state["quotes"]:
+            e.quotes[k] = _rate_from(r)
+        e.day_open = state["day_open"]
+        e.business_day = state["business_day"]
+        e.order = state["order"]
+        e.applied = state["applied"]
+        e.funds = set(state["funds"])
+        return e
+
+    def state_bytes(self) -> bytes:
+        return orjson.dumps(self.to_state())
+
+    def state_hash(self) -> str:
+        return hashlib.sha256(self.state_bytes()).hexdigest()
+
+
+def _rate_state(r: Rate) -> list[Any]:
+    return [r.provider, r.base, r.quote, r.text, r.expires_ms, r.posted_ms]
+
+
+def _rate_from(r: Sequence[Any]) -> Rate:
+    return Rate(r[0], r[1], r[2], r[3], _parse_rate(r[3]), r[4], r[5])
+
+
+def _parse_rate(text: str) -> Fraction:
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        raise EngineError(f"rate {text!r} is not a decimal number") from None
+    if value <= 0 or "/" in text or len(text) > 32:
+        raise EngineError(f"rate {text!r} must be a positive decimal")
+    return value
+
+
+def _round_half_even(x: Fraction) -> int:
+    """Documented FX rounding rule: the credited amount is amount x rate rounded to the target
+    currency's minor unit, halves to even (error at most half a minor unit, no bias)."""
+    return round(x)
+
+
+def replay(commands: Iterable[Command]) -> Engine:
+    e = Engine()
+    for cmd in commands:
+        e.apply(cmd)
+    return e

@@ -1,0 +1,536 @@
+"""The scheme's static configuration: currencies, settlement agents, members and accounts.
+
+A network is loaded from TOML once (`setara init`) and afterwards changes only through commands in
+the log (add a member, change a credit line, suspend or resume), so every replica derives the same
+network from the same log.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from typing import Any
+
+from setara.money import AmountError, Currency, format_amount, parse_amount
+
+__all__ = [
+    "Account",
+    "CurrencyConfig",
+    "Member",
+    "Network",
+    "NetworkError",
+    "example_toml",
+    "load_network",
+    "parse_network",
+    "parse_network_change",
+]
+
+MEMBERS_MAX = 10_000
+CURRENCIES_MAX = 200
+ROLES = frozenset({"member", "fx_provider"})
+SETTLEMENT_MODES = ("rtgs", "cycles")
+# The UN list binds every member; jurisdictions add theirs (issue 6 reads these names).
+LIST_SOURCES = frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})
+
+_MEMBER_ID_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
+_BIC_RE = re.compile(r"^[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?$")
+_LEI_RE = re.compile(r"^[A-Z0-9]{18}[0-9]{2}$")
+_ISO3166 = frozenset(
+    "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR "
+    "BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ "
+    "EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW "
+    "GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY "
+    "KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV "
+    "MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY "
+    "QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG "
+    "TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS YE YT ZA ZM "
+    "ZW XK"
+    .split()
+)
+
+
+class NetworkError(ValueError):
+    """Invalid network configuration; the message names the offending key."""
+
+
+@dataclass(frozen=True, slots=True)
+class CurrencyConfig:
+    currency: Currency
+    agent: str  # settlement agent id (usually the central bank); holds the issuance account
+    agent_bic: str
+    settlement: str = "rtgs"  # "rtgs" or "cycles" (deferred net settlement, issue 3)
+    max_amount_minor: int | None = None  # None: up to the currency's total supply
+
+    @property
+    def code(self) -> str:
+        return self.currency.code
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    id: str
+    bic: str
+    country: str
+    name: str = ""
+    lei: str | None = None
+    roles: tuple[str, ...] = ("member",)
+    lists: tuple[str, ...] = ("un-xml",)  # sanctions lists the member's jurisdiction applies
+    suspended: bool = False
+
+    @property
+    def is_fx_provider(self) -> bool:
+        return "fx_provider" in self.roles
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    member: str
+    currency: str
+    opening_minor: int = 0
+    credit_line_minor: int = 0  # the floor is -credit_line
+    net_debit_cap_minor: int | None = None  # deferred-net cycles: most a member may owe net
+
+
+@dataclass(frozen=True)
+class Network:
+    name: str
+    currencies: Mapping[str, CurrencyConfig]
+    members: Mapping[str, Member]
+    accounts: Mapping[tuple[str, str], Account]
+    comprehensive_sanction_countries: tuple[str, ...] = ("KP",)
+    bic_index: Mapping[str, str] = field(default_factory=dict)
+
+    def minor_units(self, code: str) -> int | None:
+        c = self.currencies.get(code)
+        return None if c is None else c.currency.minor_units
+
+    def member_by_bic(self, bic: str) -> str | None:
+        bic = bic.strip().upper()
+        return self.bic_index.get(bic) or self.bic_index.get(bic[:8])
+
+    def to_json(self) -> dict[str, Any]:
+        """The public shape of `setara network show` (GUIDE §3)."""
+        return {
+            "name": self.name,
+            "currencies": [
+                {
+                    "code": c.code,
+                    "minor_units": c.currency.minor_units,
+                    "agent": c.agent,
+                    "agent_bic": c.agent_bic,
+                    "settlement": c.settlement,
+                    "max_amount": None
+                    if c.max_amount_minor is None
+                    else format_amount(c.max_amount_minor, c.currency.minor_units),
+                }
+                for c in self.currencies.values()
+            ],
+            "members": [
+                {
+                    "id": m.id,
+                    "bic": m.bic,
+                    "lei": m.lei,
+                    "name": m.name,
+                    "country": m.country,
+                    "roles": list(m.roles),
+                    "lists": list(m.lists),
+                    "suspended": m.suspended,
+                    "accounts": [
+                        {
+                            "currency": a.currency,
+                            "credit_line": format_amount(
+                                a.credit_line_minor, self.currencies[a.currency].currency.minor_units
+                            ),
+                        }
+                        for a in self.accounts.values()
+                        if a.member == m.id
+                    ],
+                }
+                for m in self.members.values()
+            ],
+            "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
+        }
+
+    def to_config(self) -> dict[str, Any]:
+        """Lossless plain-data form carried in the log's init command."""
+        return {
+            "name": self.name,
+            "currencies": [
+                {
+                    "code": c.code,
+                    "minor_units": c.currency.minor_units,
+                    "agent": c.agent,
+                    "agent_bic": c.agent_bic,
+                    "settlement": c.settlement,
+                    "max_amount_minor": c.max_amount_minor,
+                }
+                for c in self.currencies.values()
+            ],
+            "members": [
+                {
+                    "id": m.id,
+                    "bic": m.bic,
+                    "country": m.country,
+                    "name": m.name,
+                    "lei": m.lei,
+                    "roles": list(m.roles),
+                    "lists": list(m.lists),
+                    "suspended": m.suspended,
+                }
+                for m in self.members.values()
+            ],
+            "accounts": [
+                {
+                    "member": a.member,
+                    "currency": a.currency,
+                    "opening_minor": a.opening_minor,
+                    "credit_line_minor": a.credit_line_minor,
+                    "net_debit_cap_minor": a.net_debit_cap_minor,
+                }
+                for a in self.accounts.values()
+            ],
+            "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
+        }
+
+    @staticmethod
+    def from_config(cfg: Mapping[str, Any]) -> Network:
+        currencies = {
+            c["code"]: CurrencyConfig(
+                Currency(c["code"], c["minor_units"]),
+                c["agent"],
+                c["agent_bic"],
+                c["settlement"],
+                c["max_amount_minor"],
+            )
+            for c in cfg["currencies"]
+        }
+        members = {
+            m["id"]: Member(
+                m["id"], m["bic"], m["country"], m["name"], m["lei"], tuple(m["roles"]),
+                tuple(m["lists"]), m["suspended"],
+            )
+            for m in cfg["members"]
+        }
+        accounts = {
+            (a["member"], a["currency"]): Account(
+                a["member"], a["currency"], a["opening_minor"], a["credit_line_minor"],
+                a["net_debit_cap_minor"],
+            )
+            for a in cfg["accounts"]
+        }
+        return _build(cfg["name"], currencies, members, accounts, tuple(cfg["comprehensive_sanction_countries"]))
+
+    # --- changes (applied by the engine from log commands) ---
+    def with_member(self, member: Member, accounts: list[Account]) -> Network:
+        members = dict(self.members)
+        members[member.id] = member
+        accts = dict(self.accounts)
+        for a in accounts:
+            accts[(a.member, a.currency)] = a
+        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries)
+
+    def with_account(self, account: Account) -> Network:
+        accts = dict(self.accounts)
+        accts[(account.member, account.currency)] = account
+        return _build(self.name, self.currencies, self.members, accts, self.comprehensive_sanction_countries)
+
+    def with_suspended(self, member_id: str, suspended: bool) -> Network:
+        members = dict(self.members)
+        members[member_id] = replace(members[member_id], suspended=suspended)
+        return _build(self.name, self.currencies, members, self.accounts, self.comprehensive_sanction_countries)
+
+
+def _build(
+    name: str,
+    currencies: Mapping[str, CurrencyConfig],
+    members: Mapping[str, Member],
+    accounts: Mapping[tuple[str, str], Account],
+    countries: tuple[str, ...],
+) -> Network:
+    bic_index: dict[str, str] = {}
+    for m in members.values():
+        bic_index[m.bic] = m.id
+        bic_index.setdefault(m.bic[:8], m.id)
+    return Network(name, dict(currencies), dict(members), dict(accounts), countries, bic_index)
+
+
+# ---------------------------------------------------------------- TOML parsing
+
+
+def _req(d: Mapping[str, Any], key: str, where: str, typ: type | tuple[type, ...]) -> Any:
+    if key not in d:
+        raise NetworkError(f"{where}.{key}: missing")
+    v = d[key]
+    if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
+        raise NetworkError(f"{where}.{key}: expected {_typename(typ)}, got {type(v).__name__}")
+    return v
+
+
+def _opt(d: Mapping[str, Any], key: str, where: str, typ: type | tuple[type, ...], default: Any) -> Any:
+    return _req(d, key, where, typ) if key in d else default
+
+
+def _typename(typ: type | tuple[type, ...]) -> str:
+    if isinstance(typ, tuple):
+        return " or ".join(t.__name__ for t in typ)
+    return typ.__name__
+
+
+def _amount(text: Any, units: int, where: str) -> int:
+    if isinstance(text, int) and not isinstance(text, bool):
+        text = str(text)
+    if not isinstance(text, str):
+        raise NetworkError(f"{where}: expected a decimal string such as \"1250.50\"")
+    try:
+        return parse_amount(text, units)
+    except AmountError as e:
+        raise NetworkError(f"{where}: {e}") from None
+
+
+def validate_bic(bic: str, where: str) -> str:
+    m = _BIC_RE.match(bic)
+    if m is None:
+        raise NetworkError(f"{where}: {bic!r} is not a valid BIC (ISO 9362: 8 or 11 characters)")
+    if m.group(1) not in _ISO3166:
+        raise NetworkError(f"{where}: BIC {bic!r} has unknown country code {m.group(1)!r}")
+    return bic
+
+
+def _validate_lei(lei: str, where: str) -> str:
+    if not _LEI_RE.match(lei):
+        raise NetworkError(f"{where}: {lei!r} is not a valid LEI (ISO 17442: 20 characters)")
+    digits = "".join(str(int(ch, 36)) for ch in lei)
+    if int(digits) % 97 != 1:
+        raise NetworkError(f"{where}: LEI {lei!r} fails its check digits")
+    return lei
+
+
+def _parse_member(m: Any, where: str) -> Member:
+    if not isinstance(m, dict):
+        raise NetworkError(f"{where}: expected a table")
+    mid = _req(m, "id", where, str)
+    if not _MEMBER_ID_RE.match(mid):
+        raise NetworkError(f"{where}.id: {mid!r} must be 2-16 characters A-Z, 0-9 or _")
+    bic = validate_bic(_req(m, "bic", where, str), f"{where}.bic")
+    country = _req(m, "country", where, str)
+    if country not in _ISO3166:
+        raise NetworkError(f"{where}.country: {country!r} is not an ISO 3166 alpha-2 code")
+    lei = _opt(m, "lei", where, str, None)
+    if lei is not None:
+        _validate_lei(lei, f"{where}.lei")
+    roles = tuple(_opt(m, "roles", where, list, ["member"]))
+    for r in roles:
+        if r not in ROLES:
+            raise NetworkError(f"{where}.roles: unknown role {r!r} (known: {', '.join(sorted(ROLES))})")
+    lists = list(_opt(m, "lists", where, list, []))
+    for s in lists:
+        if s not in LIST_SOURCES:
+            raise NetworkError(f"{where}.lists: unknown list {s!r} (known: {', '.join(sorted(LIST_SOURCES))})")
+    # The UN Security Council lists bind every member; a config cannot opt out of them.
+    if "un-xml" not in lists:
+        lists.insert(0, "un-xml")
+    return Member(
+        id=mid,
+        bic=bic,
+        country=country,
+        name=_opt(m, "name", where, str, ""),
+        lei=lei,
+        roles=roles,
+        lists=tuple(lists),
+        suspended=_opt(m, "suspended", where, bool, False),
+    )
+
+
+def _parse_account(a: Any, where: str, currencies: Mapping[str, CurrencyConfig], members: Mapping[str, Member]
+                   ) -> Account:
+    if not isinstance(a, dict):
+        raise NetworkError(f"{where}: expected a table")
+    member = _req(a, "member", where, str)
+    if member not in members:
+        raise NetworkError(f"{where}.member: unknown member {member!r}")
+    ccy = _req(a, "currency", where, str)
+    if ccy not in currencies:
+        raise NetworkError(f"{where}.currency: currency {ccy!r} is not in the network")
+    units = currencies[ccy].currency.minor_units
+    opening = _amount(a.get("opening_balance", "0"), units, f"{where}.opening_balance")
+    credit = _amount(a.get("credit_line", "0"), units, f"{where}.credit_line")
+    cap = a.get("net_debit_cap")
+    cap_minor = None if cap is None else _amount(cap, units, f"{where}.net_debit_cap")
+    return Account(member, ccy, opening, credit, cap_minor)
+
+
+def _inline_accounts(m: Mapping[str, Any], where: str, currencies: Mapping[str, CurrencyConfig]
+                     ) -> list[Account]:
+    """A member's `opening`, `credit_lines` and `net_debit_caps` tables, keyed by currency."""
+    opening = _opt(m, "opening", where, dict, {})
+    credit = _opt(m, "credit_lines", where, dict, {})
+    caps = _opt(m, "net_debit_caps", where, dict, {})
+    out = []
+    for ccy in list(opening) + [c for c in [*credit, *caps] if c not in opening]:
+        if ccy not in currencies:
+            raise NetworkError(f"{where}.opening.{ccy}: currency {ccy!r} is not in the network")
+        units = currencies[ccy].currency.minor_units
+        cap = caps.get(ccy)
+        out.append(Account(
+            m["id"], ccy,
+            _amount(opening.get(ccy, "0"), units, f"{where}.opening.{ccy}"),
+            _amount(credit.get(ccy, "0"), units, f"{where}.credit_lines.{ccy}"),
+            None if cap is None else _amount(cap, units, f"{where}.net_debit_caps.{ccy}"),
+        ))
+    return out
+
+
+def parse_network(doc: Mapping[str, Any]) -> Network:
+    """Validate a decoded network document; errors name the key (e.g. `members[3].bic`)."""
+    name = _opt(doc, "name", "network", str, "setara network")
+    raw_ccys = _req(doc, "currencies", "network", list)
+    if not raw_ccys or len(raw_ccys) > CURRENCIES_MAX:
+        raise NetworkError(f"currencies: need 1..{CURRENCIES_MAX} entries")
+    currencies: dict[str, CurrencyConfig] = {}
+    agents: set[str] = set()
+    for i, c in enumerate(raw_ccys):
+        where = f"currencies[{i}]"
+        if not isinstance(c, dict):
+            raise NetworkError(f"{where}: expected a table")
+        code = _req(c, "code", where, str)
+        units = _req(c, "minor_units", where, int)
+        try:
+            cur = Currency(code, units)
+        except ValueError as e:
+            raise NetworkError(f"{where}: {e}") from None
+        if code in currencies:
+            raise NetworkError(f"{where}.code: currency {code} declared twice")
+        agent = _req(c, "agent", where, str)
+        if not _MEMBER_ID_RE.match(agent):
+            raise NetworkError(f"{where}.agent: {agent!r} must be 2-16 characters A-Z, 0-9 or _")
+        agent_bic = validate_bic(_req(c, "agent_bic", where, str), f"{where}.agent_bic")
+        mode = _opt(c, "settlement", where, str, "rtgs")
+        if mode not in SETTLEMENT_MODES:
+            raise NetworkError(f"{where}.settlement: must be one of {', '.join(SETTLEMENT_MODES)}")
+        max_amt = c.get("max_amount")
+        max_minor = None if max_amt is None else _amount(max_amt, units, f"{where}.max_amount")
+        currencies[code] = CurrencyConfig(cur, agent, agent_bic, mode, max_minor)
+        agents.add(agent)
+    raw_members = _req(doc, "members", "network", list)
+    if not raw_members or len(raw_members) > MEMBERS_MAX:
+        raise NetworkError(f"members: need 1..{MEMBERS_MAX} entries")
+    members: dict[str, Member] = {}
+    for i, m in enumerate(raw_members):
+        member = _parse_member(m, f"members[{i}]")
+        if member.id in members:
+            raise NetworkError(f"members[{i}].id: member {member.id} declared twice")
+        if member.id in agents:
+            raise NetworkError(f"members[{i}].id: {member.id} is a settlement agent's id")
+        members[member.id] = member
+    seen_bics: dict[str, str] = {}
+    for m in members.values():
+        if m.bic in seen_bics:
+            raise NetworkError(f"members: BIC {m.bic} used by both {seen_bics[m.bic]} and {m.id}")
+        seen_bics[m.bic] = m.id
+    accounts: dict[tuple[str, str], Account] = {}
+    for i, m in enumerate(raw_members):
+        for acct in _inline_accounts(m, f"members[{i}]", currencies):
+            accounts[(acct.member, acct.currency)] = acct
+    for i, a in enumerate(_opt(doc, "accounts", "network", list, [])):
+        acct = _parse_account(a, f"accounts[{i}]", currencies, members)
+        key = (acct.member, acct.currency)
+        if key in accounts:
+            raise NetworkError(f"accounts[{i}]: account {acct.member}/{acct.currency} declared twice")
+        accounts[key] = acct
+    countries = tuple(_opt(doc, "comprehensive_sanction_countries", "network", list, ["KP"]))
+    for cc in countries:
+        if cc not in _ISO3166:
+            raise NetworkError(f"comprehensive_sanction_countries: {cc!r} is not an ISO 3166 code")
+    if "KP" not in countries:
+        # UNSC resolutions 2270/2321/2397 apply to every UN member state's banks.
+        countries = ("KP", *countries)
+    return _build(name, currencies, members, accounts, countries)
+
+
+def load_network(text: str) -> Network:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise NetworkError(f"network TOML: {e}") from None
+    return parse_network(doc)
+
+
+def parse_network_change(text: str, network: Network) -> dict[str, Any]:
+    """Parse a `setara network apply` change file into a plain command body.
+
+    Supported: `[[add_member]]` tables (a member plus its `accounts`), and `[[credit_line]]` tables
+    (`member`, `currency`, `credit_line`, optional `net_debit_cap`).
+    """
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise NetworkError(f"change TOML: {e}") from None
+    unknown = set(doc) - {"add_member", "credit_line"}
+    if unknown:
+        raise NetworkError(f"change: unknown section(s) {', '.join(sorted(unknown))}")
+    add: list[dict[str, Any]] = []
+    for i, m in enumerate(doc.get("add_member", [])):
+        where = f"add_member[{i}]"
+        member = _parse_member(m, where)
+        if member.id in network.members:
+            raise NetworkError(f"{where}.id: member {member.id} already exists")
+        if network.member_by_bic(member.bic) is not None:
+            raise NetworkError(f"{where}.bic: BIC {member.bic} already in use")
+        accts = _inline_accounts(m, where, network.currencies)
+        for j, a in enumerate(m.get("accounts", [])):
+            a = {**a, "member": member.id}
+            acct = _parse_account(a, f"{where}.accounts[{j}]", network.currencies, {member.id: member})
+            accts.append(acct)
+        add.append({"member": member, "accounts": accts})
+    lines: list[Account] = []
+    for i, c in enumerate(doc.get("credit_line", [])):
+        where = f"credit_line[{i}]"
+        acct = _parse_account(c, where, network.currencies, network.members)
+        if (acct.member, acct.currency) not in network.accounts:
+            raise NetworkError(f"{where}: account {acct.member}/{acct.currency} does not exist")
+        lines.append(acct)
+    if not add and not lines:
+        raise NetworkError("change: nothing to apply (expected [[add_member]] or [[credit_line]])")
+    return {
+        "add_members": [
+            {
+                "member": _member_cfg(x["member"]),
+                "accounts": [_account_cfg(a) for a in x["accounts"]],
+            }
+            for x in add
+        ],
+        "credit_lines": [_account_cfg(a) for a in lines],
+    }
+
+
+def _member_cfg(m: Member) -> dict[str, Any]:
+    return {
+        "id": m.id, "bic": m.bic, "country": m.country, "name": m.name, "lei": m.lei,
+        "roles": list(m.roles), "lists": list(m.lists), "suspended": m.suspended,
+    }
+
+
+def _account_cfg(a: Account) -> dict[str, Any]:
+    return {
+        "member": a.member, "currency": a.currency, "opening_minor": a.opening_minor,
+        "credit_line_minor": a.credit_line_minor, "net_debit_cap_minor": a.net_debit_cap_minor,
+    }
+
+
+def member_from_cfg(m: Mapping[str, Any]) -> Member:
+    return Member(
+        m["id"], m["bic"], m["country"], m["name"], m["lei"], tuple(m["roles"]), tuple(m["lists"]),
+        m["suspended"],
+    )
+
+
+def account_from_cfg(a: Mapping[str, Any]) -> Account:
+    return Account(a["member"], a["currency"], a["opening_minor"], a["credit_line_minor"],
+                   a["net_debit_cap_minor"])
+
+
+def example_toml() -> str:
+    return resources.files("setara").joinpath("example_network.toml").read_text(encoding="utf-8")
