@@ -30,6 +30,8 @@ _TX_STATUSES = frozenset({"ACSC", "ACSP", "ACCP", "ACTC", "ACCC", "ACWC", "PDNG"
 _STATUSES_MAX = 10_000
 _ENTRIES_MAX = 100_000
 _DIGITS_MAX = 18  # totalDigits of every ISO amount and decimal type
+# Characters XML 1.0 cannot carry at all; lxml refuses them, so free text is cleaned of them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
 class _Doc:
@@ -69,7 +71,7 @@ class _Doc:
         el = self.sub(parent, tag)
         if coded:
             self.sub(self.sub(el, "Rsn"), "Cd", code or "NARR")
-        joined = " ".join(" ".join(info).split())
+        joined = " ".join(_NOT_XML.sub("", " ".join(info)).split())
         for start in range(0, min(len(joined), 2 * 105), 105):  # AddtlInf is Max105Text
             self.sub(el, "AddtlInf", joined[start : start + 105])
 
@@ -78,7 +80,8 @@ class _Doc:
 
 
 def _id(value: str | None) -> str | None:
-    return value if value is not None and 1 <= len(value) <= 35 else None
+    ok = value is not None and 1 <= len(value) <= 35 and value.strip() and not _NOT_XML.search(value)
+    return value if ok else None
 
 
 def _uetr(value: str | None) -> str | None:
@@ -139,9 +142,7 @@ def _group_status(codes: Sequence[str]) -> str:
     return "ACSP"
 
 
-def _original_group(
-    d: _Doc, parent: etree._Element, tag: str, msg_id: str | None, msg_type: str | None
-) -> None:
+def _original_group(d: _Doc, parent: etree._Element, tag: str, msg_id: str | None, msg_type: str | None) -> None:
     if _id(msg_id) is None or _id(msg_type) is None:
         return
     grp = d.sub(parent, tag)
@@ -229,9 +230,7 @@ def _status_header(
         d.agent(hdr, "InstdAgt", to_bic)
 
 
-def _account(
-    d: _Doc, parent: etree._Element, owner_bic: str, member_id: str, currency: str, hub_bic: str
-) -> None:
+def _account(d: _Doc, parent: etree._Element, owner_bic: str, member_id: str, currency: str, hub_bic: str) -> None:
     acct = d.sub(parent, "Acct")
     othr = d.sub(d.sub(acct, "Id"), "Othr")
     d.sub(othr, "Id", f"{member_id}/{currency}")
@@ -248,6 +247,7 @@ def _check_account_args(owner_bic: str, member_id: str, currency: str, units: in
     _require(bool(_CCY_RE.match(currency)), f"currency {currency!r} is not three upper-case letters")
     _require(0 <= units <= 5, f"minor_units must be 0..5, got {units}")
     _require(1 <= len(member_id) <= 30, "member_id must be 1 to 30 characters (account id is Max34Text)")
+    _require(not _NOT_XML.search(member_id), "member_id holds characters XML cannot carry")
 
 
 def _check_entry(e: StatementEntry) -> None:
@@ -308,9 +308,7 @@ def _bank_tx_code(d: _Doc, parent: etree._Element, credit: bool) -> None:
     d.sub(fmly, "SubFmlyCd", "XBCT")
 
 
-def _tx_details(
-    d: _Doc, parent: etree._Element, e: StatementEntry, owner_bic: str, currency: str, units: int
-) -> None:
+def _tx_details(d: _Doc, parent: etree._Element, e: StatementEntry, owner_bic: str, currency: str, units: int) -> None:
     tx = d.sub(parent, "TxDtls")
     refs = d.sub(tx, "Refs")
     d.opt(refs, "MsgId", _id(e.msg_id))
@@ -328,8 +326,9 @@ def _tx_details(
         d.agent(agts, "DbtrAgt", debtor_bic)
     if creditor_bic is not None:
         d.agent(agts, "CdtrAgt", creditor_bic)
-    info = e.additional_info or f"counterparty member {e.counterparty_member}"
-    d.sub(tx, "AddtlTxInf", info[:500])
+    info = " ".join(_NOT_XML.sub("", e.additional_info or f"counterparty member {e.counterparty_member}").split())
+    if info:
+        d.sub(tx, "AddtlTxInf", info[:500])
 
 
 def _summary(d: _Doc, parent: etree._Element, entries: Sequence[StatementEntry], units: int) -> None:
@@ -349,9 +348,7 @@ def _summary(d: _Doc, parent: etree._Element, entries: Sequence[StatementEntry],
         d.sub(el, "Sum", _decimal(sum(amounts), units))
 
 
-def _balance(
-    d: _Doc, parent: etree._Element, code: str, minor: int, units: int, currency: str, at: datetime
-) -> None:
+def _balance(d: _Doc, parent: etree._Element, code: str, minor: int, units: int, currency: str, at: datetime) -> None:
     bal = d.sub(parent, "Bal")
     d.sub(d.sub(d.sub(bal, "Tp"), "CdOrPrtry"), "Cd", code)
     d.amount(bal, "Amt", abs(minor), units, currency)

@@ -29,9 +29,7 @@ class Iso20022Error(ValueError):
     caller can still answer with a message-level pacs.002 RJCT.
     """
 
-    def __init__(
-        self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None
-    ) -> None:
+    def __init__(self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None) -> None:
         super().__init__(f"{reason_code}: {text}")
         self.reason_code = reason_code
         self.text = text
@@ -60,9 +58,7 @@ class Party:
     account: str | None = None  # IBAN or other account id of the party, when given
 
     def is_empty(self) -> bool:
-        return not any(
-            (self.name, self.country, self.address_lines, self.town, self.bic, self.lei, self.account)
-        )
+        return not any((self.name, self.country, self.address_lines, self.town, self.bic, self.lei, self.account))
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,9 +133,7 @@ class ParsedTransaction:
     @property
     def creditor_member_bic(self) -> str | None:
         """The BIC whose settlement account is credited (mirror of `debtor_member_bic`)."""
-        fi_creditor = (
-            self.creditor.bic if self.creditor is not None and self.kind == "fi_credit_transfer" else None
-        )
+        fi_creditor = self.creditor.bic if self.creditor is not None and self.kind == "fi_credit_transfer" else None
         return self.instructed_agent_bic or self.creditor_agent_bic or fi_creditor
 
     def parties(self) -> tuple[tuple[str, Party], ...]:
