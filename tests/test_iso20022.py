@@ -256,6 +256,14 @@ def set_text(local: str, value: str, *, within: str | None = None) -> Callable[[
     return change
 
 
+def set_attr(local: str, name: str, value: str) -> Callable[[etree._Element], None]:
+    def change(root: etree._Element) -> None:
+        for el in els(root, local):
+            el.set(name, value)
+
+    return change
+
+
 def drop(local: str) -> Callable[[etree._Element], None]:
     def change(root: etree._Element) -> None:
         for el in els(document_of(root), local):
@@ -282,8 +290,8 @@ def code_for(data: bytes, *, xsd: bool = False) -> str | None:
         (set_text("BICFI", "ZZZZIDJAXXX", within="CdtrAgt"), "RC01"),  # well-formed, not a member
         (set_text("BICFI", "UNKNIDJA", within="InstgAgt"), "RC01"),
         (set_text("BICFI", "WRONGUS33XXX", within="DbtrAgt"), "RC01"),  # malformed (XSD also fails)
-        (lambda r: [e.set("Ccy", "USD") for e in els(r, "IntrBkSttlmAmt")], "AM03"),
-        (lambda r: [e.set("Ccy", "XAU") for e in els(r, "IntrBkSttlmAmt")], "AM03"),
+        (set_attr("IntrBkSttlmAmt", "Ccy", "USD"), "AM03"),
+        (set_attr("IntrBkSttlmAmt", "Ccy", "XAU"), "AM03"),
         (set_text("IntrBkSttlmAmt", "1250.505"), "AM12"),  # 3 decimals for a 2-decimal currency
         (set_text("IntrBkSttlmAmt", "1250.500"), "AM12"),  # trailing zeros are still too many
         (set_text("IntrBkSttlmAmt", "0.00"), "AM12"),
@@ -674,3 +682,27 @@ def test_detect_xml() -> None:
     assert iso.detect_xml(b"\xef\xbb\xbf<Document/>")
     assert not iso.detect_xml(b'{"id": "P1"}\n')
     assert not iso.detect_xml(b"")
+
+
+@pytest.mark.parametrize(
+    ("ctrl_sum", "code"),
+    [("1250.50", None), ("1250.5", None), ("1250.51", "AM10"), ("9E+999999", None), ("-1", None)],
+)
+def test_control_sum_is_compared_exactly(good: bytes, ctrl_sum: str, code: str | None) -> None:
+    def add_ctrl_sum(root: etree._Element) -> None:
+        nb = els(document_of(root), "NbOfTxs")[0]
+        ctrl = etree.Element(f"{{{etree.QName(nb).namespace}}}CtrlSum")
+        ctrl.text = ctrl_sum
+        nb.addnext(ctrl)
+        nb.text = "01"  # a count with a leading zero is still one
+
+    msg = iso.parse_message(mutate(good, add_ctrl_sum))
+    v = verdict(msg.transactions[0])
+    assert (v[0] if v else None) == code
+
+
+def test_over_long_fields_are_ff01(good: bytes) -> None:
+    for local, limit in (("EndToEndId", 35), ("Nm", 140), ("StrtNm", 70)):
+        tx = iso.parse_message(mutate(good, set_text(local, "x" * (limit + 1)))).transactions[0]
+        assert tx.error is not None and tx.error[0] == "FF01" and local in tx.error[1]
+        assert verdict(tx) == tx.error

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from pathlib import Path
 from typing import NamedTuple
 
@@ -38,6 +38,8 @@ _MSG_NAME_RE = re.compile(r"^([a-z]{4}\.\d{3})\.\d{3}\.\d{2}$")
 # Document; searching deeper would only find documents embedded in SplmtryData.
 _ENVELOPE_DEPTH_MAX = 6
 _ID_MAX = 35
+_PLAIN_DECIMAL = re.compile(r"^\d{1,18}(\.\d{1,17})?$")
+_COUNT_RE = re.compile(r"^[0-9]{1,15}$")
 _ORIGINAL_IDS = "OrgnlUETR, OrgnlEndToEndId, OrgnlInstrId or OrgnlTxId"
 _NAME_MAX = 140
 _TEXT_MAX = 70
@@ -318,7 +320,7 @@ def parse_message(
             if fault:
                 message_faults.append(("AM10", fault))
 
-    if declared is not None and declared != str(len(txs)):
+    if declared is not None and (not _COUNT_RE.match(declared) or int(declared) != len(txs)):
         message_faults.append(("FF01", f"NbOfTxs says {declared[:15]} but the message holds {len(txs)} transaction(s)"))
     if message_faults:
         txs = [_with_message_error(t, message_faults[0]) for t in txs]
@@ -340,14 +342,13 @@ def _with_message_error(tx: ParsedTransaction, fault: tuple[str, str]) -> Parsed
 
 
 def _ctrl_sum_fault(ctrl_sum: str, amounts: list[str | None]) -> str | None:
-    # Decimal, not float: the control sum is compared exactly, digit for digit.
-    try:
-        declared = Decimal(ctrl_sum)
-        total = sum((Decimal(a) for a in amounts if a is not None), Decimal(0))
-    except InvalidOperation:
+    # Decimal, not float: the control sum is compared exactly, digit for digit. Only plain decimals
+    # are compared, which also keeps exponent tricks ("9E+999999") away from decimal arithmetic.
+    texts = [ctrl_sum, *(a for a in amounts if a is not None)]
+    if not all(_PLAIN_DECIMAL.match(t) for t in texts):
         return None  # unreadable amounts are reported per transaction (AM12)
-    if not declared.is_finite() or declared != total:
-        return f"CtrlSum {ctrl_sum[:20]} does not equal the sum of the transaction amounts"
+    if Decimal(ctrl_sum) != sum((Decimal(t) for t in texts[1:]), Decimal(0)):
+        return f"CtrlSum {ctrl_sum} does not equal the sum of the transaction amounts"
     return None
 
 
