@@ -23,7 +23,9 @@ DATA = REPO / ".." / "shared" / "data" / "iso20022"
 XSD = DATA / "xsd"
 MANIFEST = DATA / "samples" / "MANIFEST.csv"
 needs_xsd = pytest.mark.skipif(not XSD.is_dir(), reason=f"official XSDs not found at {XSD}")
-needs_samples = pytest.mark.skipif(not MANIFEST.is_file(), reason=f"ISO 20022 samples not found at {MANIFEST}")
+needs_samples = pytest.mark.skipif(
+    not MANIFEST.is_file(), reason=f"ISO 20022 samples not found at {MANIFEST}"
+)
 NOW = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
 HUB = iso.DEFAULT_HUB_BIC
 
@@ -61,7 +63,9 @@ def assert_valid(xml: bytes) -> None:
 
 def text_of(xml: bytes, local: str) -> list[str]:
     root = etree.fromstring(xml)
-    return [el.text or "" for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == local]
+    return [
+        el.text or "" for el in root.iter() if isinstance(el.tag, str) and etree.QName(el).localname == local
+    ]
 
 
 def mutate(xml: bytes, change: Callable[[etree._Element], None]) -> bytes:
@@ -184,7 +188,11 @@ def test_samples_mapped_onto_the_network_are_accepted(name: str) -> None:
 def test_cbpr_sample_fields_map_to_an_instruction() -> None:
     msg = iso.parse_message(read_sample("samples/cbpr_rules_mit/cbprplus_pacs008_2025.xml"))
     assert (msg.msg_id, msg.msg_type, msg.has_app_header) == ("pcs008bzmsgidr-1", "pacs.008.001.08", True)
-    assert (msg.sender_bic, msg.receiver_bic, msg.business_service) == ("BRDEROBU", "BTRLRO22", "swift.cbprplus.02")
+    assert (msg.sender_bic, msg.receiver_bic, msg.business_service) == (
+        "BRDEROBU",
+        "BTRLRO22",
+        "swift.cbprplus.02",
+    )
     (tx,) = msg.transactions
     assert tx.kind == "credit_transfer"
     assert (tx.instr_id, tx.end_to_end_id, tx.uetr) == (
@@ -592,7 +600,9 @@ def test_camt053_references_every_payment_batch_booked_or_not() -> None:
 
 @needs_xsd
 def test_empty_statement_is_valid() -> None:
-    data = iso.camt053("BKIDIDJA", "IDBANK", "IDR", 2, 0, 0, [], msg_id="S", created_at=NOW, from_to=(NOW, NOW))
+    data = iso.camt053(
+        "BKIDIDJA", "IDBANK", "IDR", 2, 0, 0, [], msg_id="S", created_at=NOW, from_to=(NOW, NOW)
+    )
     assert_valid(data)
 
 
@@ -706,3 +716,40 @@ def test_over_long_fields_are_ff01(good: bytes) -> None:
         tx = iso.parse_message(mutate(good, set_text(local, "x" * (limit + 1)))).transactions[0]
         assert tx.error is not None and tx.error[0] == "FF01" and local in tx.error[1]
         assert verdict(tx) == tx.error
+
+
+@needs_samples
+def test_screening_fields_match_the_json_instruction_shape() -> None:
+    tx = iso.parse_message(read_sample("samples/cbpr_rules_mit/cbprplus_pacs008_2025.xml")).transactions[0]
+    assert tx.screening_fields() == {
+        "debtor_name": "Debtor Co",
+        "debtor_country": "RO",
+        "debtor_address": "35 Strada Negru Voda, Bucuresti",
+        "creditor_name": "Supplier B",
+        "creditor_country": "CH",
+        "creditor_address": "Calea Victoriei 63, Zurich",
+        "debtor_bic_countries": ["RO"],
+    }
+    cov = iso.parse_message(read_sample("samples/cbpr_rules_mit/minmax/pacs.009_cov.min.xml")).transactions[0]
+    fields = cov.screening_fields()
+    assert fields["ultimate_debtor_name"] == fields["ultimate_creditor_name"] == "EXAMPLE PARTY NV"
+    assert fields["debtor_bic_countries"] == ["GB", "US"]
+
+
+@needs_xsd
+def test_long_payment_ids_move_to_the_narrative() -> None:
+    e = StatementEntry(
+        payment_id="P" * 64,
+        amount_minor=5,
+        credit=True,
+        booked_at=NOW,
+        end_to_end_id=None,
+        uetr=None,
+        counterparty_bic=None,
+        counterparty_member="CB_ID",
+    )
+    data = iso.camt053(
+        "BKIDIDJA", "IDBANK", "IDR", 2, 0, 5, [e], msg_id="S", created_at=NOW, from_to=(NOW, NOW)
+    )
+    assert_valid(data)
+    assert "P" * 64 in text_of(data, "AddtlTxInf")[0]

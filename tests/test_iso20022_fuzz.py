@@ -61,6 +61,7 @@ def answer(data: bytes) -> None:
             assert v is None or (v[0] in CODES and v[1])
             statuses.append(TxStatus.of(tx, "RJCT", *v) if v else TxStatus.of(tx, "ACSC"))
             tx.parties()
+            tx.screening_fields()
         reply = iso.pacs002(msg, statuses, msg_id="R", created_at=NOW)
     assert iso.validate_document(reply, xsd_dir=XSD) == []
 
@@ -73,7 +74,10 @@ def test_truncated_messages(which: int, cut: int) -> None:
 
 
 @FUZZ
-@given(st.integers(0, 10**6), st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8))
+@given(
+    st.integers(0, 10**6),
+    st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), min_size=1, max_size=8),
+)
 def test_flipped_bytes(which: int, flips: list[tuple[int, int]]) -> None:
     data = bytearray(sample(which))
     for pos, value in flips:
@@ -113,7 +117,9 @@ def test_replaced_leaf_text(which: int, pick: int, text: str) -> None:
 
 
 AMOUNTS = st.one_of(
-    st.integers(0, 8).flatmap(lambda p: st.decimals(allow_nan=False, allow_infinity=False, places=p)).map(str),
+    st.integers(0, 8)
+    .flatmap(lambda p: st.decimals(allow_nan=False, allow_infinity=False, places=p))
+    .map(str),
     st.integers(-(10**30), 10**30).map(str),
     st.text("0123456789.-+eE ,", max_size=45),
 )
@@ -186,7 +192,9 @@ def test_statements_always_validate(
 @FUZZ
 @given(XML_TEXT, XML_TEXT, XML_TEXT, st.sampled_from(["ACSC", "ACSP", "PDNG", "RJCT"]), XML_TEXT)
 def test_pacs002_with_arbitrary_references(e2e: str, uetr: str, code: str, status: str, text: str) -> None:
-    msg = iso.ParsedMessage(msg_id=e2e or "M", msg_type="pacs.008.001.08", transactions=(), has_app_header=False)
+    msg = iso.ParsedMessage(
+        msg_id=e2e or "M", msg_type="pacs.008.001.08", transactions=(), has_app_header=False
+    )
     status_ = TxStatus(e2e, uetr, e2e, None, status, code or ("NARR" if status == "RJCT" else None), text)
     reply = iso.pacs002(msg, [status_], msg_id="R", created_at=NOW)
     assert iso.validate_document(reply, xsd_dir=XSD) == []

@@ -142,7 +142,9 @@ def _group_status(codes: Sequence[str]) -> str:
     return "ACSP"
 
 
-def _original_group(d: _Doc, parent: etree._Element, tag: str, msg_id: str | None, msg_type: str | None) -> None:
+def _original_group(
+    d: _Doc, parent: etree._Element, tag: str, msg_id: str | None, msg_type: str | None
+) -> None:
     if _id(msg_id) is None or _id(msg_type) is None:
         return
     grp = d.sub(parent, tag)
@@ -230,7 +232,9 @@ def _status_header(
         d.agent(hdr, "InstdAgt", to_bic)
 
 
-def _account(d: _Doc, parent: etree._Element, owner_bic: str, member_id: str, currency: str, hub_bic: str) -> None:
+def _account(
+    d: _Doc, parent: etree._Element, owner_bic: str, member_id: str, currency: str, hub_bic: str
+) -> None:
     acct = d.sub(parent, "Acct")
     othr = d.sub(d.sub(acct, "Id"), "Othr")
     d.sub(othr, "Id", f"{member_id}/{currency}")
@@ -252,7 +256,26 @@ def _check_account_args(owner_bic: str, member_id: str, currency: str, units: in
 
 def _check_entry(e: StatementEntry) -> None:
     _require(e.amount_minor > 0, f"entry {e.payment_id}: amount_minor must be > 0, got {e.amount_minor}")
-    _require_id(e.payment_id, "payment_id")
+
+
+def _grouped(entries: Sequence[StatementEntry]) -> list[tuple[str | None, list[StatementEntry]]]:
+    """Entries as camt entries: batch-booked payments (same batch_id) become one entry, placed
+    where the first of them was."""
+    out: list[tuple[str | None, list[StatementEntry]]] = []
+    batches: dict[str, list[StatementEntry]] = {}
+    for e in entries:
+        if e.batch_id is None:
+            out.append((None, [e]))
+        elif e.batch_id in batches:
+            batches[e.batch_id].append(e)
+        else:
+            batches[e.batch_id] = [e]
+            out.append((e.batch_id, batches[e.batch_id]))
+    return out
+
+
+def _net(entries: Sequence[StatementEntry]) -> int:
+    return sum(e.amount_minor if e.credit else -e.amount_minor for e in entries)
 
 
 def _entries(
@@ -263,35 +286,26 @@ def _entries(
     currency: str,
     units: int,
 ) -> None:
-    # Group batch-booked payments (same batch_id) into one entry at the place of the first one.
-    groups: dict[str, list[StatementEntry]] = {}
-    order: list[str | StatementEntry] = []
-    for e in entries:
-        if e.batch_id is None:
-            order.append(e)
-        else:
-            if e.batch_id not in groups:
-                groups[e.batch_id] = []
-                order.append(e.batch_id)
-            groups[e.batch_id].append(e)
-    for item in order:
-        members = [item] if isinstance(item, StatementEntry) else groups[item]
-        net = sum(e.amount_minor if e.credit else -e.amount_minor for e in members)
-        first = members[0]
+    for batch_id, members in _grouped(entries):
+        net = _net(members)
+        booked = max(e.booked_at for e in members)
+        # Our payment ids may be longer than the schema's 35 characters; such an id is then
+        # carried in AddtlTxInf instead of the reference fields.
+        ref = _id(batch_id) if batch_id is not None else _id(members[0].payment_id)
         ntry = d.sub(parent, "Ntry")
-        d.sub(ntry, "NtryRef", first.payment_id if isinstance(item, StatementEntry) else item)
+        d.opt(ntry, "NtryRef", ref)
         d.amount(ntry, "Amt", abs(net), units, currency)
         d.sub(ntry, "CdtDbtInd", "CRDT" if net >= 0 else "DBIT")
         d.sub(d.sub(ntry, "Sts"), "Cd", "BOOK")
-        d.sub(d.sub(ntry, "BookgDt"), "DtTm", _datetime(max(e.booked_at for e in members)))
-        d.sub(d.sub(ntry, "ValDt"), "Dt", max(e.booked_at for e in members).date().isoformat())
-        if isinstance(item, StatementEntry):
-            d.sub(ntry, "AcctSvcrRef", item.payment_id)
+        d.sub(d.sub(ntry, "BookgDt"), "DtTm", _datetime(booked))
+        d.sub(d.sub(ntry, "ValDt"), "Dt", booked.date().isoformat())
+        if batch_id is None:
+            d.opt(ntry, "AcctSvcrRef", ref)
         _bank_tx_code(d, ntry, net >= 0)
         dtls = d.sub(ntry, "NtryDtls")
-        if not isinstance(item, StatementEntry):
+        if batch_id is not None:
             btch = d.sub(dtls, "Btch")
-            d.sub(btch, "PmtInfId", item)
+            d.opt(btch, "PmtInfId", ref)
             d.sub(btch, "NbOfTxs", str(len(members)))
             d.amount(btch, "TtlAmt", abs(net), units, currency)
             d.sub(btch, "CdtDbtInd", "CRDT" if net >= 0 else "DBIT")
@@ -308,11 +322,13 @@ def _bank_tx_code(d: _Doc, parent: etree._Element, credit: bool) -> None:
     d.sub(fmly, "SubFmlyCd", "XBCT")
 
 
-def _tx_details(d: _Doc, parent: etree._Element, e: StatementEntry, owner_bic: str, currency: str, units: int) -> None:
+def _tx_details(
+    d: _Doc, parent: etree._Element, e: StatementEntry, owner_bic: str, currency: str, units: int
+) -> None:
     tx = d.sub(parent, "TxDtls")
     refs = d.sub(tx, "Refs")
     d.opt(refs, "MsgId", _id(e.msg_id))
-    d.sub(refs, "AcctSvcrRef", e.payment_id)
+    d.opt(refs, "AcctSvcrRef", _id(e.payment_id))
     d.opt(refs, "InstrId", _id(e.instr_id))
     d.opt(refs, "EndToEndId", _id(e.end_to_end_id))
     d.opt(refs, "UETR", _uetr(e.uetr))
@@ -326,18 +342,23 @@ def _tx_details(d: _Doc, parent: etree._Element, e: StatementEntry, owner_bic: s
         d.agent(agts, "DbtrAgt", debtor_bic)
     if creditor_bic is not None:
         d.agent(agts, "CdtrAgt", creditor_bic)
-    info = " ".join(_NOT_XML.sub("", e.additional_info or f"counterparty member {e.counterparty_member}").split())
+    info = e.additional_info or f"counterparty member {e.counterparty_member}"
+    if _id(e.payment_id) is None:
+        info = f"Setara payment {e.payment_id}; {info}"
+    info = " ".join(_NOT_XML.sub("", info).split())
     if info:
         d.sub(tx, "AddtlTxInf", info[:500])
 
 
 def _summary(d: _Doc, parent: etree._Element, entries: Sequence[StatementEntry], units: int) -> None:
-    credits = [e.amount_minor for e in entries if e.credit]
-    debits = [e.amount_minor for e in entries if not e.credit]
-    net = sum(credits) - sum(debits)
+    # Counted per camt entry, so a batch-booked cycle counts once, for its net amount.
+    nets = [_net(members) for _, members in _grouped(entries)]
+    credits = [n for n in nets if n >= 0]
+    debits = [-n for n in nets if n < 0]
+    net = sum(nets)
     summary = d.sub(parent, "TxsSummry")
     total = d.sub(summary, "TtlNtries")
-    d.sub(total, "NbOfNtries", str(len(entries)))
+    d.sub(total, "NbOfNtries", str(len(nets)))
     d.sub(total, "Sum", _decimal(sum(credits) + sum(debits), units))
     net_el = d.sub(total, "TtlNetNtry")
     d.sub(net_el, "Amt", _decimal(abs(net), units))
@@ -348,7 +369,9 @@ def _summary(d: _Doc, parent: etree._Element, entries: Sequence[StatementEntry],
         d.sub(el, "Sum", _decimal(sum(amounts), units))
 
 
-def _balance(d: _Doc, parent: etree._Element, code: str, minor: int, units: int, currency: str, at: datetime) -> None:
+def _balance(
+    d: _Doc, parent: etree._Element, code: str, minor: int, units: int, currency: str, at: datetime
+) -> None:
     bal = d.sub(parent, "Bal")
     d.sub(d.sub(d.sub(bal, "Tp"), "CdOrPrtry"), "Cd", code)
     d.amount(bal, "Amt", abs(minor), units, currency)
@@ -381,7 +404,7 @@ def camt053(
     _require(len(entries) <= _ENTRIES_MAX, f"at most {_ENTRIES_MAX} entries a statement")
     for e in entries:
         _check_entry(e)
-    movement = sum(e.amount_minor if e.credit else -e.amount_minor for e in entries)
+    movement = _net(entries)
     _require(
         opening_balance_minor + movement == closing_balance_minor,
         f"statement does not reconcile: opening {opening_balance_minor} + entries {movement} "

@@ -29,7 +29,9 @@ class Iso20022Error(ValueError):
     caller can still answer with a message-level pacs.002 RJCT.
     """
 
-    def __init__(self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None) -> None:
+    def __init__(
+        self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None
+    ) -> None:
         super().__init__(f"{reason_code}: {text}")
         self.reason_code = reason_code
         self.text = text
@@ -57,8 +59,16 @@ class Party:
     lei: str | None = None
     account: str | None = None  # IBAN or other account id of the party, when given
 
+    def postal_text(self) -> str | None:
+        """The address on one line, as a screening engine compares it."""
+        parts = [*self.address_lines, " ".join(p for p in (self.post_code, self.town) if p)]
+        text = ", ".join(p for p in parts if p)
+        return text or None
+
     def is_empty(self) -> bool:
-        return not any((self.name, self.country, self.address_lines, self.town, self.bic, self.lei, self.account))
+        return not any(
+            (self.name, self.country, self.address_lines, self.town, self.bic, self.lei, self.account)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +143,9 @@ class ParsedTransaction:
     @property
     def creditor_member_bic(self) -> str | None:
         """The BIC whose settlement account is credited (mirror of `debtor_member_bic`)."""
-        fi_creditor = self.creditor.bic if self.creditor is not None and self.kind == "fi_credit_transfer" else None
+        fi_creditor = (
+            self.creditor.bic if self.creditor is not None and self.kind == "fi_credit_transfer" else None
+        )
         return self.instructed_agent_bic or self.creditor_agent_bic or fi_creditor
 
     def parties(self) -> tuple[tuple[str, Party], ...]:
@@ -148,6 +160,47 @@ class ParsedTransaction:
         )
         return tuple((role, p) for role, p in roles if p is not None and not p.is_empty())
 
+    def screening_fields(self) -> dict[str, str | list[str]]:
+        """The parties in the flat shape of a JSON instruction's screening fields (debtor_name,
+        debtor_country, debtor_address, … as `setara submit` accepts them), so XML and JSON
+        instructions are screened and fingerprinted alike.
+
+        For a pacs.009 COV the underlying customers stand in for absent ultimate parties: they are
+        the people the cover pays for. `debtor_bic_countries` lists the countries of every BIC in
+        the chain (agents, intermediaries, party BICs), for country-wide measures.
+        """
+        out: dict[str, str | list[str]] = {}
+        for role, party in (("debtor", self.debtor), ("creditor", self.creditor)):
+            if party is None:
+                continue
+            _put(out, f"{role}_name", party.name)
+            _put(out, f"{role}_country", party.country or party.country_of_residence)
+            _put(out, f"{role}_address", party.postal_text())
+        ultimate_debtor = self.ultimate_debtor or self.underlying_debtor
+        ultimate_creditor = self.ultimate_creditor or self.underlying_creditor
+        _put(out, "ultimate_debtor_name", ultimate_debtor.name if ultimate_debtor else None)
+        _put(out, "ultimate_creditor_name", ultimate_creditor.name if ultimate_creditor else None)
+        bics = [
+            self.instructing_agent_bic,
+            self.debtor_agent_bic,
+            *self.intermediary_agent_bics,
+            self.creditor_agent_bic,
+            self.instructed_agent_bic,
+            *(p.bic for _, p in self.parties()),
+        ]
+        countries = sorted({b[4:6] for b in bics if b is not None and len(b) >= 6 and b[4:6].isalpha()})
+        if countries:
+            out["debtor_bic_countries"] = countries[:16]
+        return out
+
+
+def _put(out: dict[str, str | list[str]], key: str, value: str | None) -> None:
+    if value:
+        out[key] = value[:_SCREENING_TEXT_MAX]
+
+
+# Matches the longest free-text field a JSON instruction may carry.
+_SCREENING_TEXT_MAX = 256
 
 _KIND = {
     "pacs.008": "credit_transfer",

@@ -220,7 +220,9 @@ def _find_parts(root: etree._Element) -> tuple[etree._Element, str, etree._Eleme
         if depth < _ENVELOPE_DEPTH_MAX:
             stack.extend((child, depth + 1) for child in el)
     if not documents:
-        raise Iso20022Error("FF01", "no ISO 20022 Document element (namespace urn:iso:std:iso:20022:tech:xsd:…) found")
+        raise Iso20022Error(
+            "FF01", "no ISO 20022 Document element (namespace urn:iso:std:iso:20022:tech:xsd:…) found"
+        )
     if len(documents) > 1:
         raise Iso20022Error("FF01", f"message holds {len(documents)} Document elements; send one a message")
     if len(headers) > 1:
@@ -321,7 +323,9 @@ def parse_message(
                 message_faults.append(("AM10", fault))
 
     if declared is not None and (not _COUNT_RE.match(declared) or int(declared) != len(txs)):
-        message_faults.append(("FF01", f"NbOfTxs says {declared[:15]} but the message holds {len(txs)} transaction(s)"))
+        message_faults.append(
+            ("FF01", f"NbOfTxs says {declared[:15]} but the message holds {len(txs)} transaction(s)")
+        )
     if message_faults:
         txs = [_with_message_error(t, message_faults[0]) for t in txs]
     return ParsedMessage(
@@ -399,7 +403,9 @@ def _credit_transfers(
                 creditor=r.party(r.el(tx, "Cdtr"), r.el(tx, "CdtrAcct")),
                 ultimate_debtor=r.party(r.el(tx, "UltmtDbtr")),
                 ultimate_creditor=r.party(r.el(tx, "UltmtCdtr")),
-                underlying_debtor=(r.party(r.el(undrlyg, "Dbtr"), r.el(undrlyg, "DbtrAcct")) if fi_transfer else None),
+                underlying_debtor=(
+                    r.party(r.el(undrlyg, "Dbtr"), r.el(undrlyg, "DbtrAcct")) if fi_transfer else None
+                ),
                 underlying_creditor=(
                     r.party(r.el(undrlyg, "Cdtr"), r.el(undrlyg, "CdtrAcct")) if fi_transfer else None
                 ),
@@ -421,7 +427,9 @@ def _returns(
     grp_date = r.text(grp, "IntrBkSttlmDt", _ID_MAX)
     orig_grp = r.el(body, "OrgnlGrpInf")
     group_ref = (
-        OriginalRef(msg_id=r.text(orig_grp, "OrgnlMsgId", _ID_MAX), msg_type=r.text(orig_grp, "OrgnlMsgNmId", _ID_MAX))
+        OriginalRef(
+            msg_id=r.text(orig_grp, "OrgnlMsgId", _ID_MAX), msg_type=r.text(orig_grp, "OrgnlMsgNmId", _ID_MAX)
+        )
         if orig_grp is not None
         else None
     )
@@ -485,7 +493,9 @@ def _cancellations(
     for undrlyg in r.els(body, "Undrlyg"):
         og = r.el(undrlyg, "OrgnlGrpInfAndCxl")
         group_ref = (
-            OriginalRef(msg_id=r.text(og, "OrgnlMsgId", _ID_MAX), msg_type=r.text(og, "OrgnlMsgNmId", _ID_MAX))
+            OriginalRef(
+                msg_id=r.text(og, "OrgnlMsgId", _ID_MAX), msg_type=r.text(og, "OrgnlMsgNmId", _ID_MAX)
+            )
             if og is not None
             else None
         )
