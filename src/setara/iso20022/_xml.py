@@ -127,6 +127,7 @@ def resolve_xsd_dir(xsd_dir: Path | None) -> Path | None:
 
 _schemas: dict[tuple[str, int], etree.XMLSchema] = {}
 _schemas_lock = threading.Lock()
+_validate_lock = threading.Lock()
 _SCHEMAS_CACHED_MAX = 64
 _NAME_RE = re.compile(r"^[a-z]{4}\.\d{3}\.\d{3}\.\d{2}$")
 
@@ -161,10 +162,13 @@ def load_schema(xsd_dir: Path, msg_type: str) -> etree.XMLSchema:
 
 def schema_errors(element: etree._Element, schema: etree.XMLSchema, *, max_errors: int = 5) -> list[str]:
     """Validate one element (e.g. a Document inside an envelope) as if it were the document root."""
-    if schema.validate(element):
-        return []
+    # A compiled schema keeps its error log on the object: two threads validating at once (API
+    # workers) would read each other's errors. Validation takes milliseconds, so one lock will do.
+    with _validate_lock:
+        if schema.validate(element):
+            return []
+        log = list(cast(Iterable[Any], schema.error_log))  # the lxml stubs miss __iter__
     out: list[str] = []
-    log: Iterable[Any] = cast(Iterable[Any], schema.error_log)  # the lxml stubs miss __iter__
     for err in log:
         message = re.sub(r"\{[^}]*\}", "", err.message)  # namespaces make messages unreadable
         out.append(_clip(f"line {err.line}: {message}"))
@@ -173,14 +177,14 @@ def schema_errors(element: etree._Element, schema: etree.XMLSchema, *, max_error
     return out
 
 
-def validate_document(data: bytes, *, xsd_dir: Path) -> list[str]:
+def validate_document(data: bytes, *, xsd_dir: Path, max_bytes: int = 64 * MESSAGE_BYTES_MAX) -> list[str]:
     """Check an XML message (a bare Document, e.g. one we emitted) against its official schema.
 
     Returns the schema's complaints, empty when valid. The message type is read from the
     Document's namespace. Raises Iso20022Error when the bytes are not a readable ISO 20022
     Document and XsdConfigError when the schema is missing.
     """
-    root = parse_untrusted(data)
+    root = parse_untrusted(data, max_bytes=max_bytes, max_elements=64 * ELEMENTS_MAX)
     ns = etree.QName(root).namespace or ""
     prefix = "urn:iso:std:iso:20022:tech:xsd:"
     if etree.QName(root).localname != "Document" or not ns.startswith(prefix):
