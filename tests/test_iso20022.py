@@ -753,3 +753,32 @@ def test_long_payment_ids_move_to_the_narrative() -> None:
     )
     assert_valid(data)
     assert "P" * 64 in text_of(data, "AddtlTxInf")[0]
+
+
+@needs_xsd
+def test_our_messages_can_travel_with_an_app_header() -> None:
+    original = iso.OriginalRef("MSG-1", "pacs.008.001.08", None, "E2E-1", None, str(uuid.uuid4()))
+    document = iso.pacs004(
+        original,
+        return_id="RTR-2",
+        currency="IDR",
+        minor_units=2,
+        amount_minor=1,
+        instructing_agent_bic="BKMYMYKL",
+        instructed_agent_bic="BKIDIDJA",
+        reason_code="AC04",
+        msg_id="SETA-P4-2",
+        created_at=NOW,
+        settlement_date=NOW,
+    )
+    wrapped = iso.with_app_header(
+        document,
+        from_bic=HUB,
+        to_bic="BKIDIDJA",
+        biz_msg_id="SETA-P4-2",
+        created_at=NOW,
+        business_service="swift.cbprplus.02",
+    )
+    msg = iso.parse_message(wrapped, xsd_dir=XSD)  # validates the AppHdr against head.001.001.02
+    assert msg.has_app_header and msg.error is None
+    assert (msg.sender_bic, msg.receiver_bic, msg.business_service) == (HUB, "BKIDIDJA", "swift.cbprplus.02")

@@ -10,7 +10,7 @@ See docs/iso20022.md for the field mapping, reason codes and limits.
 
 from __future__ import annotations
 
-from ._emit import camt029, camt053, camt054, pacs002, pacs002_message_rejected, pacs004
+from ._emit import camt029, camt053, camt054, pacs002, pacs002_message_rejected, pacs004, with_app_header
 from ._model import (
     DEFAULT_HUB_BIC,
     Iso20022Error,
@@ -53,4 +53,5 @@ __all__ = [
     "parse_message",
     "settlement_members",
     "validate_document",
+    "with_app_header",
 ]

@@ -18,7 +18,15 @@ from ..money import format_amount
 from ._model import DEFAULT_HUB_BIC, OriginalRef, ParsedMessage, ParsedTransaction, StatementEntry, TxStatus
 from ._rules import BIC_RE, UETR_RE
 
-__all__ = ["camt029", "camt053", "camt054", "pacs002", "pacs002_message_rejected", "pacs004"]
+__all__ = [
+    "camt029",
+    "camt053",
+    "camt054",
+    "pacs002",
+    "pacs002_message_rejected",
+    "pacs004",
+    "with_app_header",
+]
 
 _ISO_NS = "urn:iso:std:iso:20022:tech:xsd:"
 _CODE_RE = re.compile(r"^[A-Z0-9]{4}$")
@@ -560,3 +568,44 @@ def pacs004(
     d.agent(tx, "InstdAgt", instructed_agent_bic)
     d.reason(tx, "RtrRsnInf", reason_code, reason_text)
     return d.serialize()
+
+
+_ENVELOPE_NS = "urn:swift:xsd:envelope"
+_HEAD_NS = _ISO_NS + "head.001.001.02"
+
+
+def with_app_header(
+    document: bytes,
+    *,
+    from_bic: str,
+    to_bic: str,
+    biz_msg_id: str,
+    created_at: datetime,
+    business_service: str | None = None,
+) -> bytes:
+    """Wrap one of our Documents with a head.001.001.02 AppHdr in an `Envelope`, the shape CBPR+
+    traffic travels in. The Document itself is unchanged, so it still validates on its own."""
+    _require_bic(from_bic, "from_bic")
+    _require_bic(to_bic, "to_bic")
+    _require_id(biz_msg_id, "biz_msg_id")
+    _require(business_service is None or 1 <= len(business_service) <= 35, "business_service is Max35Text")
+    doc = etree.fromstring(document, etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False))
+    ns = etree.QName(doc).namespace or ""
+    _require(etree.QName(doc).localname == "Document" and ns.startswith(_ISO_NS), "not an ISO 20022 Document")
+    envelope = etree.Element(f"{{{_ENVELOPE_NS}}}Envelope", nsmap={None: _ENVELOPE_NS})  # type: ignore[dict-item]
+    hdr = etree.SubElement(envelope, f"{{{_HEAD_NS}}}AppHdr", nsmap={None: _HEAD_NS})  # type: ignore[dict-item]
+
+    def sub(parent: etree._Element, tag: str, text: str | None = None) -> etree._Element:
+        el = etree.SubElement(parent, f"{{{_HEAD_NS}}}{tag}")
+        el.text = text
+        return el
+
+    for tag, bic in (("Fr", from_bic), ("To", to_bic)):
+        sub(sub(sub(sub(hdr, tag), "FIId"), "FinInstnId"), "BICFI", bic)
+    sub(hdr, "BizMsgIdr", biz_msg_id)
+    sub(hdr, "MsgDefIdr", ns[len(_ISO_NS) :])
+    if business_service is not None:
+        sub(hdr, "BizSvc", business_service)
+    sub(hdr, "CreDt", _datetime(created_at))
+    envelope.append(doc)
+    return etree.tostring(envelope, xml_declaration=True, encoding="UTF-8", pretty_print=True)
