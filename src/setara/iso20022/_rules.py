@@ -76,6 +76,8 @@ def hub_validate(
     kind = tx.kind
     agents: list[tuple[str, str | None]]
     if kind == "cancellation_request":
+        if tx.instructing_agent_bic is None:
+            return ("RC01", "no Assgnr agent BIC names the member asking for the cancellation")
         agents = [("requesting agent (Assgnr)", tx.instructing_agent_bic)]
     else:
         agents = [
