@@ -8,7 +8,6 @@ system or of verification, 2 for a usage error or unreadable input.
 from __future__ import annotations
 
 import csv
-import io
 import os
 import sys
 import time
@@ -285,10 +284,6 @@ def day_open(db: DbOpt = DEFAULT_DB) -> None:
 # ====================================================================== export
 
 
-def _csv_writer() -> tuple[io.StringIO, csv.DictWriter[str] | None]:
-    return io.StringIO(), None
-
-
 def _emit(rows: Iterator[dict[str, object]], fmt: str, columns: list[str]) -> None:
     out = sys.stdout
     if fmt == "jsonl":
@@ -316,6 +311,7 @@ def export_payments(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
     node = _open(db, write=False)
     with node:
         net = node.network
+        node.catch_up()
 
         def rows() -> Iterator[dict[str, object]]:
             for p in node.store.iter_payments():
@@ -359,20 +355,21 @@ def export_balances(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
 
 @export_app.command("journal")
 def export_journal(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
-    """Final postings: seq,payment_id,currency,debit_member,credit_member,amount,rate,log_seq,hash."""
+    """Final postings: seq,payment_id,currency,debit_member,credit_member,amount,rate,block,hash."""
     _check_format(fmt)
     node = _open(db, write=False)
     with node:
         net = node.network
 
         def rows() -> Iterator[dict[str, object]]:
-            for seq, log_seq, pid, ccy, dr, cr, amt, rate, h in node.store.iter_journal():
-                yield {"seq": seq, "payment_id": pid, "currency": ccy, "debit_member": dr, "credit_member": cr,
-                       "amount": format_amount(amt, net.minor_units(ccy) or 0), "rate": rate,
-                       "log_seq": log_seq, "hash": bytes(h).hex()}
+            for b in node.store.iter_blocks():
+                for seq, pid, ccy, dr, cr, amt, rate, h in orjson.loads(b.journal):
+                    yield {"seq": seq, "payment_id": pid, "currency": ccy, "debit_member": dr,
+                           "credit_member": cr, "amount": format_amount(amt, net.minor_units(ccy) or 0),
+                           "rate": rate, "block": b.seq, "hash": h}
 
-        _emit(rows(), fmt, ["seq", "payment_id", "currency", "debit_member", "credit_member", "amount", "rate",
-                            "log_seq", "hash"])
+        _emit(rows(), fmt, ["seq", "payment_id", "currency", "debit_member", "credit_member", "amount",
+                            "rate", "block", "hash"])
 
 
 # ====================================================================== verify
@@ -395,9 +392,9 @@ def verify(db: DbOpt = DEFAULT_DB) -> None:
     finally:
         store.close()
     sys.stdout.write(report.state_hash + "\n")
-    err.print(f"verified {report.commands} commands, {report.postings} postings, {report.payments} payments "
-              f"in {time.perf_counter() - started:.2f} s: hash chain intact, money conserved, floors held",
-              highlight=False)
+    err.print(f"verified {report.blocks} blocks, {report.commands} commands, {report.postings} postings, "
+              f"{report.payments} payments in {time.perf_counter() - started:.2f} s: hash chains intact, "
+              "money conserved, floors held, every payment settled at most once", highlight=False)
 
 
 # ====================================================================== FX

@@ -49,8 +49,8 @@ __all__ = [
     "Notice",
     "Payment",
     "StatusEvent",
-    "command_from_json",
-    "command_to_json",
+    "command_from_dict",
+    "command_kind",
 ]
 
 SETTLED, QUEUED, HELD, REJECTED, CANCELLED = "SETTLED", "QUEUED", "HELD", "REJECTED", "CANCELLED"
@@ -68,26 +68,26 @@ class EngineError(ValueError):
 # ====================================================================== commands
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Init:
     network: dict[str, Any]
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ChangeNetwork:
     change: dict[str, Any]
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetSuspended:
     member: str
     suspended: bool
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Fund:
     """The settlement agent issues (or, withdraw=True, drains) central bank money."""
 
@@ -99,7 +99,7 @@ class Fund:
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Submit:
     id: str
     debtor: str
@@ -117,13 +117,13 @@ class Submit:
     uetr: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cancel:
     id: str
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Review:
     """A compliance officer's decision on a HELD payment."""
 
@@ -134,17 +134,17 @@ class Review:
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DayClose:
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DayOpen:
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PostRate:
     provider: str
     base: str
@@ -155,7 +155,7 @@ class PostRate:
     quote_id: str | None = None  # set: a locked quote only instructions naming it may use
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SettleSet:
     """Settle a chosen set of queued payments in one atomic step (liquidity saving)."""
 
@@ -178,15 +178,11 @@ def command_kind(cmd: Command) -> str:
     return _KIND[type(cmd)]
 
 
-def command_to_json(cmd: Command) -> bytes:
-    return orjson.dumps(cmd)
-
-
-def command_from_json(kind: str, body: bytes) -> Command:
+def command_from_dict(kind: str, data: dict[str, Any]) -> Command:
+    """Rebuild a logged command (the log stores `[kind, fields]`)."""
     cls = COMMANDS.get(kind)
-    if cls is None:
+    if cls is None or not isinstance(data, dict):
         raise EngineError(f"unknown command kind {kind!r}")
-    data = orjson.loads(body)
     if cls is SettleSet:
         data["ids"] = tuple(data["ids"])
     cmd: Command = cls(**data)
@@ -196,7 +192,7 @@ def command_from_json(kind: str, body: bytes) -> Command:
 # ====================================================================== events
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StatusEvent:
     payment_id: str
     status: str
@@ -205,7 +201,7 @@ class StatusEvent:
     time_ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Notice:
     kind: str
     data: dict[str, Any]
@@ -289,6 +285,7 @@ class Engine:
         self.ledger = Ledger()
         self.live: dict[str, Payment] = {}
         self.final: dict[str, int] = {}  # id -> fingerprint << 2 | final status code
+        self.reasons: dict[str, list[str]] = {}  # why a payment was REJECTED or CANCELLED
         self.queues: dict[tuple[str, str], _Queue] = {}
         self.pvp_waiting: dict[tuple[str, str], dict[str, None]] = {}
         self.rates: dict[tuple[str, str, str], Rate] = {}
@@ -474,8 +471,13 @@ class Engine:
 
     # ------------------------------------------------------------------ payments
     def _reject(self, cmd: Submit, code: str, reason: str) -> None:
-        self.final[cmd.id] = cmd.fingerprint << 2 | _FINAL_CODES[REJECTED]
-        self._out.append(StatusEvent(cmd.id, REJECTED, code, reason, cmd.time_ms))
+        self._end(cmd.id, cmd.fingerprint, REJECTED, code, reason, cmd.time_ms)
+
+    def _end(self, pid: str, fp: int, status: str, code: str, reason: str, time_ms: int) -> None:
+        """A payment ends without settling (REJECTED or CANCELLED)."""
+        self.final[pid] = fp << 2 | _FINAL_CODES[status]
+        self.reasons[pid] = [code, reason]
+        self._out.append(StatusEvent(pid, status, code, reason, time_ms))
 
     def _submit(self, cmd: Submit) -> None:
         net = self._net()
@@ -509,6 +511,20 @@ class Engine:
             return self._reject(cmd, "AC01", f"creditor {cmd.creditor} has no {pay_ccy} account")
         if cmd.screening == "block":
             return self._reject(cmd, "RR04", f"regulatory: sanctions screening ({cmd.screening_ref})")
+        if cmd.to_currency is None and cmd.screening == "clear" and self.day_open:
+            # Fast path, the common case: a same-currency payment that settles at once.
+            q = self.queues.get((cmd.debtor, cmd.currency))
+            if not q or not q.blocks(cmd.priority):
+                posting = self.ledger.post_one(cmd.id, cmd.currency, cmd.debtor, cmd.creditor, cmd.amount_minor)
+                if posting is not None:
+                    self.final[cmd.id] = cmd.fingerprint << 2  # | SETTLED (0)
+                    self._out.append(StatusEvent(cmd.id, SETTLED, None, None, cmd.time_ms))
+                    self._out.append(posting)
+                    key = (cmd.creditor, cmd.currency)
+                    if key in self.queues or key in self.pvp_waiting:
+                        self._work.append(key)
+                        self._drain()
+                    return None
         self.order += 1
         p = Payment(cmd.id, cmd.debtor, cmd.creditor, cmd.currency, cmd.amount_minor, cmd.priority,
                     self.order, cmd.fingerprint, QUEUED, cmd.time_ms)
@@ -608,6 +624,13 @@ class Engine:
         self._out.append(StatusEvent(p.id, QUEUED, None, None, time_ms))
 
     def _try_settle(self, p: Payment, time_ms: int) -> bool:
+        if p.provider is None:
+            posting = self.ledger.post_one(p.id, p.currency, p.debtor, p.creditor, p.amount_minor)
+            if posting is None:
+                return False
+            self._finish(p, time_ms)
+            self._out.append(posting)
+            return True
         try:
             postings = self.ledger.post([(p.id, p.legs())])
         except InsufficientFunds:
@@ -712,8 +735,7 @@ class Engine:
             raise EngineError(f"payment {cmd.id} is {st}; only QUEUED or HELD payments can be cancelled"
                               if st else f"unknown payment {cmd.id}")
         self._remove_live(p)
-        self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[CANCELLED]
-        self._out.append(StatusEvent(p.id, CANCELLED, "CUST", "cancelled on request", cmd.time_ms))
+        self._end(p.id, p.fingerprint, CANCELLED, "CUST", "cancelled on request", cmd.time_ms)
 
     def _remove_live(self, p: Payment) -> None:
         del self.live[p.id]
@@ -730,9 +752,8 @@ class Engine:
                                            "officer": cmd.officer, "note": cmd.note}))
         if not cmd.release:
             self._remove_live(p)
-            self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[REJECTED]
-            self._out.append(StatusEvent(p.id, REJECTED, "RR04",
-                                         f"rejected by compliance ({cmd.officer}): {cmd.note}", cmd.time_ms))
+            self._end(p.id, p.fingerprint, REJECTED, "RR04", f"rejected by compliance ({cmd.officer}): {cmd.note}",
+                      cmd.time_ms)
             return
         del self.live[p.id]
         if self.ledger.is_reserved(p.id) and self.day_open and self._try_settle(p, cmd.time_ms):
@@ -798,9 +819,7 @@ class Engine:
         rejected = 0
         for p in [p for p in self.live.values() if p.status == QUEUED]:
             self._remove_live(p)
-            self.final[p.id] = p.fingerprint << 2 | _FINAL_CODES[REJECTED]
-            self._out.append(StatusEvent(p.id, REJECTED, "TM01", "cut-off: unsettled at day close",
-                                         cmd.time_ms))
+            self._end(p.id, p.fingerprint, REJECTED, "TM01", "cut-off: unsettled at day close", cmd.time_ms)
             rejected += 1
         self.day_open = False
         self._out.append(Notice("day_closed", {"business_day": self.business_day, "rejected": rejected}))
@@ -829,6 +848,7 @@ class Engine:
             "ledger": self.ledger.to_state(),
             "live": [asdict(p) for p in self.live.values()],
             "final": self.final,
+            "reasons": self.reasons,
             "queues": [[d, c, list(q.urgent), list(q.normal)] for (d, c), q in self.queues.items() if q],
             "rates": [_rate_state(r) for r in self.rates.values()],
             "quotes": [[k, _rate_state(r)] for k, r in self.quotes.items()],
@@ -848,6 +868,7 @@ class Engine:
             p = Payment(**d)
             e.live[p.id] = p
         e.final = state["final"]
+        e.reasons = state["reasons"]
         for d, c, urgent, normal in state["queues"]:
             q = e.queues[(d, c)] = _Queue(dict.fromkeys(urgent), dict.fromkeys(normal))
             for pid in q.ordered():

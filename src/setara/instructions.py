@@ -31,6 +31,7 @@ LINE_BYTES_MAX = 16 * 1024
 TEXT_FIELD_MAX = 256
 _ID_RE = re.compile(r"^[!-~]{1,64}$")  # printable ASCII, no spaces: ids appear in ack lines
 _CCY_RE = re.compile(r"^[A-Z]{3}$")
+_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 PARTY_FIELDS = (
     "debtor_name", "creditor_name", "debtor_country", "creditor_country", "debtor_address",
     "creditor_address", "ultimate_debtor_name", "ultimate_creditor_name", "intermediary_names",
@@ -100,66 +101,87 @@ def parse_json_line(line: bytes) -> dict[str, Any]:
     return obj
 
 
+_PARTY_SET = frozenset(PARTY_FIELDS)
+_LIST_PARTY_FIELDS = frozenset({"intermediary_names", "debtor_bic_countries"})
+_OPTIONAL_TEXT = ("quote_id", "uetr", "end_to_end_id", "msg_id")
+
+
 def parse_json_instruction(obj: dict[str, Any], network: Network) -> Instruction:
-    """Validate one decoded JSON instruction. Raises Rejection naming the field."""
-    raw_id = obj.get("id")
-    if not isinstance(raw_id, str) or not _ID_RE.match(raw_id):
+    """Validate one decoded JSON instruction. Raises Rejection naming the field.
+
+    This runs once per submitted line, so the common case is written for speed.
+    """
+    pid = obj.get("id")
+    if type(pid) is not str or not _ID_RE.match(pid):
         raise Rejection("FF01", "field id must be 1-64 printable characters without spaces")
-    pid = raw_id
     unknown = obj.keys() - INSTRUCTION_FIELDS
     if unknown:
         raise Rejection("FF01", f"unknown field {sorted(unknown)[0]}", pid)
-    debtor = _text(obj, "debtor", pid)
-    creditor = _text(obj, "creditor", pid)
-    currency = _text(obj, "currency", pid)
-    assert debtor is not None and creditor is not None and currency is not None
+    debtor = obj.get("debtor")
+    creditor = obj.get("creditor")
+    currency = obj.get("currency")
+    if type(debtor) is not str or type(creditor) is not str or type(currency) is not str:
+        for key in ("debtor", "creditor", "currency"):
+            _text(obj, key, pid)
+        raise AssertionError("unreachable")  # pragma: no cover
     if "amount" not in obj:
         raise Rejection("FF01", "missing field amount", pid)
     members = network.members
     if debtor not in members:
-        raise Rejection("RC01", f"debtor {debtor} is not a member", pid)
+        raise Rejection("RC01" if debtor else "FF01", f"debtor {debtor!r} is not a member", pid)
     if creditor not in members:
-        raise Rejection("RC01", f"creditor {creditor} is not a member", pid)
+        raise Rejection("RC01" if creditor else "FF01", f"creditor {creditor!r} is not a member", pid)
     ccy = network.currencies.get(currency)
     if ccy is None:
-        raise Rejection("AM03", f"currency {currency} is not in the network", pid)
-    amount_minor = _amount(obj["amount"], ccy.currency.minor_units, pid)
+        raise Rejection("AM03", f"currency {currency!r} is not in the network", pid)
+    raw = obj["amount"]
+    if type(raw) is str:
+        try:
+            amount_minor = parse_amount(raw, ccy.currency.minor_units)
+        except AmountError as e:
+            raise Rejection("AM12", str(e), pid) from None
+    else:
+        amount_minor = _amount(raw, ccy.currency.minor_units, pid)
     if amount_minor <= 0:
         raise Rejection("AM12", "amount must be greater than zero", pid)
     if debtor == creditor:
         raise Rejection("AG01", "debtor and creditor are the same member", pid)
-    prio = obj.get("priority", "NORMAL")
-    if not isinstance(prio, str) or prio.upper() not in ("URGENT", "NORMAL"):
-        raise Rejection("FF01", "field priority must be URGENT or NORMAL", pid)
+    ins = Instruction(pid, debtor, creditor, currency, amount_minor)
+    if len(obj) == 5:
+        return ins
+    prio = obj.get("priority")
+    if prio is not None:
+        if not isinstance(prio, str) or prio.upper() not in ("URGENT", "NORMAL"):
+            raise Rejection("FF01", "field priority must be URGENT or NORMAL", pid)
+        ins.priority = 0 if prio.upper() == "URGENT" else 1
     to_ccy = _text(obj, "to_currency", pid, required=False) or None
     if to_ccy is not None:
         if not _CCY_RE.match(to_ccy) or to_ccy not in network.currencies:
             raise Rejection("AM03", f"to_currency {to_ccy} is not in the network", pid)
-        if to_ccy == currency:
-            to_ccy = None
-    parties: dict[str, Any] = {}
-    for key in PARTY_FIELDS:
-        if key in obj and obj[key] is not None:
-            v = obj[key]
-            if key in ("intermediary_names", "debtor_bic_countries"):
-                if not isinstance(v, list) or not all(isinstance(x, str) for x in v) or len(v) > 16:
-                    raise Rejection("FF01", f"field {key} must be a list of at most 16 strings", pid)
-                parties[key] = [x[:TEXT_FIELD_MAX] for x in v]
-            else:
-                parties[key] = _text(obj, key, pid, required=False)
+        ins.to_currency = None if to_ccy == currency else to_ccy
+    ins.quote_id = _text(obj, "quote_id", pid, required=False) or None
+    ins.uetr = _text(obj, "uetr", pid, required=False) or None
+    ins.end_to_end_id = _text(obj, "end_to_end_id", pid, required=False) or None
+    ins.msg_id = _text(obj, "msg_id", pid, required=False) or None
+    for key in obj.keys() & _PARTY_SET:
+        v = obj[key]
+        if v is None:
+            continue
+        if key in _LIST_PARTY_FIELDS:
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v) or len(v) > 16:
+                raise Rejection("FF01", f"field {key} must be a list of at most 16 strings", pid)
+            ins.parties[key] = [x[:TEXT_FIELD_MAX] for x in v]
+        else:
+            text = _text(obj, key, pid, required=False)
+            if text:
+                ins.parties[key] = text
     for key in ("debtor_country", "creditor_country"):
-        c = parties.get(key)
-        if c is not None and not re.match(r"^[A-Z]{2}$", c):
+        c = ins.parties.get(key)
+        if c is not None and not _COUNTRY_RE.match(c):
             raise Rejection("FF01", f"field {key} must be an ISO 3166 alpha-2 code", pid)
-    return Instruction(
-        id=pid, debtor=debtor, creditor=creditor, currency=currency, amount_minor=amount_minor,
-        priority=0 if prio.upper() == "URGENT" else 1, to_currency=to_ccy,
-        quote_id=_text(obj, "quote_id", pid, required=False),
-        uetr=_text(obj, "uetr", pid, required=False),
-        end_to_end_id=_text(obj, "end_to_end_id", pid, required=False),
-        msg_id=_text(obj, "msg_id", pid, required=False),
-        parties=parties,
-    )
+    if ins.parties:
+        ins.parties = dict(sorted(ins.parties.items()))
+    return ins
 
 
 def _amount(raw: Any, minor_units: int, pid: str) -> int:

@@ -42,7 +42,7 @@ class InvariantViolation(AssertionError):
     """The ledger's state broke conservation, a floor, or the journal chain."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Leg:
     currency: str
     debit: str  # holder whose account is debited (pays)
@@ -51,7 +51,7 @@ class Leg:
     rate: str = ""  # FX rate applied to produce this leg, recorded for audit
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Posting:
     seq: int
     payment_id: str
@@ -181,6 +181,29 @@ class Ledger:
                                    leg.rate, head))
         self.seq, self.head = seq, head
         return out
+
+    def post_one(self, payment_id: str, currency: str, debit: str, credit: str, amount_minor: int
+                 ) -> Posting | None:
+        """Fast path of `post` for a single-leg payment; None (nothing changed) when the debit
+        account cannot cover it."""
+        d = (debit, currency)
+        c = (credit, currency)
+        balances = self.balances
+        if amount_minor <= 0 or c not in balances:
+            raise ValueError(f"payment {payment_id}: bad leg")
+        if payment_id in self.reservations:
+            try:
+                return self.post([(payment_id, [Leg(currency, debit, credit, amount_minor)])])[0]
+            except InsufficientFunds:
+                return None
+        if balances[d] - amount_minor < self.floors[d] + self.reserved.get(d, 0):
+            return None
+        balances[d] -= amount_minor
+        balances[c] += amount_minor
+        seq = self.seq + 1
+        head = posting_hash(self.head, seq, payment_id, currency, debit, credit, amount_minor, "")
+        self.seq, self.head = seq, head
+        return Posting(seq, payment_id, currency, debit, credit, amount_minor, "", head)
 
     def can_post(self, legs: Iterable[Leg], reservation_key: str | None = None) -> bool:
         deltas: dict[Account, int] = {}

@@ -11,6 +11,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -28,9 +29,8 @@ from setara.engine import (
     Notice,
     StatusEvent,
     Submit,
-    command_from_json,
+    command_from_dict,
     command_kind,
-    command_to_json,
 )
 from setara.instructions import (
     Instruction,
@@ -42,7 +42,8 @@ from setara.instructions import (
 )
 from setara.ledger import InvariantViolation, Posting
 from setara.network import Network
-from setara.store import PaymentRow, Store, StoreError, WriteBatch, log_hash, open_store
+from setara.projection import project
+from setara.store import Block, Store, StoreError, block_hash, open_store
 
 __all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "SetaraError", "now_ms"]
 
@@ -78,7 +79,7 @@ class NullScreening:
         return ScreeningDecision("clear", "no-list")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Ack:
     id: str | None  # None: the line could not be parsed far enough to find its id
     line_no: int
@@ -93,16 +94,38 @@ class Ack:
         return f"{head} {self.status}"
 
 
+_Sealed = tuple[Block, list[tuple[str, str, int, int]], "tuple[int, bytes, str] | None"]
+
+
+class _Builder:
+    """What one block collects before its group commit."""
+
+    __slots__ = ("cmds", "notices", "payments_private", "postings", "rejections", "status", "time_ms")
+
+    def __init__(self) -> None:
+        self.cmds: list[list[Any]] = []
+        self.postings: list[list[Any]] = []
+        self.status: list[list[Any]] = []
+        self.notices: list[list[Any]] = []
+        self.payments_private: dict[str, list[Any]] = {}
+        self.rejections: list[list[Any]] = []
+        self.time_ms = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.cmds or self.rejections)
+
+
 class Node:
     """One network's engine over its store."""
 
-    def __init__(self, store: Store, engine: Engine, party_key: bytes, head: tuple[int, bytes],
-                 snapshot_seq: int, writable: bool) -> None:
+    def __init__(self, store: Store, engine: Engine, party_key: bytes, head: tuple[int, int, bytes],
+                 snapshot_block: int, writable: bool) -> None:
         self.store = store
         self.engine = engine
         self.party_key = party_key
-        self.head_seq, self.head_hash = head
-        self.snapshot_seq = snapshot_seq
+        self.block_seq, self.cmd_count, self.block_hash = head
+        self.snapshot_block = snapshot_block
+        self.snapshot_cmds = engine.applied if snapshot_block else 0
         self.writable = writable
         self.screening: Screening = NullScreening()
         self._touched: set[tuple[str, str]] = set()
@@ -140,11 +163,15 @@ class Node:
         cm = store.writer(LOCK_TIMEOUT_S)
         cm.__enter__()
         key = os.urandom(32)
-        store.create(key)
-        node = cls(store, Engine(), key, store.log_head(), 0, True)
+        try:
+            store.create(key)
+        except BaseException:
+            cm.__exit__(None, None, None)
+            store.close()
+            raise
+        node = cls(store, Engine(), key, (0, 0, bytes(32)), 0, True)
         node._writer_cm = cm
         node.execute([Init(network.to_config(), time_ms)])
-        node.snapshot()
         return node
 
     @classmethod
@@ -153,35 +180,37 @@ class Node:
         if key_hex is None:
             raise StoreError("the store has no party key; it is damaged")
         snap = store.latest_snapshot()
-        prev_hash = b"\x00" * 32
+        prev_hash = bytes(32)
         after = 0
+        cmds = 0
         if snap is not None:
             after, state, state_hash = snap
             if hashlib.sha256(state).hexdigest() != state_hash:
                 raise StoreError("the latest snapshot is damaged (hash mismatch); run `setara verify`")
             engine = Engine.from_state(orjson.loads(state))
-            if engine.applied != after:
-                raise StoreError("the latest snapshot disagrees with its log position")
-            rows = store.execute("SELECT hash FROM log WHERE seq = ?", (after,))
-            if not rows:
-                raise StoreError("the snapshot refers to a log entry that is missing")
-            prev_hash = bytes(rows[0][0])
+            at = store.block_hash_at(after)
+            if at is None:
+                raise StoreError("the snapshot refers to a block that is missing")
+            prev_hash = at[0]
+            cmds = engine.applied
         else:
             engine = Engine()
         seq = after
-        for row_seq, time_ms, kind, body, h in store.iter_log(after):
-            if row_seq != seq + 1 or log_hash(prev_hash, row_seq, time_ms, kind, body) != bytes(h):
-                raise StoreError(f"log entry {row_seq} breaks the hash chain; run `setara verify`")
+        for b in store.iter_blocks(after):
+            if b.seq != seq + 1 or b.first_cmd != cmds + 1 or \
+                    block_hash(prev_hash, b.seq, b.first_cmd, b.n_cmds, b.log) != b.hash:
+                raise StoreError(f"block {b.seq} breaks the hash chain; run `setara verify`")
             try:
-                engine.apply(command_from_json(kind, body))
-            except EngineError as e:
-                raise StoreError(f"log entry {row_seq} does not replay: {e}") from None
-            seq, prev_hash = row_seq, bytes(h)
-        return cls(store, engine, bytes.fromhex(key_hex), (seq, prev_hash), after, writable)
+                for kind, body in orjson.loads(b.log):
+                    engine.apply(command_from_dict(kind, body))
+            except (EngineError, TypeError, KeyError, ValueError) as e:
+                raise StoreError(f"block {b.seq} does not replay: {e}") from None
+            seq, prev_hash, cmds = b.seq, b.hash, cmds + b.n_cmds
+        return cls(store, engine, bytes.fromhex(key_hex), (seq, cmds, prev_hash), after, writable)
 
     def close(self) -> None:
         try:
-            if self.writable and self.head_seq - self.snapshot_seq >= max(1000, self.head_seq // 10):
+            if self.writable and self.cmd_count - self.snapshot_cmds >= max(1000, self.cmd_count // 10):
                 self.snapshot()
         finally:
             if self._writer_cm is not None:
@@ -202,137 +231,144 @@ class Node:
         return self.engine.network
 
     # ------------------------------------------------------------------ applying commands
-    def begin(self) -> WriteBatch:
+    def begin(self) -> _Builder:
         if not self.writable:
             raise SetaraError("this node was opened read-only")
-        return WriteBatch(expect_log_seq=self.head_seq)
+        return _Builder()
 
-    def stage(self, batch: WriteBatch, cmd: Command, new_payment: Instruction | None = None) -> list[Any]:
-        """Apply `cmd` to the engine and add its log row and derived rows to `batch`.
+    def stage(self, b: _Builder, cmd: Command, new_payment: Instruction | None = None) -> list[Any]:
+        """Apply `cmd` to the engine and add it, and what it produced, to the block.
 
         Raises EngineError (and changes nothing) when the engine refuses the command.
         """
         events = self.engine.apply(cmd)
-        body = command_to_json(cmd)
-        kind = command_kind(cmd)
-        seq = self.head_seq + 1
-        h = log_hash(self.head_hash, seq, cmd.time_ms, kind, body)
-        batch.log.append((seq, cmd.time_ms, kind, body, h))
-        self.head_seq, self.head_hash = seq, h
-        own_status: StatusEvent | None = None
-        legs: list[Posting] = []
+        b.cmds.append([command_kind(cmd), cmd])
+        b.time_ms = cmd.time_ms
+        n = len(b.cmds) - 1
         touched = self._touched
+        fx_id = new_payment.id if new_payment is not None and new_payment.to_currency else None
         for ev in events:
             if type(ev) is Posting:
-                batch.journal.append((ev.seq, seq, ev.payment_id, ev.currency, ev.debit, ev.credit,
-                                      ev.amount_minor, ev.rate, ev.hash))
+                b.postings.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,
+                                   ev.rate, ev.hash.hex()])
                 touched.add((ev.debit, ev.currency))
                 touched.add((ev.credit, ev.currency))
-                if new_payment is not None and ev.payment_id == new_payment.id:
-                    legs.append(ev)
             elif type(ev) is StatusEvent:
-                if new_payment is not None and ev.payment_id == new_payment.id and own_status is None:
-                    own_status = ev
-                    continue
-                fx = self._fx_of(ev.payment_id) if ev.status != SETTLED else (None, None, None)
-                batch.status_updates.append((ev.status, ev.reason_code, ev.reason, ev.time_ms,
-                                             *fx, ev.payment_id))
-                if ev.status in (HELD, REJECTED):
-                    self._touch_payment(ev.payment_id)
+                pid = ev.payment_id
+                fx: tuple[Any, ...] = (None, None, None)
+                if pid == fx_id:
+                    fx = self._fx_of(pid, events)
+                b.status.append([pid, ev.status, ev.reason_code, ev.reason, ev.time_ms, *fx])
+                if ev.status != SETTLED:
+                    self._touch_payment(pid)
             elif type(ev) is Notice:
-                batch.notices.append((seq, ev.kind, orjson.dumps(ev.data)))
+                b.notices.append([n, ev.kind, ev.data])
         if new_payment is not None:
-            assert own_status is not None, "a submission always reports its own status"
-            batch.payments.append(self._payment_row(new_payment, own_status, legs, seq, cmd.time_ms))
-            if own_status.status == HELD:
+            if new_payment.end_to_end_id or new_payment.msg_id or new_payment.parties:
+                b.payments_private[new_payment.id] = [new_payment.end_to_end_id, new_payment.msg_id,
+                                                      new_payment.parties or None]
+            if new_payment.to_currency is None:
                 touched.add((new_payment.debtor, new_payment.currency))
         return events
 
-    def _fx_of(self, pid: str) -> tuple[int | None, str | None, str | None]:
+    def _fx_of(self, pid: str, events: list[Any]) -> tuple[Any, ...]:
         p = self.engine.live.get(pid)
-        if p is None or p.provider is None:
-            return (None, None, None)
-        return (p.credit_minor, p.provider, p.rate)
+        if p is not None and p.provider is not None:
+            return (p.credit_minor, p.provider, p.rate)
+        legs = [e for e in events if type(e) is Posting and e.payment_id == pid]
+        if len(legs) == 2:
+            return (legs[1].amount_minor, legs[0].credit, legs[0].rate)
+        return (None, None, None)
 
     def _touch_payment(self, pid: str) -> None:
         p = self.engine.live.get(pid)
         if p is not None:
             self._touched.add((p.debtor, p.currency))
 
-    def _payment_row(self, ins: Instruction, st: StatusEvent, legs: list[Posting], seq: int,
-                     time_ms: int) -> PaymentRow:
-        credit_minor = provider = rate = None
-        if ins.to_currency is not None:
-            live = self.engine.live.get(ins.id)
-            if live is not None and live.provider is not None:
-                credit_minor, provider, rate = live.credit_minor, live.provider, live.rate
-            elif len(legs) == 2:
-                credit_minor, provider, rate = legs[1].amount_minor, legs[0].credit, legs[0].rate
-        return PaymentRow(
-            ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.to_currency,
-            credit_minor, provider, rate, ins.priority_name, st.status, st.reason_code, st.reason,
-            time_ms, time_ms, seq, ins.uetr, ins.end_to_end_id, ins.msg_id,
-            orjson.dumps(ins.parties) if ins.parties else None,
-        )
+    def flush(self, b: _Builder, *, check: bool = True) -> None:
+        """Durably commit the block (fsync). Only after this may its outcome be acknowledged."""
+        sealed = self._seal(b, check=check)
+        if sealed is not None:
+            self._write(sealed)
 
-    def flush(self, batch: WriteBatch, *, check: bool = True) -> None:
-        """Durably commit `batch` (fsync). Only after this may its outcome be acknowledged."""
-        if not batch:
-            return
+    def _seal(self, b: _Builder, *, check: bool = True) -> _Sealed | None:
+        """Serialise the block and chain it; the node's head moves now, the store's on _write."""
+        if not b:
+            return None
         if check:
             try:
                 self.engine.check()
             except InvariantViolation as e:
                 raise SetaraError(f"invariant violated, nothing committed: {e}") from None
+        seq = self.block_seq + 1
+        first = self.cmd_count + 1
+        log = orjson.dumps(b.cmds)
+        h = block_hash(self.block_hash, seq, first, len(b.cmds), log)
+        block = Block(
+            seq=seq, first_cmd=first, n_cmds=len(b.cmds), time_ms=b.time_ms, log=log, hash=h,
+            journal=orjson.dumps(b.postings), journal_head=self.engine.ledger.head,
+            events=orjson.dumps({"status": b.status, "notices": b.notices}),
+            intake=orjson.dumps({"payments": b.payments_private, "rejections": b.rejections}),
+        )
         led = self.engine.ledger
-        batch.balances = [(m, c, led.balances[(m, c)], led.available((m, c))) for m, c in self._touched]
+        balances = [(m, c, led.balances[(m, c)], led.available((m, c))) for m, c in self._touched]
         self._touched = set()
-        if self.head_seq - self.snapshot_seq >= max(SNAPSHOT_MIN_COMMANDS, self.snapshot_seq // 2):
-            batch.snapshot = self._snapshot_tuple()
+        cmds_after = self.cmd_count + len(b.cmds)
+        snapshot = None
+        if cmds_after - self.snapshot_cmds >= max(SNAPSHOT_MIN_COMMANDS, self.snapshot_cmds // 2):
+            snapshot = self._snapshot_tuple(seq)
+            self.snapshot_block, self.snapshot_cmds = seq, cmds_after
+        self.block_seq, self.cmd_count, self.block_hash = seq, cmds_after, h
+        return (block, balances, snapshot)
+
+    def _write(self, sealed: _Sealed) -> None:
         try:
-            self.store.commit(batch)
+            self.store.append(*sealed)
         except StoreError:
             raise
         except Exception as e:  # the engine is now ahead of the store: this process must stop
             raise SetaraError(f"storage failure, nothing acknowledged: {e}") from e
-        if batch.snapshot is not None:
-            self.snapshot_seq = batch.snapshot[0]
 
-    def _snapshot_tuple(self) -> tuple[int, bytes, str]:
+    def _snapshot_tuple(self, block_seq: int) -> tuple[int, bytes, str]:
         state = self.engine.state_bytes()
-        return (self.head_seq, state, hashlib.sha256(state).hexdigest())
+        return (block_seq, state, hashlib.sha256(state).hexdigest())
 
     def snapshot(self) -> None:
-        batch = WriteBatch(expect_log_seq=self.head_seq, snapshot=self._snapshot_tuple())
+        if self.block_seq == 0:
+            return
         led = self.engine.ledger
-        batch.balances = [(m, c, b, led.available((m, c))) for (m, c), b in led.balances.items()]
-        self.store.commit(batch)
-        self.snapshot_seq = self.head_seq
+        balances = [(m, c, b, led.available((m, c))) for (m, c), b in led.balances.items()]
+        self.store.write_snapshot(self._snapshot_tuple(self.block_seq), balances)
+        self.snapshot_block, self.snapshot_cmds = self.block_seq, self.cmd_count
 
     def execute(self, cmds: Iterable[Command]) -> list[list[Any]]:
         """Apply commands and commit them together. A refused command raises EngineError; the
         engine refuses before changing anything, so the commands before it are still committed."""
-        batch = self.begin()
+        b = self.begin()
         out = []
         try:
             for cmd in cmds:
-                out.append(self.stage(batch, cmd))
+                out.append(self.stage(b, cmd))
                 if isinstance(cmd, Init):
                     self._touched = set(self.engine.ledger.balances)
         finally:
-            self.flush(batch)
+            self.flush(b)
         return out
 
+    def catch_up(self) -> int:
+        """Bring the read models (payments table) up to the last block; returns its number."""
+        return project(self.store)
+
     # ------------------------------------------------------------------ submission
-    def submit_instruction(self, batch: WriteBatch, ins: Instruction, line_no: int, source: str,
+    def submit_instruction(self, b: _Builder, ins: Instruction, line_no: int, source: str,
                            time_ms: int) -> Ack:
         eng = self.engine
         fp = fingerprint(ins)
         known = eng.fingerprint(ins.id)
         if known is not None:
             if known != fp:
-                batch.rejections.append((time_ms, source, line_no, ins.id, "DUPL",
-                                         "id already used for a different instruction"))
+                b.rejections.append([time_ms, source, line_no, ins.id, "DUPL",
+                                     "id already used for a different instruction"])
                 return Ack(ins.id, line_no, REJECTED, "DUPL", "id already used for a different instruction")
             status = eng.status(ins.id)
             assert status is not None
@@ -345,9 +381,9 @@ class Node:
             screening_ref=decision.ref, time_ms=time_ms, to_currency=ins.to_currency, quote_id=ins.quote_id,
             uetr=ins.uetr,
         )
-        events = self.stage(batch, cmd, new_payment=ins)
+        events = self.stage(b, cmd, new_payment=ins)
         for a in decision.audits:
-            batch.notices.append((self.head_seq, "screening", orjson.dumps({**a, "payment_id": ins.id})))
+            b.notices.append([len(b.cmds) - 1, "screening", {**a, "payment_id": ins.id}])
         for ev in events:
             if type(ev) is StatusEvent and ev.payment_id == ins.id:
                 return Ack(ins.id, line_no, ev.status, ev.reason_code, ev.reason)
@@ -356,39 +392,54 @@ class Node:
     def _current_ack(self, pid: str, line_no: int, status: str) -> Ack:
         if status in (SETTLED, QUEUED, HELD):
             return Ack(pid, line_no, status)
-        row = self.store.get_payment(pid)
-        if row is None:  # committed earlier in this very batch
+        reason = self.engine.reasons.get(pid)
+        if reason is None:
             return Ack(pid, line_no, status)
-        return Ack(pid, line_no, status, row.reason_code, row.reason)
+        return Ack(pid, line_no, status, reason[0], reason[1])
 
     def submit_lines(self, lines: Iterable[bytes], *, source: str = "-",
                      batch_lines: int = BATCH_LINES_DEFAULT,
                      clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
-        """JSON Lines in, one list of acks per durable group commit out."""
+        """JSON Lines in, one list of acks per durable group commit out.
+
+        Commits are pipelined: while one block is being written and fsynced on a writer thread
+        (SQLite releases the GIL for that), the next block is validated and applied in memory.
+        A block's acks are released only once its own commit has returned, and blocks are written
+        strictly in order, so nothing is acknowledged before it is durable.
+        """
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
         net = self.network
-        batch = self.begin()
+        b = self.begin()
         acks: list[Ack] = []
-        line_no = 0
-        for line_no, raw in enumerate(lines, start=1):
-            if not raw.strip():
-                continue
-            t = clock()
-            try:
-                obj = parse_json_line(raw)
-                ins = parse_json_instruction(obj, net)
-            except Rejection as r:
-                batch.rejections.append((t, source, line_no, r.payment_id, r.code, r.text))
-                acks.append(Ack(r.payment_id, line_no, REJECTED, r.code, r.text))
-            else:
-                acks.append(self.submit_instruction(batch, ins, line_no, source, t))
-            if len(acks) >= batch_lines:
-                self.flush(batch)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="setara-commit") as writer:
+            inflight: tuple[Future[None], list[Ack]] | None = None
+            for line_no, raw in enumerate(lines, start=1):
+                if not raw.strip():
+                    continue
+                t = clock()
+                try:
+                    obj = parse_json_line(raw)
+                    ins = parse_json_instruction(obj, net)
+                except Rejection as r:
+                    b.rejections.append([t, source, line_no, r.payment_id, r.code, r.text])
+                    acks.append(Ack(r.payment_id, line_no, REJECTED, r.code, r.text))
+                else:
+                    acks.append(self.submit_instruction(b, ins, line_no, source, t))
+                if len(acks) >= batch_lines:
+                    sealed = self._seal(b)
+                    if inflight is not None:
+                        inflight[0].result()
+                        yield inflight[1]
+                    inflight = (writer.submit(self._write, sealed), acks) if sealed else None
+                    b, acks = self.begin(), []
+            sealed = self._seal(b)
+            if inflight is not None:
+                inflight[0].result()
+                yield inflight[1]
+            if sealed is not None:
+                self._write(sealed)
+            if acks:
                 yield acks
-                batch, acks = self.begin(), []
-        self.flush(batch)
-        if acks:
-            yield acks
 
     # ------------------------------------------------------------------ simple use cases
     def run(self, cmd: Command) -> list[Any]:

@@ -1,32 +1,28 @@
-"""Persistence of the command log, journal, payments and snapshots behind one interface.
+"""Persistence of the block log, journal, events and projections behind one interface.
 
 SQLite (WAL, fsync on commit) is the embedded default; PostgreSQL implements the same interface.
-The command log is the source of truth; every other table is derived from it and `setara verify`
-proves that by replaying the log and comparing.
 """
 
 from __future__ import annotations
 
 from setara.store.base import (
     SCHEMA_VERSION,
-    JournalRow,
-    LogRow,
+    Block,
     PaymentRow,
+    Projection,
     Store,
     StoreError,
-    WriteBatch,
-    log_hash,
+    block_hash,
 )
 
 __all__ = [
     "SCHEMA_VERSION",
-    "JournalRow",
-    "LogRow",
+    "Block",
     "PaymentRow",
+    "Projection",
     "Store",
     "StoreError",
-    "WriteBatch",
-    "log_hash",
+    "block_hash",
     "open_store",
 ]
 

@@ -1,4 +1,18 @@
-"""The store interface both backends implement, and the rows they keep."""
+"""The store interface both backends implement.
+
+What is stored, per group commit (a *block*):
+- `log`: the block's commands, hash-chained block to block. The source of truth, what members
+  replay. Party names never appear here, only keyed digests.
+- `journal`: the postings the block produced, each with its own posting hash chain.
+- `events`: the status changes and notices the block produced.
+- `intake`: operator-private data of the block's instructions (party names and addresses,
+  ISO 20022 references) and the lines refused before reaching the engine.
+A block is one transaction, fsynced before any of its instructions is acknowledged. Writing a few
+blobs per block instead of several indexed rows per payment is what makes durable submission fast.
+
+Read models (`payments`, `balances`) are projections of the blocks, caught up on demand; `verify`
+replays the log and compares every stored block and projection row with what it derives.
+"""
 
 from __future__ import annotations
 
@@ -6,30 +20,40 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 SCHEMA_VERSION = 1
 
-# log row: (seq, time_ms, kind, body, hash)
-LogRow = tuple[int, int, str, bytes, bytes]
-# journal row: (seq, log_seq, payment_id, currency, debit, credit, amount_minor, rate, hash)
-JournalRow = tuple[int, int, str, str, str, str, int, str, bytes]
+PAYMENT_COLUMNS = (
+    "id", "debtor", "creditor", "currency", "amount_minor", "to_currency", "credit_minor", "provider",
+    "rate", "priority", "status", "reason_code", "reason", "accepted_ms", "updated_ms", "block", "uetr",
+    "end_to_end_id", "msg_id", "parties",
+)
 
 
 class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, wrong schema, moved under us)."""
 
 
-def log_hash(prev: bytes, seq: int, time_ms: int, kind: str, body: bytes) -> bytes:
-    return hashlib.sha256(prev + f"{seq}|{time_ms}|{kind}|".encode() + body).digest()
+def block_hash(prev: bytes, seq: int, first_cmd: int, n_cmds: int, body: bytes) -> bytes:
+    return hashlib.sha256(prev + f"{seq}|{first_cmd}|{n_cmds}|".encode() + body).digest()
 
 
-PAYMENT_COLUMNS = (
-    "id", "debtor", "creditor", "currency", "amount_minor", "to_currency", "credit_minor", "provider",
-    "rate", "priority", "status", "reason_code", "reason", "accepted_ms", "updated_ms", "log_seq", "uetr",
-    "end_to_end_id", "msg_id", "parties",
-)
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One group commit, as written."""
+
+    seq: int
+    first_cmd: int  # number of the block's first command in the whole log (from 1)
+    n_cmds: int
+    time_ms: int
+    log: bytes  # JSON [[kind, command], ...]
+    hash: bytes
+    journal: bytes  # JSON [[seq, payment_id, currency, debit, credit, amount_minor, rate, hash_hex], ...]
+    journal_head: bytes
+    events: bytes  # JSON {"status": [...], "notices": [...]}
+    intake: bytes  # JSON {"payments": [...], "rejections": [...]} (operator-private)
 
 
 @dataclass(slots=True)
@@ -49,38 +73,27 @@ class PaymentRow:
     reason: str | None
     accepted_ms: int
     updated_ms: int
-    log_seq: int
+    block: int
     uetr: str | None = None
     end_to_end_id: str | None = None
     msg_id: str | None = None
-    parties: bytes | None = None  # operator-private party data (JSON); never in the log
+    parties: bytes | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         return (self.id, self.debtor, self.creditor, self.currency, self.amount_minor, self.to_currency,
                 self.credit_minor, self.provider, self.rate, self.priority, self.status, self.reason_code,
-                self.reason, self.accepted_ms, self.updated_ms, self.log_seq, self.uetr, self.end_to_end_id,
+                self.reason, self.accepted_ms, self.updated_ms, self.block, self.uetr, self.end_to_end_id,
                 self.msg_id, self.parties)
 
 
 @dataclass(slots=True)
-class WriteBatch:
-    """Everything one group commit writes, atomically."""
+class Projection:
+    """Rows derived from blocks up to `upto_block`, written together with the watermark."""
 
-    expect_log_seq: int  # the log head this writer last saw: fencing against a second writer
-    log: list[LogRow] = field(default_factory=list)
-    journal: list[JournalRow] = field(default_factory=list)
-    payments: list[PaymentRow] = field(default_factory=list)
+    upto_block: int
+    inserts: list[PaymentRow]
     # (status, reason_code, reason, updated_ms, credit_minor, provider, rate, id)
-    status_updates: list[tuple[Any, ...]] = field(default_factory=list)
-    # (time_ms, source, line_no, payment_id, reason_code, reason)
-    rejections: list[tuple[int, str, int, str | None, str, str]] = field(default_factory=list)
-    # (log_seq, kind, data-json)
-    notices: list[tuple[int, str, bytes]] = field(default_factory=list)
-    balances: list[tuple[str, str, int, int]] = field(default_factory=list)
-    snapshot: tuple[int, bytes, str] | None = None  # (log_seq, state, state_hash)
-
-    def __bool__(self) -> bool:
-        return bool(self.log or self.rejections)
+    updates: list[tuple[Any, ...]]
 
 
 class Store(ABC):
@@ -88,48 +101,74 @@ class Store(ABC):
 
     url: str
 
+    # ---------------------------------------------------------------- schema
     @abstractmethod
     def exists(self) -> bool:
-        """True when the network has been created in this store."""
+        """True once a network's first block is stored."""
 
     @abstractmethod
     def create(self, party_key: bytes) -> None:
-        """Create the schema (fails if a network is already there)."""
+        """Create the schema (reusing one left by an init that failed before its first block)."""
 
     @abstractmethod
+    def schema_version(self) -> int: ...
+
     def check_schema(self) -> None:
-        """Raise StoreError with a clear message unless the schema is current."""
+        if not self.exists():
+            raise StoreError(f"no network in {self.url}: run `setara init --network FILE` first")
+        v = self.schema_version()
+        if v < SCHEMA_VERSION:
+            raise StoreError(f"database schema version {v} is older than this setara's ({SCHEMA_VERSION}): "
+                             "run `setara db upgrade`")
+        if v > SCHEMA_VERSION:
+            raise StoreError(f"database schema version {v} is newer than this setara's ({SCHEMA_VERSION}): "
+                             "upgrade setara")
 
     @abstractmethod
     def upgrade(self) -> list[str]:
-        """Migrate the schema to SCHEMA_VERSION; return what was done."""
+        """Migrate to SCHEMA_VERSION; return what was done."""
 
+    # ---------------------------------------------------------------- writing
     @abstractmethod
     def writer(self, timeout_s: float) -> AbstractContextManager[None]:
         """Hold the single-writer lock (waits up to timeout_s, then StoreError)."""
 
     @abstractmethod
+    def append(self, block: Block, balances: list[tuple[str, str, int, int]],
+               snapshot: tuple[int, bytes, str] | None) -> None:
+        """Write one block durably (fsync before return). Refuses unless block.seq follows the
+        stored head: a second writer can never fork the log."""
+
+    @abstractmethod
+    def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:
+        ...
+
+    @abstractmethod
+    def project(self, projection: Projection, after_block: int) -> bool:
+        """Write projected rows and move the watermark from after_block; False (nothing written)
+        when another process moved it first."""
+
+    @abstractmethod
     def meta(self, key: str) -> str | None: ...
 
+    # ---------------------------------------------------------------- reading
     @abstractmethod
-    def set_meta(self, key: str, value: str) -> None: ...
+    def head(self) -> tuple[int, int, bytes, bytes]:
+        """(last block seq, commands so far, block hash, journal head); zeros when empty."""
 
     @abstractmethod
-    def commit(self, batch: WriteBatch) -> None:
-        """Write the batch in one durable transaction (fsync before return)."""
+    def iter_blocks(self, after_seq: int = 0) -> Iterator[Block]: ...
 
     @abstractmethod
-    def log_head(self) -> tuple[int, bytes]:
-        """(last seq, its hash); (0, genesis) when empty."""
+    def block_hash_at(self, seq: int) -> tuple[bytes, bytes] | None:
+        """(block hash, journal head) of block `seq`."""
 
     @abstractmethod
-    def iter_log(self, after_seq: int = 0) -> Iterator[LogRow]: ...
+    def latest_snapshot(self) -> tuple[int, bytes, str] | None:
+        """(block seq, state, sha256 of state)."""
 
     @abstractmethod
-    def latest_snapshot(self) -> tuple[int, bytes, str] | None: ...
-
-    @abstractmethod
-    def iter_journal(self, after_seq: int = 0) -> Iterator[JournalRow]: ...
+    def projected_upto(self) -> int: ...
 
     @abstractmethod
     def iter_payments(self, *, member: str | None = None, status: str | None = None,
@@ -140,17 +179,11 @@ class Store(ABC):
 
     @abstractmethod
     def balances(self) -> list[tuple[str, str, int, int]]:
-        """(member, currency, balance_minor, available_minor) for every account."""
-
-    @abstractmethod
-    def iter_rejections(self) -> Iterator[tuple[int, int, str, int, str | None, str, str]]: ...
-
-    @abstractmethod
-    def iter_notices(self, kind: str | None = None, after: int = 0) -> Iterator[tuple[int, int, str, bytes]]: ...
+        """(member, currency, balance_minor, available_minor) as of the last block."""
 
     @abstractmethod
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement on side tables (keys, lists, audit); autocommitted, durable."""
+        """One statement on side tables (keys, lists, audit), autocommitted. Placeholders are `?`."""
 
     @abstractmethod
     def close(self) -> None: ...

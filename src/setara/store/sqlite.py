@@ -1,4 +1,4 @@
-"""SQLite store: the embedded default. WAL journal, fsync on every group commit."""
+"""SQLite store: the embedded default. WAL journal, fsync on every block."""
 
 from __future__ import annotations
 
@@ -11,48 +11,42 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from setara.ledger import GENESIS
 from setara.store.base import (
     PAYMENT_COLUMNS,
     SCHEMA_VERSION,
-    JournalRow,
-    LogRow,
+    Block,
     PaymentRow,
+    Projection,
     Store,
     StoreError,
-    WriteBatch,
 )
 
-# Each entry migrates from version i to i+1; index 0 creates version 1.
+# MIGRATIONS[i] takes the schema from version i to i+1 (index 0 creates version 1).
 MIGRATIONS: list[list[str]] = [
     [
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        "CREATE TABLE log (seq INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, kind TEXT NOT NULL,"
-        " body BLOB NOT NULL, hash BLOB NOT NULL)",
-        "CREATE TABLE journal (seq INTEGER PRIMARY KEY, log_seq INTEGER NOT NULL, payment_id TEXT NOT NULL,"
-        " currency TEXT NOT NULL, debit TEXT NOT NULL, credit TEXT NOT NULL, amount_minor INTEGER NOT NULL,"
-        " rate TEXT NOT NULL, hash BLOB NOT NULL)",
-        "CREATE INDEX journal_payment ON journal(payment_id)",
+        "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        "CREATE TABLE log (seq INTEGER PRIMARY KEY, first_cmd INTEGER NOT NULL, n_cmds INTEGER NOT NULL,"
+        " time_ms INTEGER NOT NULL, body BLOB NOT NULL, hash BLOB NOT NULL)",
+        "CREATE TABLE journal (block INTEGER PRIMARY KEY, body BLOB NOT NULL, head BLOB NOT NULL)",
+        "CREATE TABLE events (block INTEGER PRIMARY KEY, body BLOB NOT NULL)",
+        "CREATE TABLE intake (block INTEGER PRIMARY KEY, body BLOB NOT NULL)",
         "CREATE TABLE payments (id TEXT PRIMARY KEY, debtor TEXT NOT NULL, creditor TEXT NOT NULL,"
         " currency TEXT NOT NULL, amount_minor INTEGER NOT NULL, to_currency TEXT, credit_minor INTEGER,"
         " provider TEXT, rate TEXT, priority TEXT NOT NULL, status TEXT NOT NULL, reason_code TEXT,"
-        " reason TEXT, accepted_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, log_seq INTEGER NOT NULL,"
+        " reason TEXT, accepted_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL, block INTEGER NOT NULL,"
         " uetr TEXT, end_to_end_id TEXT, msg_id TEXT, parties BLOB)",
-        "CREATE INDEX payments_debtor ON payments(debtor)",
-        "CREATE INDEX payments_creditor ON payments(creditor)",
+        "CREATE INDEX payments_debtor ON payments(debtor, id)",
+        "CREATE INDEX payments_creditor ON payments(creditor, id)",
         "CREATE INDEX payments_status ON payments(status)",
-        "CREATE TABLE rejections (n INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, source TEXT NOT NULL,"
-        " line_no INTEGER NOT NULL, payment_id TEXT, reason_code TEXT NOT NULL, reason TEXT NOT NULL)",
-        "CREATE TABLE notices (n INTEGER PRIMARY KEY, log_seq INTEGER NOT NULL, kind TEXT NOT NULL,"
-        " data BLOB NOT NULL)",
-        "CREATE INDEX notices_kind ON notices(kind)",
+        "CREATE INDEX payments_uetr ON payments(uetr)",
         "CREATE TABLE balances (member TEXT NOT NULL, currency TEXT NOT NULL, balance_minor INTEGER NOT NULL,"
         " available_minor INTEGER NOT NULL, PRIMARY KEY (member, currency))",
-        "CREATE TABLE snapshots (log_seq INTEGER PRIMARY KEY, state BLOB NOT NULL, state_hash TEXT NOT NULL)",
+        "CREATE TABLE snapshots (block INTEGER PRIMARY KEY, state BLOB NOT NULL, state_hash TEXT NOT NULL)",
         "CREATE TABLE api_keys (key_id TEXT PRIMARY KEY, key_hash TEXT NOT NULL, role TEXT NOT NULL,"
         " member TEXT, created_ms INTEGER NOT NULL, revoked_ms INTEGER)",
         "CREATE TABLE list_versions (n INTEGER PRIMARY KEY, source TEXT NOT NULL, list_date TEXT,"
-        " checksum TEXT NOT NULL, imported_ms INTEGER NOT NULL, entities INTEGER NOT NULL, data BLOB NOT NULL)",
+        " checksum TEXT NOT NULL, imported_ms INTEGER NOT NULL, entities INTEGER NOT NULL,"
+        " data BLOB NOT NULL)",
         "CREATE TABLE screening_audit (n INTEGER PRIMARY KEY, time_ms INTEGER NOT NULL, payment_id TEXT,"
         " subject TEXT NOT NULL, decision TEXT NOT NULL, score REAL NOT NULL, entity_id TEXT, list TEXT,"
         " list_version INTEGER, explanation TEXT NOT NULL)",
@@ -61,7 +55,7 @@ MIGRATIONS: list[list[str]] = [
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
-_PAYMENT_INSERT = (f"INSERT INTO payments ({', '.join(PAYMENT_COLUMNS)}) VALUES "
+_PAYMENT_INSERT = (f"INSERT OR REPLACE INTO payments ({', '.join(PAYMENT_COLUMNS)}) VALUES "
                    f"({', '.join('?' for _ in PAYMENT_COLUMNS)})")
 _STATUS_UPDATE = ("UPDATE payments SET status = ?, reason_code = ?, reason = ?, updated_ms = ?,"
                   " credit_minor = COALESCE(?, credit_minor), provider = COALESCE(?, provider),"
@@ -72,27 +66,25 @@ class SqliteStore(Store):
     def __init__(self, path: str) -> None:
         self.url = path
         self.path = Path(path)
-        self._lock_file: IO[str] | None = None
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as e:
             raise StoreError(f"cannot open database {path}: {e}") from None
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: the WAL is fsynced at every commit, so an acknowledged batch survives power loss.
+        # FULL: the WAL is fsynced at every commit, so an acknowledged block survives power loss.
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=OFF")
 
     # ------------------------------------------------------------------ schema
-    def _has_schema(self) -> bool:
-        row = self._db.execute("SELECT name FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+    def _has_table(self, name: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone()
         return row is not None
 
     def exists(self) -> bool:
-        # A network exists once its init command is in the log; a schema left by an init that
-        # failed half-way is reused by the next `setara init`.
-        return self._has_schema() and self._db.execute("SELECT 1 FROM log LIMIT 1").fetchone() is not None
+        return self._has_table("log") and self._db.execute("SELECT 1 FROM log LIMIT 1").fetchone() is not None
 
-    def _version(self) -> int:
+    def schema_version(self) -> int:
+        if not self._has_table("meta"):
+            return 0
         row = self._db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         return int(row[0]) if row else 0
 
@@ -100,29 +92,18 @@ class SqliteStore(Store):
         if self.exists():
             raise StoreError(f"{self.url} already holds a network")
         with self._tx():
-            if self._has_schema():
-                self._db.execute("UPDATE meta SET value = ? WHERE key = 'party_key'", (party_key.hex(),))
-                return
-            for stmts in MIGRATIONS:
-                for sql in stmts:
-                    self._db.execute(sql)
-            self._db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-            self._db.execute("INSERT INTO meta VALUES ('party_key', ?)", (party_key.hex(),))
-
-    def check_schema(self) -> None:
-        if not self._has_schema() or not self.exists():
-            raise StoreError(f"no network in {self.url}: run `setara init --network FILE` first")
-        v = self._version()
-        if v < SCHEMA_VERSION:
-            raise StoreError(f"database schema version {v} is older than {SCHEMA_VERSION}: "
-                             "run `setara db upgrade`")
-        if v > SCHEMA_VERSION:
-            raise StoreError(f"database schema version {v} is newer than this setara ({SCHEMA_VERSION})")
+            if self.schema_version() == 0:
+                for stmts in MIGRATIONS:
+                    for sql in stmts:
+                        self._db.execute(sql)
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('party_key', ?)", (party_key.hex(),))
+            self._db.execute("INSERT OR REPLACE INTO meta VALUES ('projected_upto', '0')")
 
     def upgrade(self) -> list[str]:
-        if not self._has_schema():
+        v = self.schema_version()
+        if v == 0:
             raise StoreError(f"no network in {self.url}")
-        v = self._version()
         done = []
         with self._tx():
             while v < SCHEMA_VERSION:
@@ -146,8 +127,8 @@ class SqliteStore(Store):
     # ------------------------------------------------------------------ writer lock
     @contextlib.contextmanager
     def writer(self, timeout_s: float) -> Iterator[None]:
-        lock_path = str(self.path) + ".lock"
-        f = open(lock_path, "a+")  # noqa: SIM115 - held for the writer's lifetime
+        # An OS file lock, released by the kernel if the process dies: no stale locks after kill -9.
+        f: IO[str] = open(str(self.path) + ".lock", "a+")  # noqa: SIM115 - held for the writer's lifetime
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -159,81 +140,109 @@ class SqliteStore(Store):
                     raise StoreError(f"another setara process is writing to {self.url}; "
                                      f"gave up after {timeout_s:.0f} s") from None
                 time.sleep(0.05)
-        f.seek(0)
-        f.truncate()
-        f.write(str(os.getpid()))
-        f.flush()
-        self._lock_file = f
         try:
+            f.truncate(0)
+            f.write(str(os.getpid()))
+            f.flush()
             yield
         finally:
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
             f.close()
-            self._lock_file = None
 
-    # ------------------------------------------------------------------ meta
+    # ------------------------------------------------------------------ writes
+    def append(self, block: Block, balances: list[tuple[str, str, int, int]],
+               snapshot: tuple[int, bytes, str] | None) -> None:
+        db = self._db
+        with self._tx():
+            row = db.execute("SELECT seq FROM log ORDER BY seq DESC LIMIT 1").fetchone()
+            head = 0 if row is None else int(row[0])
+            if head != block.seq - 1:
+                raise StoreError(f"the log moved under this writer (expected block {block.seq - 1}, found "
+                                 f"{head}): another writer is active")
+            db.execute("INSERT INTO log VALUES (?, ?, ?, ?, ?, ?)",
+                       (block.seq, block.first_cmd, block.n_cmds, block.time_ms, block.log, block.hash))
+            db.execute("INSERT INTO journal VALUES (?, ?, ?)", (block.seq, block.journal, block.journal_head))
+            db.execute("INSERT INTO events VALUES (?, ?)", (block.seq, block.events))
+            db.execute("INSERT INTO intake VALUES (?, ?)", (block.seq, block.intake))
+            if balances:
+                db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?, ?, ?)", balances)
+            if snapshot is not None:
+                db.execute("DELETE FROM snapshots")
+                db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", snapshot)
+
+    def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:
+        with self._tx():
+            self._db.execute("DELETE FROM snapshots")
+            self._db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", snapshot)
+            self._db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?, ?, ?)", balances)
+
+    def project(self, projection: Projection, after_block: int) -> bool:
+        db = self._db
+        with self._tx():
+            if self.projected_upto() != after_block:
+                return False
+            if projection.inserts:
+                db.executemany(_PAYMENT_INSERT, [p.as_tuple() for p in projection.inserts])
+            if projection.updates:
+                db.executemany(_STATUS_UPDATE, projection.updates)
+            db.execute("UPDATE meta SET value = ? WHERE key = 'projected_upto'", (str(projection.upto_block),))
+        return True
+
     def meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
-    def set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
-    # ------------------------------------------------------------------ writes
-    def commit(self, batch: WriteBatch) -> None:
-        db = self._db
-        with self._tx():
-            head = db.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()[0]
-            if head != batch.expect_log_seq:
-                raise StoreError(f"the log moved under this writer (expected head {batch.expect_log_seq}, "
-                                 f"found {head}): another writer is active")
-            if batch.log:
-                db.executemany("INSERT INTO log VALUES (?, ?, ?, ?, ?)", batch.log)
-            if batch.journal:
-                db.executemany("INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", batch.journal)
-            if batch.payments:
-                db.executemany(_PAYMENT_INSERT, [p.as_tuple() for p in batch.payments])
-            if batch.status_updates:
-                db.executemany(_STATUS_UPDATE, batch.status_updates)
-            if batch.rejections:
-                db.executemany("INSERT INTO rejections (time_ms, source, line_no, payment_id, reason_code,"
-                               " reason) VALUES (?, ?, ?, ?, ?, ?)", batch.rejections)
-            if batch.notices:
-                db.executemany("INSERT INTO notices (log_seq, kind, data) VALUES (?, ?, ?)", batch.notices)
-            if batch.balances:
-                db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?, ?, ?)", batch.balances)
-            if batch.snapshot is not None:
-                db.execute("DELETE FROM snapshots")
-                db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", batch.snapshot)
-
     # ------------------------------------------------------------------ reads
-    def log_head(self) -> tuple[int, bytes]:
-        row = self._db.execute("SELECT seq, hash FROM log ORDER BY seq DESC LIMIT 1").fetchone()
-        return (0, GENESIS) if row is None else (int(row[0]), bytes(row[1]))
+    def head(self) -> tuple[int, int, bytes, bytes]:
+        row = self._db.execute(
+            "SELECT l.seq, l.first_cmd + l.n_cmds - 1, l.hash, j.head FROM log l LEFT JOIN journal j"
+            " ON j.block = l.seq ORDER BY l.seq DESC LIMIT 1").fetchone()
+        if row is None:
+            return (0, 0, bytes(32), bytes(32))
+        return (int(row[0]), int(row[1]), _as_bytes(row[2]), _as_bytes(row[3] if row[3] is not None else b""))
 
-    def iter_log(self, after_seq: int = 0) -> Iterator[LogRow]:
-        cur = self._db.execute("SELECT seq, time_ms, kind, body, hash FROM log WHERE seq > ? ORDER BY seq",
-                               (after_seq,))
-        while rows := cur.fetchmany(4096):
-            for seq, t, kind, body, h in rows:
-                # A row edited by hand may come back as TEXT; hash what is stored, whatever its type.
-                yield (seq, t, str(kind), _as_bytes(body), _as_bytes(h))
+    def iter_blocks(self, after_seq: int = 0) -> Iterator[Block]:
+        cur = self._db.execute(
+            "SELECT l.seq, l.first_cmd, l.n_cmds, l.time_ms, l.body, l.hash, j.body, j.head, e.body, i.body"
+            " FROM log l LEFT JOIN journal j ON j.block = l.seq LEFT JOIN events e ON e.block = l.seq"
+            " LEFT JOIN intake i ON i.block = l.seq WHERE l.seq > ? ORDER BY l.seq", (after_seq,))
+        while rows := cur.fetchmany(64):
+            for r in rows:
+                # A row edited by hand may come back as TEXT or NULL; hand over what is stored.
+                yield Block(int(r[0]), int(r[1]), int(r[2]), int(r[3]), _as_bytes(r[4]), _as_bytes(r[5]),
+                            _as_bytes(r[6]), _as_bytes(r[7]), _as_bytes(r[8]), _as_bytes(r[9]))
+
+    def block_hash_at(self, seq: int) -> tuple[bytes, bytes] | None:
+        row = self._db.execute("SELECT l.hash, j.head FROM log l LEFT JOIN journal j ON j.block = l.seq"
+                               " WHERE l.seq = ?", (seq,)).fetchone()
+        return None if row is None else (_as_bytes(row[0]), _as_bytes(row[1]))
 
     def latest_snapshot(self) -> tuple[int, bytes, str] | None:
         row = self._db.execute(
-            "SELECT log_seq, state, state_hash FROM snapshots ORDER BY log_seq DESC LIMIT 1").fetchone()
-        return None if row is None else (int(row[0]), bytes(row[1]), str(row[2]))
+            "SELECT block, state, state_hash FROM snapshots ORDER BY block DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), _as_bytes(row[1]), str(row[2]))
 
-    def iter_journal(self, after_seq: int = 0) -> Iterator[JournalRow]:
-        cur = self._db.execute("SELECT * FROM journal WHERE seq > ? ORDER BY seq", (after_seq,))
-        while rows := cur.fetchmany(4096):
-            yield from rows
+    def projected_upto(self) -> int:
+        v = self.meta("projected_upto")
+        return int(v) if v else 0
 
     def iter_payments(self, *, member: str | None = None, status: str | None = None,
                       after_id: str | None = None, limit: int | None = None) -> Iterator[PaymentRow]:
-        where, params = _payment_filter(member, status, after_id)
-        sql = f"SELECT {', '.join(PAYMENT_COLUMNS)} FROM payments{where} ORDER BY "
-        sql += "id" if after_id is not None or limit is not None else "log_seq, rowid"
+        clauses: list[str] = []
+        params: list[Any] = []
+        if member is not None:
+            clauses.append("(debtor = ? OR creditor = ?)")
+            params += [member, member]
+        if status is not None:
+            clauses.append("status = ?")
+            params.append(status)
+        if after_id is not None:
+            clauses.append("id > ?")
+            params.append(after_id)
+        sql = f"SELECT {', '.join(PAYMENT_COLUMNS)} FROM payments"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id" if (after_id is not None or limit is not None) else " ORDER BY block, rowid"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         cur = self._db.execute(sql, params)
@@ -247,18 +256,8 @@ class SqliteStore(Store):
         return None if row is None else PaymentRow(*row)
 
     def balances(self) -> list[tuple[str, str, int, int]]:
-        return [tuple(r) for r in self._db.execute(  # type: ignore[misc]
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._db.execute(
             "SELECT member, currency, balance_minor, available_minor FROM balances ORDER BY rowid")]
-
-    def iter_rejections(self) -> Iterator[tuple[int, int, str, int, str | None, str, str]]:
-        yield from self._db.execute("SELECT * FROM rejections ORDER BY n")
-
-    def iter_notices(self, kind: str | None = None, after: int = 0) -> Iterator[tuple[int, int, str, bytes]]:
-        if kind is None:
-            yield from self._db.execute("SELECT * FROM notices WHERE n > ? ORDER BY n", (after,))
-        else:
-            yield from self._db.execute("SELECT * FROM notices WHERE kind = ? AND n > ? ORDER BY n",
-                                        (kind, after))
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._db.execute(sql, params).fetchall()]
@@ -270,21 +269,8 @@ class SqliteStore(Store):
 def _as_bytes(v: object) -> bytes:
     if isinstance(v, bytes):
         return v
+    if v is None:
+        return b""
     if isinstance(v, str):
         return v.encode()
     return str(v).encode()
-
-
-def _payment_filter(member: str | None, status: str | None, after_id: str | None
-                    ) -> tuple[str, tuple[Any, ...]]:
-    clauses, params = [], []
-    if member is not None:
-        clauses.append("(debtor = ? OR creditor = ?)")
-        params += [member, member]
-    if status is not None:
-        clauses.append("status = ?")
-        params.append(status)
-    if after_id is not None:
-        clauses.append("id > ?")
-        params.append(after_id)
-    return ((" WHERE " + " AND ".join(clauses)) if clauses else "", tuple(params))

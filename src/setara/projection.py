@@ -1,0 +1,62 @@
+"""Read models derived from the blocks: the `payments` table behind exports, the API and statements.
+
+Submission only makes the block durable (that is what an acknowledgement promises); the payments
+table is caught up from the blocks whenever something reads it. Its watermark moves in the same
+transaction as its rows, so a crash at any point leaves it consistent, and two readers catching
+up at once cannot apply a block twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from setara.store import PaymentRow, Projection, Store
+
+__all__ = ["project"]
+
+PROJECT_PAYMENTS_PER_TX = 50_000
+
+
+def project(store: Store) -> int:
+    """Catch the payments table up with the log; returns the block it now reflects."""
+    upto = store.projected_upto()
+    while True:
+        after = upto
+        pending: dict[str, PaymentRow] = {}
+        updates: list[tuple[Any, ...]] = []
+        last = after
+        for b in store.iter_blocks(after):
+            cmds = orjson.loads(b.log)
+            events = orjson.loads(b.events)
+            intake = orjson.loads(b.intake) if b.intake else {"payments": {}}
+            private = intake.get("payments", {})
+            for kind, c in cmds:
+                if kind != "submit":
+                    continue
+                priv = private.get(c["id"])
+                pending[c["id"]] = PaymentRow(
+                    c["id"], c["debtor"], c["creditor"], c["currency"], c["amount_minor"], c["to_currency"],
+                    None, None, None, "URGENT" if c["priority"] == 0 else "NORMAL", "RECEIVED", None, None,
+                    c["time_ms"], c["time_ms"], b.seq, c["uetr"],
+                    priv[0] if priv else None, priv[1] if priv else None,
+                    orjson.dumps(priv[2]) if priv and priv[2] else None,
+                )
+            for pid, status, code, reason, t, credit, provider, rate in events["status"]:
+                row = pending.get(pid)
+                if row is not None:
+                    row.status, row.reason_code, row.reason, row.updated_ms = status, code, reason, t
+                    if credit is not None:
+                        row.credit_minor, row.provider, row.rate = credit, provider, rate
+                else:
+                    updates.append((status, code, reason, t, credit, provider, rate, pid))
+            last = b.seq
+            if len(pending) + len(updates) >= PROJECT_PAYMENTS_PER_TX:
+                break
+        if last == after:
+            return upto
+        if not store.project(Projection(last, list(pending.values()), updates), after):
+            upto = store.projected_upto()  # another reader projected first; continue from there
+            continue
+        upto = last
