@@ -1,0 +1,510 @@
+"""Candidate index and scoring: who on the lists could this name be, and how sure are we.
+
+Pipeline for one query: normalise (normalize.py) -> candidates from inverted indexes (exact token,
+phonetic key, one-edit deletion neighbourhood, joined neighbouring tokens) -> score the best few
+candidates by order-independent token alignment -> adjust for country and birth year -> decide.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from heapq import nlargest
+from typing import Literal
+
+from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
+
+from setara.compliance.countries import country_code
+from setara.compliance.lists import Entity, ListData
+from setara.compliance.normalize import PARTICLES, is_form, name_variants, phonetic_key
+
+Decision = Literal["clear", "review", "block"]
+
+# Calibrated on eval/cases.csv and the seeded UN perturbation set; see docs/screening.md.
+REVIEW_THRESHOLD = 0.80
+BLOCK_THRESHOLD = 0.93
+
+DISTANCE_STRETCH = 2.0
+SOUND_LIFT_LONG = 0.2
+SOUND_CAP_LONG = 0.9
+SOUND_LIFT_SHORT = 0.1
+SOUND_CAP_SHORT = 0.85
+FUZZY_VOTE = 0.8
+PRUNE_BOUND = 0.5  # share of the query's weight a name must share before it is scored
+CANDIDATES_MAX = 40  # names scored in full per query reading
+POSTING_MAX = 5000  # a key shared by more names than this is too common to narrow anything
+CACHE_SIZE_DEFAULT = 100_000
+QUERY_CHARS_MAX = 300
+JOINED_UNIT_MIN = 0.85
+MATCH_MIN = 0.6  # token pairs below this similarity are not aligned at all
+DROPPED_MIDDLE_SHARE = 0.2  # a dropped middle name costs a fifth of its weight
+DROPPED_EDGE_SHARE = 0.5  # a dropped first or last name is stronger evidence of another person
+EXTRA_MIDDLE_SHARE = 0.35  # a patronymic the list leaves out ("Vladimir Vladimirovich Putin")
+EXTRA_EDGE_SHARE = 1.0
+WEAK_ALIAS_FACTOR = 0.9
+JOINED_FACTOR = 0.97
+FORM_WEIGHT = 0.15
+PARTICLE_WEIGHT = 0.25
+COUNTRY_MATCH_BONUS = 0.03
+COUNTRY_MISMATCH_PENALTY = 0.05
+YEAR_MATCH_BONUS = 0.04
+YEAR_MISMATCH_PENALTY = 0.12
+YEAR_TOLERANCE = 1
+YEAR_MISMATCH_GAP = 5
+DELETION_TOKEN_LEN_MIN = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    query: str
+    hit: bool
+    score: float
+    entity_id: str | None
+    list: str | None
+    matched_name: str | None
+    explanation: str
+    decision: Decision
+
+    def to_dict(self) -> dict[str, object]:
+        """The `setara screen` JSON Lines record."""
+        return {
+            "query": self.query,
+            "hit": self.hit,
+            "score": self.score,
+            "entity_id": self.entity_id,
+            "list": self.list,
+            "matched_name": self.matched_name,
+        }
+
+
+# A unit is one token, or two neighbouring tokens joined ("jong un" ~ "jongun"):
+# (text, phonetic key, weight, bitmask of the token positions it covers, is a single token).
+_Unit = tuple[str, str, float, int, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class _Side:
+    """A name reading prepared for alignment; built once per list name and once per query."""
+
+    tokens: tuple[str, ...]
+    weights: tuple[float, ...]
+    units: tuple[_Unit, ...]
+    joined: str  # name tokens without legal forms, concatenated
+    edge_mask: int  # first and last token: dropping those costs more than dropping a middle name
+
+    @classmethod
+    def build(cls, tokens: Sequence[str], weights: Sequence[float]) -> _Side:
+        units: list[_Unit] = [
+            (t, phonetic_key(t), w, 1 << i, True) for i, (t, w) in enumerate(zip(tokens, weights, strict=True))
+        ]
+        for i in range(len(tokens) - 1):
+            a, b = tokens[i], tokens[i + 1]
+            if not (is_form(a) or is_form(b)):
+                units.append((a + b, "", weights[i] + weights[i + 1], 3 << i, False))
+        edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
+        joined = "".join(t for t in tokens if not is_form(t))
+        return cls(tuple(tokens), tuple(weights), tuple(units), joined, edge)
+
+
+def _deletions(token: str) -> set[str]:
+    return {token[:i] + token[i + 1 :] for i in range(len(token))}
+
+
+_SIM_CACHE: dict[tuple[str, str], float] = {}
+_SIM_CACHE_MAX = 500_000
+
+
+def token_similarity(a: str, b: str, key_a: str | None = None, key_b: str | None = None) -> float:
+    """0..1 similarity of two normalised tokens: edit distance, Jaro-Winkler, then sound."""
+    if a == b:
+        return 1.0
+    cached = _SIM_CACHE.get((a, b))
+    if cached is not None:
+        return cached
+    if is_form(a) or is_form(b):
+        sim = 0.0
+    elif len(a) == 1 or len(b) == 1:
+        sim = 0.7 if a[0] == b[0] else 0.0  # an initial stands for any name with that letter
+    else:
+        # OSA counts a transposition as one edit ("Okti" / "Koti"); Jaro-Winkler rewards shared prefixes.
+        raw = 0.5 * (JaroWinkler.normalized_similarity(a, b) + OSA.normalized_similarity(a, b))
+        # Stretch the distance: "Ortiz"/"Ortega" (0.68 raw) is another surname, not 68% of the same one.
+        sim = max(0.0, 1.0 - DISTANCE_STRETCH * (1.0 - raw))
+        ka = phonetic_key(a) if key_a is None else key_a
+        kb = phonetic_key(b) if key_b is None else key_b
+        # Same sound skeleton lifts the score, but only by so much: it corroborates a spelling
+        # variant (Muhammad/Mohamed), it must not make unrelated short names equal.
+        if ka and ka == kb and len(ka) >= 2:
+            sim = max(
+                sim,
+                min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG)
+                if len(ka) >= 3
+                else min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT),
+            )
+    if len(_SIM_CACHE) >= _SIM_CACHE_MAX:
+        _SIM_CACHE.clear()  # cheap bound; refills from the hot pairs within a few queries
+    _SIM_CACHE[(a, b)] = sim
+    return sim
+
+
+@dataclass(frozen=True, slots=True)
+class _Alignment:
+    score: float
+    pairs: tuple[tuple[str, str, float], ...]
+    dropped: tuple[str, ...]
+    extra: tuple[str, ...]
+    joined: bool
+
+
+def _unmatched(weights: Sequence[float], used: int) -> float:
+    return sum(w for i, w in enumerate(weights) if not used >> i & 1)
+
+
+def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
+    """Order-independent greedy alignment of query and list tokens, weighted by list-token weight.
+
+    Returns the score alone unless detail is asked for (only the winning candidate needs words).
+    """
+    scored: list[tuple[float, int, int]] = []
+    c_units = c.units
+    for qi, (qt, qk, _, _, q_single) in enumerate(q.units):
+        for ci, (ct, ck, _, _, c_single) in enumerate(c_units):
+            if q_single and c_single:
+                sim = 1.0 if qt == ct else token_similarity(qt, ct, qk, ck)
+                if sim < MATCH_MIN:
+                    continue
+            else:
+                # Joined neighbours only stand in for a spacing difference, never for a sound-alike.
+                sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
+                if sim < JOINED_UNIT_MIN:
+                    continue
+            scored.append((sim, qi, ci))
+    scored.sort(key=lambda item: -item[0])
+    used_q = 0
+    used_c = 0
+    num = 0.0
+    den = 0.0
+    pairs: list[tuple[str, str, float]] = []
+    for sim, qi, ci in scored:
+        qu, cu = q.units[qi], c_units[ci]
+        if used_q & qu[3] or used_c & cu[3]:
+            continue
+        used_q |= qu[3]
+        used_c |= cu[3]
+        num += sim * cu[2]
+        den += cu[2]
+        if detail:
+            pairs.append((qu[0], cu[0], sim))
+    # Words the query has beyond the list name (a patronymic, a repeated word) cost like dropped ones.
+    matched_q = {q.tokens[i] for i in range(len(q.tokens)) if used_q >> i & 1}
+    for i, w in enumerate(q.weights):
+        if not used_q >> i & 1 and q.tokens[i] not in matched_q:
+            den += w * (EXTRA_EDGE_SHARE if q.edge_mask >> i & 1 else EXTRA_MIDDLE_SHARE)
+    den += DROPPED_MIDDLE_SHARE * _unmatched(c.weights, used_c | c.edge_mask)
+    den += DROPPED_EDGE_SHARE * _unmatched(c.weights, used_c | ~c.edge_mask)
+    score = num / den if den > 0 else 0.0
+    # Spacing differences ("Abdulhai" / "Abdul Hai", "Kim Jongun") compare better as one string.
+    joined_score = 0.0
+    if q.joined and c.joined:
+        joined_score = JOINED_FACTOR * OSA.normalized_similarity(q.joined, c.joined, score_cutoff=0.75)
+    if not detail:
+        return max(score, joined_score)
+    if joined_score > score:
+        return _Alignment(joined_score, ((q.joined, c.joined, joined_score / JOINED_FACTOR),), (), (), True)
+    extra = tuple(t for i, t in enumerate(q.tokens) if not used_q >> i & 1)
+    dropped = tuple(t for i, t in enumerate(c.tokens) if not used_c >> i & 1)
+    return _Alignment(score, tuple(pairs), dropped, extra, False)
+
+
+def default_weight(token: str) -> float:
+    if is_form(token):
+        return FORM_WEIGHT
+    if token in PARTICLES or len(token) == 1:
+        return PARTICLE_WEIGHT
+    return 1.0
+
+
+def _side(tokens: Sequence[str]) -> _Side:
+    return _Side.build(tokens, [default_weight(t) for t in tokens])
+
+
+def score_names(query: str, listed: str) -> float:
+    """Score two names without a list index (no rarity weights); used for calibration on eval pairs."""
+    best = 0.0
+    for q in name_variants(query[:QUERY_CHARS_MAX]):
+        qs = _side(q)
+        for c in name_variants(listed):
+            best = max(best, float(align(qs, _side(c))))  # type: ignore[arg-type]
+    return round(min(1.0, best), 4)
+
+
+class _Index:
+    """Inverted indexes over every reading of every name of every entity."""
+
+    def __init__(self, lists: Sequence[ListData]) -> None:
+        self.entities: list[Entity] = []
+        self.entity_list: list[str] = []
+        self.name_entity: list[int] = []
+        self.name_display: list[str] = []
+        self.name_tokens: list[tuple[str, ...]] = []
+        self.name_weak: list[bool] = []
+        for data in lists:
+            for entity in data.entities:
+                ei = len(self.entities)
+                self.entities.append(entity)
+                self.entity_list.append(data.source)
+                for names, weak in ((entity.names, False), (entity.weak_names, True)):
+                    for name in names:
+                        for tokens in name_variants(name):
+                            self.name_entity.append(ei)
+                            self.name_display.append(name)
+                            self.name_tokens.append(tokens)
+                            self.name_weak.append(weak)
+        doc_freq: dict[str, int] = {}
+        for tokens in self.name_tokens:
+            for t in set(tokens):
+                doc_freq[t] = doc_freq.get(t, 0) + 1
+        n_names = max(len(self.name_tokens), 1)
+        self.token_weight: dict[str, float] = {}
+        # Rarity weight: a token in one name out of 200 or fewer is fully informative; one in every
+        # tenth name ("mohammed", "al") counts for much less.
+        scale = math.log(200.0)
+        for t, df in doc_freq.items():
+            rarity = min(1.0, max(0.2, math.log(max(n_names / df, 1.0)) / scale)) if n_names > 200 else 1.0
+            self.token_weight[t] = min(default_weight(t), rarity)
+        self.name_weights: list[tuple[float, ...]] = [
+            tuple(self.token_weight[t] for t in tokens) for tokens in self.name_tokens
+        ]
+        self.name_sides: list[_Side] = [
+            _Side.build(t, w) for t, w in zip(self.name_tokens, self.name_weights, strict=True)
+        ]
+        self.by_edit: dict[str, list[int]] = {}
+        self.by_key: dict[str, list[int]] = {}
+        for ni, tokens in enumerate(self.name_tokens):
+            keys: set[str] = set()
+            edits: set[str] = set()
+            for t in tokens:
+                if is_form(t):
+                    continue
+                edits.add(t)
+                if len(t) >= DELETION_TOKEN_LEN_MIN:
+                    edits |= _deletions(t)
+                key = phonetic_key(t)
+                if len(key) >= 2:
+                    keys.add(key)
+            for a, b in itertools.pairwise(tokens):
+                if not (is_form(a) or is_form(b)):
+                    edits.add(a + b)
+            for e in edits:
+                self.by_edit.setdefault(e, []).append(ni)
+            for k in keys:
+                self.by_key.setdefault(k, []).append(ni)
+
+    def weight(self, token: str) -> float:
+        return self.token_weight.get(token, default_weight(token))
+
+    def candidates(self, tokens: Sequence[str]) -> list[int]:
+        """Names sharing a token, a sound or a one-edit neighbour with the query, most promising first.
+
+        A name whose shared tokens cannot reach PRUNE_BOUND even if they matched perfectly is not
+        scored: most traffic is names on no list, and this is where their time goes.
+        """
+        # Each query position counts once per name, exact sharing more than a fuzzy neighbour, so
+        # names sharing the rare tokens rank above names sharing one common token many ways.
+        exact: dict[int, int] = {}
+        fuzzy: dict[int, int] = {}
+        weights = [0.0 if is_form(t) else self.weight(t) for t in tokens]
+        probes: list[tuple[str, int]] = [(t, 1 << i) for i, t in enumerate(tokens) if not is_form(t)]
+        for i in range(len(tokens) - 1):
+            if weights[i] and weights[i + 1]:
+                probes.append((tokens[i] + tokens[i + 1], 3 << i))
+        by_edit, by_key = self.by_edit, self.by_key
+        for token, mask in probes:
+            posting = by_edit.get(token)
+            if posting is not None and len(posting) <= POSTING_MAX:
+                for ni in posting:
+                    exact[ni] = exact.get(ni, 0) | mask
+            near: set[int] = set()
+            if len(token) >= DELETION_TOKEN_LEN_MIN:
+                for i in range(len(token)):
+                    posting = by_edit.get(token[:i] + token[i + 1 :])
+                    if posting is not None and len(posting) <= POSTING_MAX:
+                        near.update(posting)
+            key = phonetic_key(token) if mask & (mask - 1) == 0 else ""
+            if len(key) >= 2:
+                posting = by_key.get(key)
+                if posting is not None and len(posting) <= POSTING_MAX:
+                    near.update(posting)
+            for ni in near:
+                fuzzy[ni] = fuzzy.get(ni, 0) | mask
+        total = sum(weights)
+        votes: dict[int, float] = {}
+        for ni in exact.keys() | fuzzy.keys():
+            e_mask = exact.get(ni, 0)
+            f_mask = fuzzy.get(ni, 0) & ~e_mask
+            votes[ni] = sum(
+                w if e_mask >> i & 1 else FUZZY_VOTE * w if f_mask >> i & 1 else 0.0 for i, w in enumerate(weights)
+            )
+        floor = PRUNE_BOUND * total
+        kept = [ni for ni, v in votes.items() if v >= floor]
+        if len(kept) <= CANDIDATES_MAX:
+            return kept
+        return nlargest(CANDIDATES_MAX, kept, key=votes.__getitem__)
+
+
+class Screener:
+    """Screens names against the union of the given lists. Thread-safe; caches repeated queries."""
+
+    def __init__(
+        self,
+        lists: Iterable[ListData],
+        review_threshold: float = REVIEW_THRESHOLD,
+        block_threshold: float = BLOCK_THRESHOLD,
+        cache_size: int = CACHE_SIZE_DEFAULT,
+    ) -> None:
+        if not 0.0 < review_threshold <= block_threshold <= 1.0:
+            raise ValueError("thresholds must satisfy 0 < review <= block <= 1")
+        self.lists: tuple[ListData, ...] = tuple(lists)
+        self.review_threshold = review_threshold
+        self.block_threshold = block_threshold
+        self._index = _Index(self.lists)
+        self._cache: OrderedDict[tuple[str, str | None, int | None], Match] = OrderedDict()
+        self._cache_size = max(0, cache_size)
+        self._lock = threading.Lock()
+
+    @property
+    def entity_count(self) -> int:
+        return len(self._index.entities)
+
+    def screen(self, name: str, country: str | None = None, birth_year: int | None = None) -> Match:
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("empty name: nothing to screen")
+        key = (name, country, birth_year)
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        match = self._screen(name, country, birth_year)
+        if self._cache_size:
+            with self._lock:
+                self._cache[key] = match
+                if len(self._cache) > self._cache_size:
+                    self._cache.popitem(last=False)
+        return match
+
+    def screen_many(self, queries: Iterable[str | tuple[str, str | None, int | None]]) -> list[Match]:
+        out: list[Match] = []
+        for q in queries:
+            out.append(self.screen(q) if isinstance(q, str) else self.screen(*q))
+        return out
+
+    def decide(self, score: float) -> Decision:
+        if score >= self.block_threshold:
+            return "block"
+        if score >= self.review_threshold:
+            return "review"
+        return "clear"
+
+    def _screen(self, name: str, country: str | None, birth_year: int | None) -> Match:
+        index = self._index
+        variants = name_variants(name[:QUERY_CHARS_MAX])
+        if not index.entities:
+            return Match(name, False, 0.0, None, None, None, "no list loaded", "clear")
+        if not variants:
+            return Match(name, False, 0.0, None, None, None, "nothing to match after normalisation", "clear")
+        best_by_entity: dict[int, tuple[float, int, _Side]] = {}
+        for tokens in variants:
+            query = _Side.build(tokens, [index.weight(t) for t in tokens])
+            for ni in index.candidates(tokens):
+                score = float(align(query, index.name_sides[ni]))  # type: ignore[arg-type]
+                if index.name_weak[ni]:
+                    score *= WEAK_ALIAS_FACTOR
+                ei = index.name_entity[ni]
+                held = best_by_entity.get(ei)
+                if held is None or score > held[0]:
+                    best_by_entity[ei] = (score, ni, query)
+        if not best_by_entity:
+            return Match(name, False, 0.0, None, None, None, "no listed name comes close", "clear")
+        q_country = country_code(country) if country else None
+        best: tuple[float, int, int, _Side, str] | None = None
+        for ei, (score, ni, query) in best_by_entity.items():
+            adjusted, note = _adjust(score, index.entities[ei], q_country, birth_year)
+            if best is None or adjusted > best[0] or (adjusted == best[0] and ei < best[1]):
+                best = (adjusted, ei, ni, query, note)
+        assert best is not None
+        score, ei, ni, query, note = best
+        score = round(min(1.0, max(0.0, score)), 4)
+        entity = index.entities[ei]
+        result = align(query, index.name_sides[ni], detail=True)
+        assert isinstance(result, _Alignment)
+        explanation = _explain(index.name_display[ni], result, index.name_weak[ni]) + note
+        decision = self.decide(score)
+        return Match(
+            name,
+            score >= self.review_threshold,
+            score,
+            entity.id,
+            index.entity_list[ei],
+            index.name_display[ni],
+            explanation,
+            decision,
+        )
+
+
+def _adjust(score: float, entity: Entity, country: str | None, birth_year: int | None) -> tuple[float, str]:
+    notes: list[str] = []
+    if country and entity.countries:
+        if country in entity.countries:
+            score += COUNTRY_MATCH_BONUS
+            notes.append(f"country {country} matches +{COUNTRY_MATCH_BONUS}")
+        else:
+            score -= COUNTRY_MISMATCH_PENALTY
+            notes.append(f"country {country} not in {','.join(entity.countries)} -{COUNTRY_MISMATCH_PENALTY}")
+    if birth_year is not None and entity.birth_years:
+        gap = min(abs(birth_year - y) for y in entity.birth_years)
+        if gap <= YEAR_TOLERANCE:
+            score += YEAR_MATCH_BONUS
+            notes.append(f"birth year {birth_year} matches +{YEAR_MATCH_BONUS}")
+        elif gap > YEAR_MISMATCH_GAP:
+            score -= YEAR_MISMATCH_PENALTY
+            notes.append(f"birth year {birth_year} is {gap} years off -{YEAR_MISMATCH_PENALTY}")
+    return score, ("; " + "; ".join(notes)) if notes else ""
+
+
+def _explain(display: str, result: _Alignment, weak: bool) -> str:
+    if result.joined:
+        q, c, sim = result.pairs[0]
+        text = f"'{display}': whole name {q}~{c} {sim:.2f}"
+    else:
+        parts = [f"{q}={c}" if sim == 1.0 else f"{q}~{c} {sim:.2f}" for q, c, sim in result.pairs]
+        text = f"'{display}': " + (", ".join(parts) or "no token aligned")
+        if result.dropped:
+            text += "; list tokens not in query: " + " ".join(result.dropped)
+        if result.extra:
+            text += "; query tokens not in list name: " + " ".join(result.extra)
+    if weak:
+        text += f"; weak alias x{WEAK_ALIAS_FACTOR}"
+    return text
+
+
+def run_screen(lines: Iterable[str], screener: Screener) -> Iterator[dict[str, object]]:
+    """`setara screen`: one name a line, optionally `name<TAB>country<TAB>birth_year`.
+
+    Blank lines are skipped; a birth year that is not a number is ignored rather than dropping the
+    line, because a name must never go unscreened over a formatting slip.
+    """
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        fields = line.split("\t")
+        name = fields[0].strip()
+        if not name:
+            continue
+        country = fields[1].strip() or None if len(fields) > 1 else None
+        year_text = fields[2].strip() if len(fields) > 2 else ""
+        birth_year = int(year_text) if year_text.isdigit() and len(year_text) == 4 else None
+        yield screener.screen(name, country, birth_year).to_dict()

@@ -1,0 +1,402 @@
+"""Name normalisation: scripts to Latin, case, diacritics, punctuation, honorifics, legal forms.
+
+Both the list side and the query side go through the same functions, so whatever is lost here is lost
+symmetrically. A name becomes one or more token tuples (several when a script has more than one
+plausible reading, e.g. Han characters read as Mandarin or as Sino-Korean).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+
+import icu
+
+from setara.compliance._hanja import HANJA_KOREAN
+
+NAME_CHARS_MAX = 300
+TOKENS_MAX = 12
+# Legal forms are kept as a marked token so OOO and LLC compare equal but carry little weight.
+FORM_PREFIX = "~"
+
+# Multi-token forms are matched longest first on the normalised token stream.
+_COMPANY_FORMS: dict[str, tuple[str, ...]] = {
+    "llc": (
+        "llc",
+        "ooo",
+        "l l c",
+        "limited liability company",
+        "obshchestvo s ogranichennoy otvetstvennostyu",
+        "obshchestvo s ogranichennoi otvetstvennostiu",
+        "tov",
+        "mchj",
+        "sp z o o",
+        "spzoo",
+    ),
+    "jsc": (
+        "jsc",
+        "ao",
+        "oao",
+        "zao",
+        "pao",
+        "ojsc",
+        "cjsc",
+        "pjsc",
+        "jstock",
+        "joint stock company",
+        "open joint stock company",
+        "closed joint stock company",
+        "public joint stock company",
+        "aktsionernoe obshchestvo",
+        "aktsionernoye obshchestvo",
+        "pat",
+        "prat",
+    ),
+    "ltd": ("ltd", "limited", "pte ltd", "pty ltd", "pvt ltd", "private limited", "co ltd", "company limited"),
+    "sdnbhd": ("sdn bhd", "sendirian berhad", "bhd", "berhad", "sdn"),
+    "pt": ("pt", "perseroan terbatas", "tbk", "pt tbk"),
+    "gmbh": ("gmbh", "gesellschaft mit beschrankter haftung", "mbh"),
+    "ag": ("ag", "aktiengesellschaft"),
+    "inc": ("inc", "incorporated", "corp", "corporation"),
+    "co": ("co", "company", "cia", "compania", "companhia"),
+    "plc": ("plc", "public limited company"),
+    "sa": ("sa", "s a", "sociedad anonima", "societe anonyme", "sas", "s a s", "sarl", "s a r l"),
+    "srl": ("srl", "s r l", "spa", "s p a"),
+    "bv": ("bv", "b v", "nv", "n v"),
+    "llp": ("llp", "lp", "l p"),
+    "kg": ("kg", "gmbh co kg"),
+    "fze": ("fze", "fzco", "fzc", "fzllc", "fz llc", "dmcc"),
+}
+_FORM_LOOKUP: dict[tuple[str, ...], str] = {
+    tuple(variant.split()): canon for canon, variants in _COMPANY_FORMS.items() for variant in variants
+}
+_FORM_LEN_MAX = max(len(key) for key in _FORM_LOOKUP)
+# Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): a deletion neighbourhood.
+_FUZZY_FORMS: dict[str, str] = {}
+for _words, _canon in _FORM_LOOKUP.items():
+    if len(_words) == 1 and len(_words[0]) >= 6:
+        _word = _words[0]
+        for _i in range(len(_word)):
+            _FUZZY_FORMS.setdefault(_word[:_i] + _word[_i + 1 :], _canon)
+        _FUZZY_FORMS.setdefault(_word, _canon)
+
+
+def _fuzzy_form(token: str) -> str | None:
+    if len(token) < 5 or token.isdigit():
+        return None
+    canon = _FUZZY_FORMS.get(token)
+    if canon is not None:
+        return canon
+    for i in range(len(token)):
+        canon = _FUZZY_FORMS.get(token[:i] + token[i + 1 :])
+        if canon is not None:
+            return canon
+    return None
+
+
+# Abbreviated honorifics and ranks say nothing about identity and are dropped (unless they are the
+# whole name); spelt-out words (General, Major, Lord) are kept, as they also occur in names.
+# Religious and customary titles (Mullah, Sheikh, Haji, Sayyid) are often written as part of a
+# listed name, so they stay as low-weight particles instead.
+HONORIFICS = frozenset("mr mrs ms miss mx dr prof gen col maj capt lt brig adm sgt mme hon jr sr".split())
+# Particles recur across unrelated names, so they count for little (see matcher weights).
+PARTICLES = frozenset(
+    "al el ul ad ar as at az ash abu abo ab bin ben bint ibn ould uld abd abdel abdul abdal "
+    "de da do dos das di del della der den van von le la los las y e of the and und et "
+    "sheikh shaikh shaykh sheik haji hajji hadji alhaji mullah mulla maulvi mawlawi maulana mawlana "
+    "sayyid sayed syed sahib qari hafiz imam".split()
+)
+
+_HANGUL_BASE = 0xAC00
+_HANGUL_END = 0xD7A3
+# A McCune-Reischauer-like romanisation without diacritics, the style of UN/OFAC DPRK entries
+# ("Kim Jong Un", "Choe Ryong Hae").
+_HANGUL_INITIALS = tuple("k kk n t tt r m p pp s ss - j jj ch k t p h".replace("-", "").split(" "))
+_HANGUL_VOWELS = tuple("a ae ya yae o e yo ye o wa wae oe yo u wo we wi yu u ui i".split())
+_HANGUL_FINALS = tuple("- k k k n n n t l k m l l l p l m p p t t ng t t k t p t".replace("-", "").split(" "))
+
+_ICU_LOCK = threading.Lock()
+_ICU_CACHE: dict[str, object] = {}
+_ICU_GENERAL = "Russian-Latin/BGN; Any-Latin; Latin-ASCII"
+_ICU_HAN = "Han-Latin/Names; Latin-ASCII"
+_ICU_LATIN = "Latin-ASCII"
+
+_APOSTROPHES = re.compile(r"[\u0027\u2018\u2019\u02bc\u02bb\u0060\u00b4]")
+_NON_ALNUM = re.compile(r"[^a-z0-9~]+")
+_DOTTED = re.compile(r"(?<![a-z0-9])(?:[a-z]\.){2,}")
+_ARABIC_ARTICLE = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
+
+
+def _transliterator(spec: str) -> icu.Transliterator:
+    # Building an ICU transliterator costs tens of ms; build each compound once per process.
+    with _ICU_LOCK:
+        cached = _ICU_CACHE.get(spec)
+        if cached is None:
+            cached = icu.Transliterator.createInstance(spec)
+            _ICU_CACHE[spec] = cached
+        return cached
+
+
+def _is_hangul(ch: str) -> bool:
+    return _HANGUL_BASE <= ord(ch) <= _HANGUL_END
+
+
+def _is_han(ch: str) -> bool:
+    code = ord(ch)
+    return 0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0xF900 <= code <= 0xFAFF
+
+
+def romanize_hangul(text: str) -> str:
+    """Romanise Hangul syllable by syllable, one token a syllable ("김정은" -> "kim jong un")."""
+    out: list[str] = []
+    for ch in text:
+        if _is_hangul(ch):
+            index = ord(ch) - _HANGUL_BASE
+            initial, rest = divmod(index, 588)
+            vowel, final = divmod(rest, 28)
+            out.append(" " + _HANGUL_INITIALS[initial] + _HANGUL_VOWELS[vowel] + _HANGUL_FINALS[final] + " ")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+# Russian spells Korean names by its own system (Ким Чен Ын = Kim Jong Un, Ли Сын Ман = Rhee Syng-man);
+# the generic Cyrillic transliteration gives "Kim Chen Yn", far from the list's spelling. When a
+# Cyrillic name carries a Korean surname, a second reading maps the letters the Korean way.
+_KOREAN_SURNAMES_CYRILLIC = frozenset(
+    "ким пак ли ри чхве чой цой чон чен кан хан юн чан сон ким ко мун ян пэ пек хо шин син ю лим рим "
+    "ким о чо тхэ хён ём со квон хван ан хон".split()
+)
+_KOREAN_CYRILLIC = str.maketrans(
+    {
+        "а": "a",
+        "б": "b",
+        "в": "v",
+        "г": "g",
+        "д": "d",
+        "е": "o",
+        "ё": "yo",
+        "ж": "j",
+        "з": "z",
+        "и": "i",
+        "й": "i",
+        "к": "k",
+        "л": "l",
+        "м": "m",
+        "н": "n",
+        "о": "o",
+        "п": "p",
+        "р": "r",
+        "с": "s",
+        "т": "t",
+        "у": "u",
+        "ф": "p",
+        "х": "h",
+        "ц": "ch",
+        "ч": "j",
+        "ш": "sh",
+        "щ": "sh",
+        "ъ": "",
+        "ы": "u",
+        "ь": "",
+        "э": "ae",
+        "ю": "yu",
+        "я": "ya",
+    }
+)
+
+
+def _looks_korean_cyrillic(text: str) -> bool:
+    words = text.lower().replace("-", " ").split()
+    return (
+        1 < len(words) <= 4
+        and all(len(w) <= 4 and all("\u0430" <= ch <= "\u044f" or ch == "\u0451" for ch in w) for w in words)
+        and (words[0] in _KOREAN_SURNAMES_CYRILLIC or words[-1] in _KOREAN_SURNAMES_CYRILLIC)
+    )
+
+
+def _korean_cyrillic(text: str) -> str:
+    # "нг" at a syllable end is the Korean final ng; "ен"/"ён" after a consonant is usually 어 -> "ong".
+    lowered = text.lower().replace("чх", "ch").replace("кх", "k").replace("тх", "t").replace("пх", "p")
+    lowered = re.sub(r"([бвгджзклмнпрстфхцчшщ])е(н)\b", r"\1о\2г", lowered)
+    return lowered.translate(_KOREAN_CYRILLIC)
+
+
+def _hanja_to_hangul(text: str) -> str | None:
+    """Sino-Korean reading of Han characters, or None when a character has no known reading."""
+    out: list[str] = []
+    for ch in text:
+        if _is_han(ch):
+            reading = HANJA_KOREAN.get(ch)
+            if reading is None:
+                return None
+            out.append(reading)
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _ascii_fold(text: str) -> str:
+    if text.isascii():
+        return text
+    if all(ord(ch) < 0x250 or unicodedata.category(ch).startswith("M") for ch in text):
+        return str(_transliterator(_ICU_LATIN).transliterate(text))
+    if "\u0627\u0644" in text:
+        # Arabic writes the article joined to the word; split it so "التكريتي" aligns with "al tikriti".
+        text = _ARABIC_ARTICLE.sub("\u0627\u0644 ", text)
+    return str(_transliterator(_ICU_GENERAL).transliterate(text))
+
+
+def _form_at(raw: list[str], start: int, stop: int, from_end: bool) -> tuple[str, int] | None:
+    """The longest legal form ending at `stop` (from_end) or starting at `start`, with its length."""
+    for size in range(min(_FORM_LEN_MAX, stop - start), 0, -1):
+        words = raw[stop - size : stop] if from_end else raw[start : start + size]
+        canon = _FORM_LOOKUP.get(tuple(words))
+        if canon is None and size == 1:
+            canon = _fuzzy_form(words[0])
+        if canon is not None:
+            return canon, size
+    return None
+
+
+def _tokens(latin: str) -> tuple[str, ...]:
+    lowered = _APOSTROPHES.sub("", latin.lower())
+    # "G.m.b.H.", "S.A.R.L.", "p.l.c." are one word each.
+    lowered = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), lowered)
+    raw = _NON_ALNUM.sub(" ", lowered).split()[: TOKENS_MAX * 2]
+    # Legal forms stand at either end of a name ("OOO Romashka", "Sabalan Company", "X Co. Ltd");
+    # in the middle the same letters are usually a name ("Ao" in a transliterated Chinese name).
+    head: list[str] = []
+    tail: list[str] = []
+    lo, hi = 0, len(raw)
+    while hi - lo > 1:
+        found = _form_at(raw, lo, hi, from_end=True)
+        if found is None or hi - found[1] <= lo:
+            break
+        tail.insert(0, FORM_PREFIX + found[0])
+        hi -= found[1]
+    while hi - lo > 1:
+        found = _form_at(raw, lo, hi, from_end=False)
+        if found is None or lo + found[1] >= hi:
+            break
+        head.append(FORM_PREFIX + found[0])
+        lo += found[1]
+    middle = [t for t in raw[lo:hi] if t not in HONORIFICS] or raw[lo:hi]
+    return tuple([*head, *middle, *tail][:TOKENS_MAX])
+
+
+def _script_tokens(text: str) -> tuple[str, ...]:
+    """Fallback for scripts ICU cannot romanise (Khmer, ...): compare in the original script."""
+    spaced = "".join(" " if unicodedata.category(ch)[0] in "PSZC" else ch for ch in text.casefold())
+    return tuple(w for w in spaced.split() if not w.isdigit())[:TOKENS_MAX]
+
+
+@lru_cache(maxsize=65536)
+def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
+    """All token readings of a name, empty when nothing name-like is left."""
+    text = unicodedata.normalize("NFKC", name[:NAME_CHARS_MAX]).strip()
+    if not text:
+        return ()
+    readings: list[str] = []
+    if any(_is_han(ch) for ch in text):
+        korean = _hanja_to_hangul(text)
+        if korean is not None:
+            readings.append(romanize_hangul(korean))
+        readings.append(str(_transliterator(_ICU_HAN).transliterate(romanize_hangul(text))))
+    elif any(_is_hangul(ch) for ch in text):
+        readings.append(romanize_hangul(text))
+    else:
+        readings.append(text)
+        if _looks_korean_cyrillic(text):
+            readings.append(_korean_cyrillic(text))
+    variants: list[tuple[str, ...]] = []
+    for reading in readings:
+        tokens = _tokens(_ascii_fold(reading)) or _script_tokens(reading)
+        if tokens and tokens not in variants:
+            variants.append(tokens)
+    return tuple(variants)
+
+
+def normalize_name(name: str) -> str:
+    """The first reading of a name as one space-separated string ("" when nothing is left)."""
+    variants = name_variants(name)
+    return " ".join(variants[0]) if variants else ""
+
+
+_PHONETIC_RULES: tuple[tuple[str, str], ...] = (
+    ("sch", "s"),
+    ("tch", "j"),
+    ("dzh", "j"),
+    ("dj", "j"),
+    ("zh", "j"),
+    ("ch", "j"),
+    ("tsh", "j"),
+    ("sh", "s"),
+    ("ph", "f"),
+    ("th", "t"),
+    ("dh", "t"),
+    ("kh", "k"),
+    ("gh", "k"),
+    ("ck", "k"),
+    ("ng", "n"),
+    ("qu", "k"),
+    ("ts", "s"),
+    ("tz", "s"),
+    ("x", "ks"),
+)
+_PHONETIC_CLASS = str.maketrans(
+    {
+        "b": "p",
+        "d": "t",
+        "g": "k",
+        "q": "k",
+        "c": "k",
+        "v": "f",
+        "w": "",
+        "y": "",
+        "h": "",
+        "z": "s",
+        "a": "",
+        "e": "",
+        "i": "",
+        "o": "",
+        "u": "",
+    }
+)
+
+
+@lru_cache(maxsize=65536)
+def phonetic_key(token: str) -> str:
+    """A consonant skeleton: Gaddafi, Qaddafi and Kadhafi share "ktf"; Muhammad and Mohamed "mmt".
+
+    Vowels, w, y and h vanish after the first letter because transliterations from abjads (Arabic,
+    Persian) and Cyrillic disagree mostly on those; a leading vowel is kept as "a" so Usama and Osama
+    agree but do not collide with consonant-initial names.
+    """
+    if not token or token.startswith(FORM_PREFIX):
+        return ""
+    word = re.sub(r"(.)\1+", r"\1", token)
+    for src, dst in _PHONETIC_RULES:
+        word = word.replace(src, dst)
+    word = re.sub(r"c(?=[eiy])", "s", word)
+    head = "a" if word[0] in "aeiouyw" else ""
+    body = (word[0] if not head and word[0] != "h" else "") + word[1:]
+    if word[0] == "h":
+        head = "h"
+    return head + body.translate(_PHONETIC_CLASS)
+
+
+def is_form(token: str) -> bool:
+    return token.startswith(FORM_PREFIX)
+
+
+def name_tokens_all(names: Iterable[str]) -> list[tuple[str, ...]]:
+    """Every reading of every name, duplicates removed, order kept."""
+    seen: dict[tuple[str, ...], None] = {}
+    for name in names:
+        for variant in name_variants(name):
+            seen.setdefault(variant, None)
+    return list(seen)
