@@ -8,6 +8,7 @@ system or of verification, 2 for a usage error or unreadable input.
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import sys
 import time
@@ -223,12 +224,17 @@ def _input_lines(path: str) -> Iterator[bytes]:
 
 
 @app.command("submit")
-def submit(file: Annotated[str, typer.Argument(help="JSON Lines file, or - for stdin.")],
+def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML file, or - for stdin.")],
            db: DbOpt = DEFAULT_DB,
            batch: Annotated[int, typer.Option("--batch", help="Lines per durable group commit.")] = 2000,
            replies: Annotated[Path | None, typer.Option("--replies", help="Directory for pacs.002 replies.")]
-           = None) -> None:
-    """Submit instructions; prints `<id> <STATUS> [reason]` per line once it is durable."""
+           = None,
+           xsd_dir: Annotated[Path | None, typer.Option(
+               "--xsd-dir", help="Validate ISO 20022 input against the official XSDs in this directory "
+               "(or set SETARA_ISO20022_XSD_DIR).")] = None) -> None:
+    """Submit instructions; prints `<id> <STATUS> [reason]` per instruction once it is durable."""
+    lines = _input_lines(file)
+    first = next(lines, b"")
     node = _open(db, write=True)
     out = sys.stdout
     counts: dict[str, int] = {}
@@ -236,21 +242,65 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines file, or - for s
     show = err.is_terminal
     with node:
         try:
-            for acks in node.submit_lines(_input_lines(file), source=file, batch_lines=batch):
-                out.write("\n".join(a.text() for a in acks) + "\n")
-                out.flush()
-                for a in acks:
+            if first.lstrip().startswith(b"<"):
+                from setara.messaging import submit_xml
+
+                data = first + b"".join(lines)
+                result = submit_xml(node, data, source=file, xsd_dir=xsd_dir)
+                out.write("".join(a.text() + "\n" for a in result.acks))
+                for a in result.acks:
                     counts[a.status] = counts.get(a.status, 0) + 1
-                if show:
-                    err.print(f"\r{sum(counts.values())} lines", end="")
-        except SetaraError as e:
-            _fail(str(e))
-        except StoreError as e:
+                if replies is not None:
+                    replies.mkdir(parents=True, exist_ok=True)
+                    for name, doc in result.replies:
+                        (replies / name).write_bytes(doc)
+            else:
+                for acks in node.submit_lines(itertools.chain([first], lines), source=file, batch_lines=batch):
+                    out.write("".join(a.text() + "\n" for a in acks))
+                    out.flush()
+                    for a in acks:
+                        counts[a.status] = counts.get(a.status, 0) + 1
+                    if show:
+                        err.print(f"\r{sum(counts.values())} lines", end="")
+        except (SetaraError, StoreError) as e:
             _fail(str(e))
     secs = time.perf_counter() - started
     total = sum(counts.values())
-    err.print(("\n" if show else "") + f"{total} lines in {secs:.2f} s: "
+    err.print(("\n" if show else "") + f"{total} instructions in {secs:.2f} s: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), highlight=False)
+
+
+@app.command("statement")
+def statement(member: Annotated[str, typer.Option("--member")], currency: Annotated[str, typer.Option("--currency")],
+              fmt: Annotated[str, typer.Option("--format", help="json or camt053")] = "json",
+              db: DbOpt = DEFAULT_DB) -> None:
+    """A statement of one account (all postings since the network started), to stdout."""
+    from setara.messaging import statement_camt053, statement_json
+
+    if fmt not in ("json", "camt053"):
+        _fail("--format must be json or camt053", 2)
+    node = _open(db, write=False)
+    with node:
+        try:
+            if fmt == "camt053":
+                sys.stdout.buffer.write(statement_camt053(node, member, currency))
+            else:
+                sys.stdout.write(orjson.dumps(statement_json(node, member, currency),
+                                              option=orjson.OPT_INDENT_2).decode() + "\n")
+        except ValueError as e:
+            _fail(str(e), 2)
+
+
+@app.command("notify")
+def notify(out_dir: Annotated[Path, typer.Option("--out", help="Directory for camt.054 files.")],
+           member: Annotated[str | None, typer.Option("--member")] = None, db: DbOpt = DEFAULT_DB) -> None:
+    """Write a camt.054 notification per settled payment and side not yet written."""
+    from setara.messaging import write_notifications
+
+    node = _open(db, write=False)
+    with node:
+        n = write_notifications(node, out_dir, member)
+    err.print(f"{n} camt.054 notification(s) written to {out_dir}")
 
 
 @app.command("cancel")

@@ -441,6 +441,14 @@ class Node:
             if acks:
                 yield acks
 
+    def submit_instructions(self, items: Iterable[Instruction], *, source: str = "api",
+                            clock: Callable[[], int] = now_ms) -> list[Ack]:
+        """Validated instructions in, acks out after one durable group commit."""
+        b = self.begin()
+        acks = [self.submit_instruction(b, ins, n, source, clock()) for n, ins in enumerate(items, start=1)]
+        self.flush(b)
+        return acks
+
     # ------------------------------------------------------------------ simple use cases
     def run(self, cmd: Command) -> list[Any]:
         """Apply one command durably; EngineError -> SetaraError with the engine's words."""
