@@ -867,8 +867,8 @@ class Engine:
         for d in state["live"]:
             p = Payment(**d)
             e.live[p.id] = p
-        e.final = state["final"]
-        e.reasons = state["reasons"]
+        e.final = dict(state["final"])
+        e.reasons = {k: list(v) for k, v in state["reasons"].items()}
         for d, c, urgent, normal in state["queues"]:
             q = e.queues[(d, c)] = _Queue(dict.fromkeys(urgent), dict.fromkeys(normal))
             for pid in q.ordered():

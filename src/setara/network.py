@@ -35,7 +35,7 @@ SETTLEMENT_MODES = ("rtgs", "cycles")
 # The UN list binds every member; jurisdictions add theirs (issue 6 reads these names).
 LIST_SOURCES = frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})
 
-_MEMBER_ID_RE = re.compile(r"^[A-Z0-9_]{2,16}$")
+_MEMBER_ID_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
 _BIC_RE = re.compile(r"^[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?$")
 _LEI_RE = re.compile(r"^[A-Z0-9]{18}[0-9]{2}$")
 _ISO3166 = frozenset(
@@ -313,7 +313,7 @@ def _parse_member(m: Any, where: str) -> Member:
         raise NetworkError(f"{where}: expected a table")
     mid = _req(m, "id", where, str)
     if not _MEMBER_ID_RE.match(mid):
-        raise NetworkError(f"{where}.id: {mid!r} must be 2-16 characters A-Z, 0-9 or _")
+        raise NetworkError(f"{where}.id: {mid!r} must be 1-16 characters A-Z, 0-9 or _")
     bic = validate_bic(_req(m, "bic", where, str), f"{where}.bic")
     country = _req(m, "country", where, str)
     if country not in _ISO3166:
@@ -405,7 +405,7 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
             raise NetworkError(f"{where}.code: currency {code} declared twice")
         agent = _req(c, "agent", where, str)
         if not _MEMBER_ID_RE.match(agent):
-            raise NetworkError(f"{where}.agent: {agent!r} must be 2-16 characters A-Z, 0-9 or _")
+            raise NetworkError(f"{where}.agent: {agent!r} must be 1-16 characters A-Z, 0-9 or _")
         agent_bic = validate_bic(_req(c, "agent_bic", where, str), f"{where}.agent_bic")
         mode = _opt(c, "settlement", where, str, "rtgs")
         if mode not in SETTLEMENT_MODES:

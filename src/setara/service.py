@@ -263,6 +263,10 @@ class Node:
                     self._touch_payment(pid)
             elif type(ev) is Notice:
                 b.notices.append([n, ev.kind, ev.data])
+        if type(cmd) is not Submit:
+            # Rare commands (funding, network changes, reviews, cycles) may move any balance,
+            # floor or reservation: refresh every account's stored figures.
+            touched.update(self.engine.ledger.balances)
         if new_payment is not None:
             if new_payment.end_to_end_id or new_payment.msg_id or new_payment.parties:
                 b.payments_private[new_payment.id] = [new_payment.end_to_end_id, new_payment.msg_id,
@@ -349,8 +353,6 @@ class Node:
         try:
             for cmd in cmds:
                 out.append(self.stage(b, cmd))
-                if isinstance(cmd, Init):
-                    self._touched = set(self.engine.ledger.balances)
         finally:
             self.flush(b)
         return out
