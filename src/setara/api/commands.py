@@ -1,0 +1,130 @@
+"""CLI commands of the API: `setara serve` and `setara keys issue|revoke|list`.
+
+`register(app)` adds them to the main `setara` Typer app. stdout carries only data (the new key,
+the key list); messages go to stderr as one line, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, NoReturn
+
+import orjson
+import typer
+
+__all__ = ["register"]
+
+DEFAULT_DB = "./setara.db"
+DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or postgresql://… URL.")]
+
+
+def _fail(message: str, code: int = 1) -> NoReturn:
+    sys.stderr.write(f"error: {message}\n")
+    raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `serve` and the `keys` sub-app to `app`."""
+    keys_app = typer.Typer(no_args_is_help=True, help="Issue, revoke and list API keys.")
+    app.add_typer(keys_app, name="keys")
+
+    @app.command("serve")
+    def serve(db: DbOpt = DEFAULT_DB,
+              host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+              port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
+              log_level: Annotated[str, typer.Option("--log-level")] = "warning") -> None:
+        """Serve the HTTP API (/v1/…, OpenAPI at /docs) and the operator dashboard at /."""
+        import uvicorn
+
+        from setara.api.app import create_app
+        from setara.service import SetaraError
+        from setara.store import StoreError
+
+        if not 0 < port < 65536:
+            _fail("--port must be between 1 and 65535", 2)
+        try:
+            api = create_app(db)
+        except (StoreError, SetaraError) as e:
+            _fail(str(e))
+        sys.stderr.write(f"setara: serving {db} on http://{host}:{port} (dashboard /, OpenAPI /docs)\n")
+        try:
+            uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
+        except OSError as e:
+            _fail(f"cannot listen on {host}:{port}: {e}")
+
+    @keys_app.command("issue")
+    def keys_issue(member: Annotated[str | None, typer.Option("--member", help="Member id the key acts for.")] = None,
+                   operator: Annotated[bool, typer.Option("--operator", help="An operator key.")] = False,
+                   role: Annotated[str | None, typer.Option("--role", help="compliance or auditor.")] = None,
+                   db: DbOpt = DEFAULT_DB) -> None:
+        """Create an API key and print it alone on stdout (it is shown only this once)."""
+        from setara.api.keys import KeyError_, issue_key
+
+        chosen = [x for x in (member is not None, operator, role is not None) if x]
+        if len(chosen) != 1:
+            _fail("give exactly one of --member M, --operator or --role compliance|auditor", 2)
+        if role is not None and role not in ("compliance", "auditor"):
+            _fail("--role must be compliance or auditor", 2)
+        the_role = "member" if member is not None else ("operator" if operator else str(role))
+        store = _open_store(db)
+        try:
+            if member is not None:
+                _check_member(db, member)
+            key_id, key = issue_key(store, the_role, member)
+        except KeyError_ as e:
+            _fail(str(e), 2)
+        finally:
+            store.close()
+        sys.stdout.write(key + "\n")
+        sys.stderr.write(f"issued {the_role} key {key_id}{' for ' + member if member else ''}; "
+                         "store it now: it cannot be shown again\n")
+
+    @keys_app.command("revoke")
+    def keys_revoke(key_id: Annotated[str, typer.Argument(metavar="KEY_ID")], db: DbOpt = DEFAULT_DB) -> None:
+        """Revoke a key by its id (the part before the dot); it gets 401 from then on."""
+        from setara.api.keys import KeyError_, revoke_key
+
+        store = _open_store(db)
+        try:
+            changed = revoke_key(store, key_id.split(".", 1)[0])
+        except KeyError_ as e:
+            _fail(str(e), 2)
+        finally:
+            store.close()
+        sys.stderr.write(f"key {key_id} {'revoked' if changed else 'was already revoked'}\n")
+
+    @keys_app.command("list")
+    def keys_list(db: DbOpt = DEFAULT_DB) -> None:
+        """List keys as JSON Lines (ids, roles, members, times; never the keys)."""
+        from setara.api.keys import list_keys
+
+        store = _open_store(db)
+        try:
+            for k in list_keys(store):
+                sys.stdout.write(orjson.dumps(k).decode() + "\n")
+        finally:
+            store.close()
+
+
+def _open_store(db: str):  # type: ignore[no-untyped-def]
+    from setara.store import StoreError, open_store
+
+    try:
+        store = open_store(db)
+        store.check_schema()
+    except StoreError as e:
+        _fail(str(e))
+    return store
+
+
+def _check_member(db: str, member: str) -> None:
+    from setara.service import Node
+    from setara.store import StoreError
+
+    try:
+        node = Node.open(db, write=False)
+    except StoreError as e:
+        _fail(str(e))
+    with node:
+        if member not in node.network.members:
+            _fail(f"--member: {member} is not a member of the network", 2)
