@@ -509,6 +509,98 @@ def fx_rates(db: DbOpt = DEFAULT_DB,
                         "yes" if r.expires_ms > t else "no"])
 
 
+# ====================================================================== liquidity saving
+
+cycle_app = typer.Typer(no_args_is_help=True, help="Deferred-net settlement cycles.")
+lsm_app = typer.Typer(no_args_is_help=True, help="Liquidity-saving algorithms on the live queue.")
+app.add_typer(cycle_app, name="cycle")
+app.add_typer(lsm_app, name="lsm")
+
+
+@app.command("settle")
+def settle(balances: Annotated[Path, typer.Option("--balances", help="CSV member,currency,balance")],
+           queue: Annotated[Path, typer.Option("--queue", help="CSV id,debtor,creditor,currency,amount,priority,"
+                                                             "submitted_at")],
+           algorithm: Annotated[str, typer.Option("--algorithm")] = "optimise",
+           out: Annotated[Path | None, typer.Option("--out", help="Write settled ids here (else stdout).")] = None,
+           priority: Annotated[bool, typer.Option("--priority", help="Never settle a NORMAL payment of a "
+                                                  "debtor while one of its URGENT ones stays queued.")] = False,
+           fifo: Annotated[bool, typer.Option("--fifo", help="Settle a prefix of each debtor's queue.")] = False,
+           time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds.")] = 20.0) -> None:
+    """Stateless solver: which queued payments settle without any balance going below zero."""
+    from setara.liquidity.csvio import run_settle
+
+    from setara.liquidity import ALGORITHMS
+
+    if algorithm not in ALGORITHMS:
+        _fail(f"--algorithm must be one of {', '.join(ALGORITHMS)}", 2)
+    for path in (balances, queue):
+        if not path.is_file():
+            _fail(f"cannot read {path}", 2)
+    try:
+        summary = run_settle(balances, queue, algorithm, out, respect_priority=priority, fifo=fifo,
+                             time_limit_s=time_limit)
+    except ValueError as e:
+        _fail(str(e), 2)
+    ids = summary.pop("selected", None)
+    if out is None and ids is not None:
+        sys.stdout.write("id\n" + "".join(f"{i}\n" for i in ids))
+        err.print(orjson.dumps(summary).decode(), highlight=False, markup=False)
+    else:
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+
+
+@app.command("queue")
+def queue_cmd(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
+    """The payments waiting now (RTGS queues and open cycles), in settlement order."""
+    _check_format(fmt)
+    node = _open(db, write=False)
+    with node:
+        net = node.network
+
+        def rows() -> Iterator[dict[str, object]]:
+            for p in sorted(node.engine.queued(), key=lambda p: (p.debtor, p.currency, p.priority, p.order)):
+                yield {"id": p.id, "debtor": p.debtor, "creditor": p.creditor, "currency": p.currency,
+                       "amount": format_amount(p.amount_minor, net.minor_units(p.currency) or 0),
+                       "priority": "URGENT" if p.priority == 0 else "NORMAL", "submitted_at": p.order,
+                       "to_currency": p.to_currency, "provider": p.provider,
+                       "waiting_for": f"cycle {p.cycle}" if p.cycle else "liquidity"}
+
+        _emit(rows(), fmt, ["id", "debtor", "creditor", "currency", "amount", "priority", "submitted_at",
+                            "to_currency", "provider", "waiting_for"])
+
+
+@cycle_app.command("close")
+def cycle_close(currency: Annotated[str, typer.Option("--currency")], db: DbOpt = DEFAULT_DB) -> None:
+    """Close the currency's deferred-net cycle: net, unwind members who cannot cover, settle."""
+    from setara.engine import CloseCycle
+
+    node = _open(db, write=True)
+    with node:
+        events = _run(node, CloseCycle(currency, now_ms()))
+        for ev in events:
+            if getattr(ev, "kind", None) in ("cycle_closed", "cycle_unwound"):
+                sys.stdout.write(orjson.dumps({"event": ev.kind, **ev.data}).decode() + "\n")  # type: ignore[attr-defined]
+
+
+@lsm_app.command("run")
+def lsm_run(algorithm: Annotated[str, typer.Option("--algorithm")] = "optimise",
+            priority: Annotated[bool, typer.Option("--priority")] = False,
+            fifo: Annotated[bool, typer.Option("--fifo")] = False, db: DbOpt = DEFAULT_DB) -> None:
+    """Resolve gridlock now: settle the set the algorithm selects from the queue, atomically."""
+    from setara.liquidity import ALGORITHMS
+
+    if algorithm not in ALGORITHMS:
+        _fail(f"--algorithm must be one of {', '.join(ALGORITHMS)}", 2)
+    node = _open(db, write=True)
+    with node:
+        try:
+            summary = node.resolve_gridlock(algorithm, respect_priority=priority, fifo=fifo)
+        except SetaraError as e:
+            _fail(str(e))
+        sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+
+
 def main() -> None:
     try:
         app()

@@ -94,6 +94,23 @@ class Account:
     net_debit_cap_minor: int | None = None  # deferred-net cycles: most a member may owe net
 
 
+@dataclass(frozen=True, slots=True)
+class LiquiditySaving:
+    """When the liquidity-saving algorithms run (issue 3).
+
+    on_entry runs inside the engine on every payment that would queue (cheap, deterministic);
+    periodic runs from the shell (`serve`, the simulator) every period_s seconds and on demand
+    (`setara lsm run`), its chosen set applied atomically by the engine.
+    """
+
+    on_entry: str = "bilateral"  # "bilateral" or "none"
+    periodic: str = "optimise"  # a setara.liquidity algorithm, or "none"
+    period_s: int = 60
+
+    def to_config(self) -> dict[str, Any]:
+        return {"on_entry": self.on_entry, "periodic": self.periodic, "period_s": self.period_s}
+
+
 @dataclass(frozen=True)
 class Network:
     name: str
@@ -102,6 +119,7 @@ class Network:
     accounts: Mapping[tuple[str, str], Account]
     comprehensive_sanction_countries: tuple[str, ...] = ("KP",)
     bic_index: Mapping[str, str] = field(default_factory=dict)
+    lsm: LiquiditySaving = field(default_factory=lambda: LiquiditySaving())
 
     def minor_units(self, code: str) -> int | None:
         c = self.currencies.get(code)
@@ -152,6 +170,7 @@ class Network:
                 for m in self.members.values()
             ],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
+            "liquidity_saving": self.lsm.to_config(),
         }
 
     def to_config(self) -> dict[str, Any]:
@@ -193,6 +212,7 @@ class Network:
                 for a in self.accounts.values()
             ],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
+            "liquidity_saving": self.lsm.to_config(),
         }
 
     @staticmethod
@@ -221,7 +241,9 @@ class Network:
             )
             for a in cfg["accounts"]
         }
-        return _build(cfg["name"], currencies, members, accounts, tuple(cfg["comprehensive_sanction_countries"]))
+        lsm = LiquiditySaving(**cfg.get("liquidity_saving", {}))
+        return _build(cfg["name"], currencies, members, accounts, tuple(cfg["comprehensive_sanction_countries"]),
+                      lsm)
 
     # --- changes (applied by the engine from log commands) ---
     def with_member(self, member: Member, accounts: list[Account]) -> Network:
@@ -230,17 +252,19 @@ class Network:
         accts = dict(self.accounts)
         for a in accounts:
             accts[(a.member, a.currency)] = a
-        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries)
+        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries, self.lsm)
 
     def with_account(self, account: Account) -> Network:
         accts = dict(self.accounts)
         accts[(account.member, account.currency)] = account
-        return _build(self.name, self.currencies, self.members, accts, self.comprehensive_sanction_countries)
+        return _build(self.name, self.currencies, self.members, accts, self.comprehensive_sanction_countries,
+                      self.lsm)
 
     def with_suspended(self, member_id: str, suspended: bool) -> Network:
         members = dict(self.members)
         members[member_id] = replace(members[member_id], suspended=suspended)
-        return _build(self.name, self.currencies, members, self.accounts, self.comprehensive_sanction_countries)
+        return _build(self.name, self.currencies, members, self.accounts, self.comprehensive_sanction_countries,
+                      self.lsm)
 
 
 def _build(
@@ -249,12 +273,14 @@ def _build(
     members: Mapping[str, Member],
     accounts: Mapping[tuple[str, str], Account],
     countries: tuple[str, ...],
+    lsm: LiquiditySaving | None = None,
 ) -> Network:
     bic_index: dict[str, str] = {}
     for m in members.values():
         bic_index[m.bic] = m.id
         bic_index.setdefault(m.bic[:8], m.id)
-    return Network(name, dict(currencies), dict(members), dict(accounts), countries, bic_index)
+    return Network(name, dict(currencies), dict(members), dict(accounts), countries, bic_index,
+                   lsm or LiquiditySaving())
 
 
 # ---------------------------------------------------------------- TOML parsing
@@ -447,7 +473,28 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
     if "KP" not in countries:
         # UNSC resolutions 2270/2321/2397 apply to every UN member state's banks.
         countries = ("KP", *countries)
-    return _build(name, currencies, members, accounts, countries)
+    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc))
+
+
+LSM_PERIODIC = ("optimise", "lp-round", "all-or-nothing", "partial", "bilateral", "none")
+
+
+def _parse_lsm(doc: Mapping[str, Any]) -> LiquiditySaving:
+    raw = _opt(doc, "liquidity_saving", "network", dict, {})
+    where = "liquidity_saving"
+    unknown = set(raw) - {"on_entry", "periodic", "period_s"}
+    if unknown:
+        raise NetworkError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    on_entry = _opt(raw, "on_entry", where, str, "bilateral")
+    if on_entry not in ("bilateral", "none"):
+        raise NetworkError(f"{where}.on_entry: must be bilateral or none")
+    periodic = _opt(raw, "periodic", where, str, "optimise")
+    if periodic not in LSM_PERIODIC:
+        raise NetworkError(f"{where}.periodic: must be one of {', '.join(LSM_PERIODIC)}")
+    period = _opt(raw, "period_s", where, int, 60)
+    if not 1 <= period <= 86_400:
+        raise NetworkError(f"{where}.period_s: must be 1..86400 seconds")
+    return LiquiditySaving(on_entry, periodic, period)
 
 
 def load_network(text: str) -> Network:

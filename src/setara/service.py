@@ -27,6 +27,7 @@ from setara.engine import (
     EngineError,
     Init,
     Notice,
+    SettleSet,
     StatusEvent,
     Submit,
     command_from_dict,
@@ -45,12 +46,34 @@ from setara.network import Network
 from setara.projection import project
 from setara.store import Block, Store, StoreError, block_hash, open_store
 
-__all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "SetaraError", "now_ms"]
+__all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "SetaraError", "now_ms",
+           "queue_problem"]
 
 BATCH_LINES_DEFAULT = 2000
 BATCH_LINES_MAX = 50_000
 SNAPSHOT_MIN_COMMANDS = 50_000
 LOCK_TIMEOUT_S = 30.0
+
+
+def queue_problem(engine: Engine) -> tuple[list[int], list[Any]]:
+    """The RTGS queue as a bank-clearing problem: each account's available liquidity, and each
+    queued payment (a PvP pair as one item with four effects) with its effect on accounts."""
+    from setara.liquidity import Item
+
+    index: dict[tuple[str, str], int] = {}
+    items = []
+    for p in engine.queued():
+        if p.cycle is not None:
+            continue
+        effects: dict[int, int] = {}
+        for leg in p.legs():
+            for acct, delta in (((leg.debit, leg.currency), -leg.amount_minor),
+                                ((leg.credit, leg.currency), leg.amount_minor)):
+                k = index.setdefault(acct, len(index))
+                effects[k] = effects.get(k, 0) + delta
+        items.append(Item(p.id, tuple(effects.items()), p.amount_minor, p.priority, p.order))
+    led = engine.ledger
+    return [led.available(acct) for acct in index], items
 
 
 class SetaraError(RuntimeError):
@@ -450,6 +473,27 @@ class Node:
         acks = [self.submit_instruction(b, ins, n, source, clock()) for n, ins in enumerate(items, start=1)]
         self.flush(b)
         return acks
+
+    # ------------------------------------------------------------------ liquidity saving
+    def resolve_gridlock(self, algorithm: str = "optimise", *, respect_priority: bool = False,
+                         fifo: bool = False, time_limit_s: float = 20.0,
+                         clock: Callable[[], int] = now_ms) -> dict[str, Any]:
+        """Run a liquidity-saving algorithm over the RTGS queue and settle what it selects, in one
+        atomic engine step. The solver runs here in the shell; the engine re-checks feasibility in
+        integers, and the log records the chosen set, so replay never depends on the solver."""
+        from setara.liquidity import solve
+
+        available, items = queue_problem(self.engine)
+        summary: dict[str, Any] = {"algorithm": algorithm, "queued": len(items), "settled": 0, "value_minor": 0}
+        if not items:
+            return summary
+        sol = solve(available, items, algorithm, respect_priority=respect_priority, fifo=fifo,
+                    time_limit_s=time_limit_s)
+        summary.update(seconds=round(sol.seconds, 4), lp_bound=sol.lp_bound)
+        if sol.selected:
+            self.run(SettleSet(tuple(sol.selected), algorithm, clock()))
+            summary.update(settled=len(sol.selected), value_minor=sol.settled_value)
+        return summary
 
     # ------------------------------------------------------------------ simple use cases
     def run(self, cmd: Command) -> list[Any]:
