@@ -241,7 +241,7 @@ def test_best_rate_wins() -> None:
     e.apply(PostRate("FX", "IDR", "THB", "0.0020", T + 10**6, T))
     e.apply(PostRate("FX2", "IDR", "THB", "0.0022", T + 10**6, T))
     ev = e.apply(pay("x", "A", "C", 10000, to="THB"))
-    assert [p.credit for p in ev if isinstance(p, Posting)][0] == "FX2"
+    assert next(p.credit for p in ev if isinstance(p, Posting)) == "FX2"
 
 
 def test_state_round_trips_through_snapshot() -> None:
