@@ -12,13 +12,13 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from setara.api import create_app  # noqa: E402
-from setara.api.keys import issue_key, list_keys, revoke_key  # noqa: E402
-from setara.network import example_toml, load_network  # noqa: E402
-from setara.service import Node  # noqa: E402
-from setara.store import open_store  # noqa: E402
+from setara.api import create_app
+from setara.api.keys import issue_key, list_keys, revoke_key
+from setara.network import example_toml, load_network
+from setara.service import Node
+from setara.store import open_store
 
 T0 = 1_700_000_000_000
 
@@ -106,7 +106,7 @@ def test_missing_wrong_revoked_key_401_and_roles_403(env: tuple[TestClient, dict
     store = open_store(db)
     kid = k["BANK_ID2"].split(".")[0]
     assert revoke_key(store, kid) is True
-    assert [x for x in list_keys(store) if x["key_id"] == kid][0]["revoked_ms"] is not None
+    assert next(x for x in list_keys(store) if x["key_id"] == kid)["revoked_ms"] is not None
     store.close()
     is_problem(c.get("/v1/accounts", headers=auth(k["BANK_ID2"])), 401)
 
@@ -142,7 +142,7 @@ def test_malformed_json_and_bad_amount_name_the_field(env: tuple[TestClient, dic
 
 
 def test_repost_is_idempotent_and_dupl_conflicts(env: tuple[TestClient, dict[str, str], str]) -> None:
-    c, k, db = env
+    c, k, _db = env
     h = auth(k["BANK_ID1"])
     p = pay("P-IDEM", amount="5.00")
     r1 = c.post("/v1/payments", json=p, headers=h)

@@ -33,7 +33,7 @@ from setara.instructions import Instruction, Rejection, parse_json_instruction
 from setara.money import format_amount
 from setara.network import Network
 from setara.projection import project
-from setara.service import Node, SetaraError, now_ms
+from setara.service import Node, Screening, SetaraError, now_ms
 from setara.store import PaymentRow, Store, StoreError, open_store
 
 __all__ = ["Api", "ApiProblem", "create_app"]
@@ -180,11 +180,15 @@ class Api:
 
 
 def _efficiency(c: dict[str, Any]) -> float | None:
+    ppm = c.get("netting_efficiency_ppm")
+    if isinstance(ppm, int | float) and c.get("gross_minor"):
+        return float(ppm) / 1_000_000
     for k in ("efficiency", "netting_efficiency"):
         v = c.get(k)
         if isinstance(v, int | float):
             return float(v)
-    gross, net = c.get("gross_minor", c.get("gross")), c.get("net_minor", c.get("net"))
+    gross = c.get("gross_minor", c.get("gross"))
+    net = c.get("liquidity_needed_minor", c.get("net_minor", c.get("net")))
     try:
         g, n = float(gross), float(net)  # type: ignore[arg-type]
     except (TypeError, ValueError):
@@ -321,9 +325,14 @@ _PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
 # ====================================================================== app
 
 
-def create_app(db_url: str) -> FastAPI:
-    """The API over the network stored at `db_url`; opens it as the single writer."""
+def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
+    """The API over the network stored at `db_url`; opens it as the single writer.
+
+    `screening` replaces the node's screening (by default whatever `Node.open` configured).
+    """
     api = Api(db_url)
+    if screening is not None:
+        api.node.screening = screening
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -352,6 +361,11 @@ def create_app(db_url: str) -> FastAPI:
             who = principal(request, _bearer_of(request), request.headers.get("x-api-key"))
             require(*ADMIN_READ)(who)
         return PlainTextResponse(_metrics_text(api), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.get("/v1/whoami", tags=["infrastructure"])
+    def whoami(who: Who) -> dict[str, Any]:
+        """The role, member and key id of the presented key."""
+        return {"key_id": who.key_id, "role": who.role, "member": who.member}
 
     # ------------------------------------------------------------------ payments
     @app.post("/v1/payments", tags=["payments"], status_code=201, openapi_extra=_JSON_BODY,
