@@ -8,7 +8,6 @@ system or of verification, 2 for a usage error or unreadable input.
 from __future__ import annotations
 
 import csv
-import itertools
 import os
 import sys
 import time
@@ -255,7 +254,8 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
                     for name, doc in result.replies:
                         (replies / name).write_bytes(doc)
             else:
-                for acks in node.submit_lines(itertools.chain([first], lines), source=file, batch_lines=batch):
+                for acks in node.submit_file(None if file == "-" else file, prefix=first if file == "-" else b"",
+                                             source=file, batch_lines=batch):
                     out.write("".join(a.text() + "\n" for a in acks))
                     out.flush()
                     for a in acks:

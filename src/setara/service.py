@@ -35,12 +35,10 @@ from setara.engine import (
 )
 from setara.instructions import (
     Instruction,
-    Rejection,
     fingerprint,
-    parse_json_instruction,
-    parse_json_line,
     parties_digest,
 )
+from setara.intake import ParsedLine, parallel_parse, parse_lines
 from setara.ledger import InvariantViolation, Posting
 from setara.network import Network
 from setara.projection import project
@@ -386,9 +384,10 @@ class Node:
 
     # ------------------------------------------------------------------ submission
     def submit_instruction(self, b: _Builder, ins: Instruction, line_no: int, source: str,
-                           time_ms: int) -> Ack:
+                           time_ms: int, fp: int | None = None, digest: str | None = None) -> Ack:
         eng = self.engine
-        fp = fingerprint(ins)
+        if fp is None:
+            fp = fingerprint(ins)
         known = eng.fingerprint(ins.id)
         if known is not None:
             if known != fp:
@@ -399,13 +398,9 @@ class Node:
             assert status is not None
             return self._current_ack(ins.id, line_no, status)
         decision = self.screening.decide(ins, self.network)
-        cmd = Submit(
-            id=ins.id, debtor=ins.debtor, creditor=ins.creditor, currency=ins.currency,
-            amount_minor=ins.amount_minor, priority=ins.priority, fingerprint=fp,
-            parties_digest=parties_digest(ins, self.party_key), screening=decision.decision,
-            screening_ref=decision.ref, time_ms=time_ms, to_currency=ins.to_currency, quote_id=ins.quote_id,
-            uetr=ins.uetr,
-        )
+        cmd = Submit(ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority, fp,
+                     parties_digest(ins, self.party_key) if digest is None else digest, decision.decision,
+                     decision.ref, time_ms, ins.to_currency, ins.quote_id, ins.uetr)
         events = self.stage(b, cmd, new_payment=ins)
         for a in decision.audits:
             b.notices.append([len(b.cmds) - 1, "screening", {**a, "payment_id": ins.id}])
@@ -425,46 +420,53 @@ class Node:
     def submit_lines(self, lines: Iterable[bytes], *, source: str = "-",
                      batch_lines: int = BATCH_LINES_DEFAULT,
                      clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
-        """JSON Lines in, one list of acks per durable group commit out.
-
-        Commits are pipelined: while one block is being written and fsynced on a writer thread
-        (SQLite releases the GIL for that), the next block is validated and applied in memory.
-        A block's acks are released only once its own commit has returned, and blocks are written
-        strictly in order, so nothing is acknowledged before it is durable.
-        """
+        """JSON Lines in, one list of acks per durable group commit out (parsed in this process)."""
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
-        net = self.network
-        b = self.begin()
-        acks: list[Ack] = []
+        chunks = parse_lines(iter(lines), self.network, self.party_key, batch_lines)
+        return self.submit_parsed(chunks, source=source, clock=clock)
+
+    def submit_file(self, path: str | None, *, prefix: bytes = b"", source: str = "-",
+                    batch_lines: int = BATCH_LINES_DEFAULT,
+                    clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
+        """Like submit_lines for a file (None: stdin after `prefix`), parsed in a second process."""
+        batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
+        chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines)
+        return self.submit_parsed(chunks, source=source, clock=clock)
+
+    def submit_parsed(self, chunks: Iterable[list[ParsedLine]], *, source: str = "-",
+                      clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
+        """Parsed lines in, one list of acks per chunk once its block is durable.
+
+        Commits are pipelined: while one block is written and fsynced on a writer thread (SQLite
+        and psycopg release the GIL for that), the next chunk is applied in memory. A block's acks
+        are released only once its own commit has returned, and blocks are written strictly in
+        order, so nothing is acknowledged before it is durable.
+        """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="setara-commit") as writer:
             inflight: tuple[Future[None], list[Ack]] | None = None
-            for line_no, raw in enumerate(lines, start=1):
-                if not raw.strip():
-                    continue
-                t = clock()
-                try:
-                    obj = parse_json_line(raw)
-                    ins = parse_json_instruction(obj, net)
-                except Rejection as r:
-                    b.rejections.append([t, source, line_no, r.payment_id, r.code, r.text])
-                    acks.append(Ack(r.payment_id, line_no, REJECTED, r.code, r.text))
-                else:
-                    acks.append(self.submit_instruction(b, ins, line_no, source, t))
-                if len(acks) >= batch_lines:
-                    sealed = self._seal(b)
-                    if inflight is not None:
-                        inflight[0].result()
-                        yield inflight[1]
-                    inflight = (writer.submit(self._write, sealed), acks) if sealed else None
-                    b, acks = self.begin(), []
-            sealed = self._seal(b)
+            for chunk in chunks:
+                b = self.begin()
+                acks: list[Ack] = []
+                for line_no, ins, fp, digest, rej in chunk:
+                    t = clock()
+                    if ins is None:
+                        assert rej is not None
+                        b.rejections.append([t, source, line_no, rej[2], rej[0], rej[1]])
+                        acks.append(Ack(rej[2], line_no, REJECTED, rej[0], rej[1]))
+                    else:
+                        acks.append(self.submit_instruction(b, ins, line_no, source, t, fp, digest))
+                sealed = self._seal(b)
+                if inflight is not None:
+                    inflight[0].result()
+                    yield inflight[1]
+                    inflight = None
+                if sealed is not None:
+                    inflight = (writer.submit(self._write, sealed), acks)
+                elif acks:
+                    yield acks
             if inflight is not None:
                 inflight[0].result()
                 yield inflight[1]
-            if sealed is not None:
-                self._write(sealed)
-            if acks:
-                yield acks
 
     def submit_instructions(self, items: Iterable[Instruction], *, source: str = "api",
                             clock: Callable[[], int] = now_ms) -> list[Ack]:
