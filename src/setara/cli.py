@@ -8,6 +8,7 @@ system or of verification, 2 for a usage error or unreadable input.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 import time
@@ -64,18 +65,15 @@ def _open(db: str, *, write: bool) -> Node:
         node = Node.open(db, write=write)
     except StoreError as e:
         _fail(str(e))
-    _warn_no_list(node)
-    return node
+    from setara.screening import PaymentScreening
 
-
-def _warn_no_list(node: Node) -> None:
-    try:
-        rows = node.store.execute("SELECT COUNT(*) FROM list_versions")
-    except Exception:
-        return
-    if rows and rows[0][0] == 0:
+    screening = PaymentScreening.from_store(node.store)
+    if not screening.loaded:
         err.print("[yellow]warning:[/yellow] no sanctions list is loaded: screening finds no hit "
                   "(load one with `setara lists import`)", highlight=False)
+    if write:
+        node.screening = screening
+    return node
 
 
 def _run(node: Node, cmd: object) -> list[object]:
@@ -599,6 +597,188 @@ def lsm_run(algorithm: Annotated[str, typer.Option("--algorithm")] = "optimise",
         except SetaraError as e:
             _fail(str(e))
         sys.stdout.write(orjson.dumps(summary).decode() + "\n")
+
+
+# ====================================================================== compliance
+
+lists_app = typer.Typer(no_args_is_help=True, help="Sanctions lists: import, update, status.")
+holds_app = typer.Typer(no_args_is_help=True, help="Compliance review of screening holds.")
+app.add_typer(lists_app, name="lists")
+app.add_typer(holds_app, name="holds")
+
+
+def _after_list_change(node: Node) -> None:
+    from setara.screening import PaymentScreening, rescreen
+
+    node.screening = PaymentScreening.from_store(node.store)
+    report = rescreen(node)
+    err.print(f"re-screened {report['members']} members and {report['payments']} queued/held payments: "
+              f"{report['frozen']} member(s) frozen, {report['held']} payment(s) put on hold", highlight=False)
+
+
+@lists_app.command("import")
+def lists_import(file: Annotated[Path, typer.Argument(help="The list file (OFAC CSV: sdn.csv, alt/add beside it).")],
+                 source: Annotated[str, typer.Option("--source", help="un-xml, ofac-sdn-csv, ofac-sdn-xml, eu-xml, "
+                                                     "uk-csv")],
+                 db: DbOpt = DEFAULT_DB) -> None:
+    """Load a list version from a file."""
+    from setara.compliance import SOURCES, load_list_path
+    from setara.screening import store_list
+
+    if source not in SOURCES:
+        _fail(f"--source must be one of {', '.join(SOURCES)}", 2)
+    if not file.exists():
+        _fail(f"cannot read {file}", 2)
+    try:
+        data = load_list_path(source, file)
+    except (ValueError, OSError) as e:
+        _fail(f"{file}: {e}", 2)
+    node = _open(db, write=True)
+    with node:
+        v = store_list(node.store, data)
+        sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
+                                       "sha256": v.checksum, "entities": v.entities}).decode() + "\n")
+        _after_list_change(node)
+
+
+@lists_app.command("update")
+def lists_update(source: Annotated[list[str] | None, typer.Option("--source", help="Sources to fetch "
+                                                                  "(default: every list the network uses).")] = None,
+                 url: Annotated[str | None, typer.Option("--url", help="Fetch from here instead of the official URL "
+                                                         "(one source only).")] = None,
+                 db: DbOpt = DEFAULT_DB) -> None:
+    """Fetch lists from their official URLs (or --url) and load new versions."""
+    from setara.compliance import update_list
+    from setara.screening import store_list
+
+    node = _open(db, write=True)
+    with node:
+        sources = source or sorted({s for m in node.network.members.values() for s in m.lists})
+        if url is not None and len(sources) != 1:
+            _fail("--url needs exactly one --source", 2)
+        for src in sources:
+            try:
+                data = update_list(src, url)
+            except (ValueError, OSError) as e:
+                _fail(f"{src}: {e}")
+            v = store_list(node.store, data)
+            sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
+                                           "sha256": v.checksum, "entities": v.entities}).decode() + "\n")
+        _after_list_change(node)
+
+
+@lists_app.command("status")
+def lists_status(db: DbOpt = DEFAULT_DB) -> None:
+    """The list versions in force, one JSON line each."""
+    from setara.screening import list_status
+
+    store = open_store(db)
+    try:
+        store.check_schema()
+        versions = list_status(store)
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    if not versions:
+        err.print("no sanctions list is loaded", highlight=False)
+    for v in versions:
+        sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
+                                       "sha256": v.checksum, "imported_ms": v.imported_ms,
+                                       "entities": v.entities}).decode() + "\n")
+
+
+@app.command("screen")
+def screen(file: Annotated[str, typer.Argument(help="Names, one per line (name<TAB>country<TAB>birth_year), "
+                                               "or - for stdin.")],
+           db: DbOpt = DEFAULT_DB,
+           list_: Annotated[list[str] | None, typer.Option("--list", help="Only these sources.")] = None) -> None:
+    """Screen names against the loaded lists; JSON Lines out."""
+    from setara.compliance import Screener, run_screen
+    from setara.screening import latest_lists
+
+    store = open_store(db)
+    try:
+        store.check_schema()
+        lists = latest_lists(store)
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    if list_:
+        lists = {k: v for k, v in lists.items() if k in list_}
+    if not lists:
+        err.print("[yellow]warning:[/yellow] no sanctions list is loaded: screening finds no hit", highlight=False)
+    screener = Screener([d for _, d in lists.values()])
+    text = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace") if file == "-"
+            else _open_text(file))
+    out = sys.stdout
+    buf: list[str] = []
+    for rec in run_screen(text, screener):
+        buf.append(orjson.dumps(rec).decode())
+        if len(buf) >= 1000:
+            out.write("\n".join(buf) + "\n")
+            buf = []
+    if buf:
+        out.write("\n".join(buf) + "\n")
+
+
+def _open_text(path: str) -> io.TextIOWrapper:
+    try:
+        return open(path, encoding="utf-8", errors="replace")
+    except OSError as e:
+        _fail(f"cannot read {path}: {e.strerror}", 2)
+
+
+@holds_app.command("list")
+def holds_list(db: DbOpt = DEFAULT_DB) -> None:
+    """Payments held for compliance review, with why (JSON Lines)."""
+    node = _open(db, write=False)
+    with node:
+        node.catch_up()
+        net = node.network
+        for p in node.engine.held():
+            row = node.store.get_payment(p.id)
+            sys.stdout.write(orjson.dumps({
+                "id": p.id, "debtor": p.debtor, "creditor": p.creditor, "currency": p.currency,
+                "amount": format_amount(p.amount_minor, net.minor_units(p.currency) or 0),
+                "reason": row.reason if row else None,
+                "parties": orjson.loads(row.parties) if row and row.parties else {},
+                "earmarked": node.engine.ledger.is_reserved(p.id),
+            }).decode() + "\n")
+
+
+def _review(payment_id: str, release: bool, officer: str, note: str, db: str) -> None:
+    from setara.engine import Review
+
+    if not note.strip():
+        _fail("--note is required: say why", 2)
+    node = _open(db, write=True)
+    with node:
+        events = _run(node, Review(payment_id, release, officer, note, now_ms()))
+        status = node.engine.status(payment_id)
+        sys.stdout.write(f"{payment_id} {status}\n")
+        _ = events
+
+
+@holds_app.command("release")
+def holds_release(payment_id: Annotated[str, typer.Argument(metavar="ID")],
+                  officer: Annotated[str, typer.Option("--officer", help="Who decides.")] = os.environ.get(
+                      "USER", "compliance"),
+                  note: Annotated[str, typer.Option("--note", help="Why.")] = "released after review",
+                  db: DbOpt = DEFAULT_DB) -> None:
+    """Release a held payment: it settles or queues."""
+    _review(payment_id, True, officer, note, db)
+
+
+@holds_app.command("reject")
+def holds_reject(payment_id: Annotated[str, typer.Argument(metavar="ID")],
+                 officer: Annotated[str, typer.Option("--officer", help="Who decides.")] = os.environ.get(
+                     "USER", "compliance"),
+                 note: Annotated[str, typer.Option("--note", help="Why.")] = "rejected after review",
+                 db: DbOpt = DEFAULT_DB) -> None:
+    """Reject a held payment (RR04)."""
+    _review(payment_id, False, officer, note, db)
 
 
 def main() -> None:

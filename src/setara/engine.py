@@ -47,6 +47,8 @@ __all__ = [
     "Command",
     "Engine",
     "EngineError",
+    "Freeze",
+    "Hold",
     "Notice",
     "Payment",
     "StatusEvent",
@@ -166,6 +168,25 @@ class SettleSet:
 
 
 @dataclass(slots=True)
+class Freeze:
+    """Asset freeze (a member became designated) or its lifting."""
+
+    member: str
+    frozen: bool
+    reason: str
+    time_ms: int
+
+
+@dataclass(slots=True)
+class Hold:
+    """Put a queued payment on compliance hold (e.g. a list update now hits one of its parties)."""
+
+    id: str
+    reason: str
+    time_ms: int
+
+
+@dataclass(slots=True)
 class CloseCycle:
     """Close the current deferred-net cycle of a currency: net, unwind who cannot cover, settle."""
 
@@ -174,11 +195,11 @@ class CloseCycle:
 
 
 Command = (Init | ChangeNetwork | SetSuspended | Fund | Submit | Cancel | Review | DayClose | DayOpen
-           | PostRate | SettleSet | CloseCycle)
+           | PostRate | SettleSet | CloseCycle | Freeze | Hold)
 COMMANDS: dict[str, type[Any]] = {
     "init": Init, "network": ChangeNetwork, "suspend": SetSuspended, "fund": Fund, "submit": Submit,
     "cancel": Cancel, "review": Review, "day_close": DayClose, "day_open": DayOpen, "rate": PostRate,
-    "settle_set": SettleSet, "close_cycle": CloseCycle,
+    "settle_set": SettleSet, "close_cycle": CloseCycle, "freeze": Freeze, "hold": Hold,
 }
 _KIND = {cls: k for k, cls in COMMANDS.items()}
 
@@ -307,6 +328,7 @@ class Engine:
         self.order = 0
         self.applied = 0
         self.funds: set[str] = set()
+        self.frozen: dict[str, str] = {}  # member -> why its assets are frozen
         self._out: list[Event] = []
         self._now = 0
         self._work: deque[tuple[str, str]] = deque()
@@ -370,6 +392,10 @@ class Engine:
             self._settle_set(cmd)
         elif isinstance(cmd, CloseCycle):
             self._close_cycle(cmd)
+        elif isinstance(cmd, Hold):
+            self._hold(cmd)
+        elif isinstance(cmd, Freeze):
+            self._freeze(cmd)
         elif isinstance(cmd, PostRate):
             self._post_rate(cmd)
         elif isinstance(cmd, DayClose):
@@ -510,6 +536,9 @@ class Engine:
             return self._reject(cmd, "AG01", f"debtor {cmd.debtor} is suspended")
         if members[cmd.creditor].suspended:
             return self._reject(cmd, "AG01", f"creditor {cmd.creditor} is suspended")
+        if self.frozen and (cmd.debtor in self.frozen or cmd.creditor in self.frozen):
+            who = cmd.debtor if cmd.debtor in self.frozen else cmd.creditor
+            return self._reject(cmd, "RR04", f"regulatory: assets of {who} are frozen ({self.frozen[who]})")
         ccy = net.currencies.get(cmd.currency)
         if ccy is None:
             return self._reject(cmd, "AM03", f"currency {cmd.currency} is not in the network")
@@ -601,7 +630,7 @@ class Engine:
             if r.expires_ms <= time_ms or prov in exclude:
                 continue
             m = net.members.get(prov)
-            if m is None or m.suspended:
+            if m is None or m.suspended or prov in self.frozen:
                 continue
             if (b, q) == (base, quote):
                 cand = (r.value, prov, r.text)
@@ -778,6 +807,36 @@ class Engine:
             return p.to_currency
         return None
 
+    def _hold(self, cmd: Hold) -> None:
+        p = self.live.get(cmd.id)
+        if p is None or p.status != QUEUED:
+            raise EngineError(f"payment {cmd.id} is not QUEUED")
+        self._remove_live(p)
+        p.status, p.cycle = HELD, None
+        self.live[p.id] = p
+        self._out.append(StatusEvent(p.id, HELD, "RR04", f"screening review: {cmd.reason}", cmd.time_ms))
+
+    def _freeze(self, cmd: Freeze) -> None:
+        net = self._net()
+        if cmd.member not in net.members:
+            raise EngineError(f"unknown member {cmd.member!r}")
+        if not cmd.frozen:
+            if self.frozen.pop(cmd.member, None) is None:
+                raise EngineError(f"{cmd.member} is not frozen")
+            self._out.append(Notice("member_unfrozen", {"member": cmd.member, "reason": cmd.reason}))
+            return
+        self.frozen[cmd.member] = cmd.reason
+        held = []
+        for p in [p for p in self.live.values() if p.status == QUEUED]:
+            if cmd.member in (p.debtor, p.creditor, p.provider):
+                self._remove_live(p)
+                p.status, p.cycle = HELD, None
+                self.live[p.id] = p
+                held.append(p.id)
+                self._out.append(StatusEvent(p.id, HELD, "RR04", f"assets of {cmd.member} frozen: {cmd.reason}",
+                                             cmd.time_ms))
+        self._out.append(Notice("member_frozen", {"member": cmd.member, "reason": cmd.reason, "held": held}))
+
     def _close_cycle(self, cmd: CloseCycle) -> None:
         net = self._net()
         cfg = net.currencies.get(cmd.currency)
@@ -861,6 +920,9 @@ class Engine:
             self._end(p.id, p.fingerprint, REJECTED, "RR04", f"rejected by compliance ({cmd.officer}): {cmd.note}",
                       cmd.time_ms)
             return
+        blocked = [m for m in (p.debtor, p.creditor, p.provider) if m is not None and m in self.frozen]
+        if blocked:
+            raise EngineError(f"assets of {blocked[0]} are frozen: lift the freeze before releasing")
         del self.live[p.id]
         if self.ledger.is_reserved(p.id) and self.day_open and self._try_settle(p, cmd.time_ms):
             self._drain()
@@ -965,6 +1027,7 @@ class Engine:
             "order": self.order,
             "applied": self.applied,
             "funds": sorted(self.funds),
+            "frozen": self.frozen,
         }
 
     @staticmethod
@@ -996,6 +1059,7 @@ class Engine:
         e.order = state["order"]
         e.applied = state["applied"]
         e.funds = set(state["funds"])
+        e.frozen = dict(state["frozen"])
         return e
 
     def state_bytes(self) -> bytes:
