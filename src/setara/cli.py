@@ -781,6 +781,36 @@ def holds_reject(payment_id: Annotated[str, typer.Argument(metavar="ID")],
     _review(payment_id, False, officer, note, db)
 
 
+# ====================================================================== operations
+
+db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
+app.add_typer(db_app, name="db")
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
+    """Migrate the database schema to this version of setara."""
+    store = open_store(db)
+    try:
+        done = store.upgrade()
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    err.print("\n".join(done) if done else "schema already current", highlight=False)
+
+
+@app.command("bench")
+def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit throughput run.")] = 200_000,
+          memory: Annotated[int, typer.Option("--memory", help="Also stream this many, report peak RSS.")] = 0,
+          ) -> None:
+    """The benchmark suite: durable submit throughput against a hand-written SQLite loop."""
+    from setara import bench as bench_mod
+
+    res = bench_mod.run(n, memory, out=sys.stderr)
+    sys.stdout.write(orjson.dumps(res).decode() + "\n")
+
+
 def main() -> None:
     try:
         app()
