@@ -55,7 +55,7 @@ _COMPANY_FORMS: dict[str, tuple[str, ...]] = {
         "pat",
         "prat",
     ),
-    "ltd": ("ltd", "limited", "pte ltd", "pty ltd", "pvt ltd", "private limited", "co ltd", "company limited"),
+    "ltd": ("ltd", "limited", "pte", "pte ltd", "pty ltd", "pvt ltd", "private limited", "co ltd", "company limited"),
     "sdnbhd": ("sdn bhd", "sendirian berhad", "bhd", "berhad", "sdn"),
     "pt": ("pt", "perseroan terbatas", "tbk", "pt tbk"),
     "gmbh": ("gmbh", "gesellschaft mit beschrankter haftung", "mbh"),
@@ -74,6 +74,10 @@ _FORM_LOOKUP: dict[tuple[str, ...], str] = {
     tuple(variant.split()): canon for canon, variants in _COMPANY_FORMS.items() for variant in variants
 }
 _FORM_LEN_MAX = max(len(key) for key in _FORM_LOOKUP)
+# Short forms that are also name syllables ("Ao" in pinyin, "Sa", "At"): recognised only at the ends.
+_EDGE_ONLY_FORMS = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
+# ... and of those, the ones never written before the name ("Sa Ding" is a person).
+_TRAILING_ONLY_FORMS = frozenset("sa ag kg lp bv nv sas spa sdn".split())
 # Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): a deletion neighbourhood.
 _FUZZY_FORMS: dict[str, str] = {}
 for _words, _canon in _FORM_LOOKUP.items():
@@ -280,11 +284,24 @@ def _tokens(latin: str) -> tuple[str, ...]:
         hi -= found[1]
     while hi - lo > 1:
         found = _form_at(raw, lo, hi, from_end=False)
-        if found is None or lo + found[1] >= hi:
+        if found is None or lo + found[1] >= hi or (found[1] == 1 and raw[lo] in _TRAILING_ONLY_FORMS):
             break
         head.append(FORM_PREFIX + found[0])
         lo += found[1]
-    middle = [t for t in raw[lo:hi] if t not in HONORIFICS] or raw[lo:hi]
+    # Inside the name only unambiguous forms count ("Energy Pte Ltd Yuk Tung" after reordering).
+    middle: list[str] = []
+    i = lo
+    while i < hi:
+        found = _form_at(raw, i, hi, from_end=False)
+        if found is not None and not (found[1] == 1 and raw[i] in _EDGE_ONLY_FORMS):
+            middle.append(FORM_PREFIX + found[0])
+            i += found[1]
+        else:
+            middle.append(raw[i])
+            i += 1
+    if all(is_form(t) for t in middle):
+        middle = raw[lo:hi]
+    middle = [t for t in middle if t not in HONORIFICS] or middle
     return tuple([*head, *middle, *tail][:TOKENS_MAX])
 
 
