@@ -24,7 +24,9 @@ import hashlib
 import os
 import re
 import socket
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from decimal import Decimal
 from functools import lru_cache
@@ -128,6 +130,36 @@ _PAYMENT_TYPES = {
     "block": "BIGINT", "parties": "BYTEA",
 }
 _COLS = ", ".join(PAYMENT_COLUMNS)
+
+
+# Every connection this process opened, so that a forked child can let go of them (below).
+_OPEN_CONNECTIONS: weakref.WeakSet[psycopg.Connection[Any]] = weakref.WeakSet()
+
+
+def _detach_in_child() -> None:
+    """After fork, in the child: point our connections' sockets at /dev/null.
+
+    A child that kept a copy of the parent's sockets (say a parsing worker forked by `submit`)
+    would keep the parent's sessions, and so its writer lock, alive after the parent was killed.
+    Pointing the child's copies elsewhere releases them without sending anything to the server;
+    the parent's connections are untouched, and anything the child might still write goes nowhere.
+    """
+    try:
+        null = os.open(os.devnull, os.O_RDWR)
+    except OSError:
+        return
+    try:
+        for conn in list(_OPEN_CONNECTIONS):
+            with contextlib.suppress(Exception):
+                fd = conn.pgconn.socket
+                if fd >= 0:
+                    os.dup2(null, fd)
+    finally:
+        os.close(null)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_detach_in_child)
 
 
 def split_url(url: str) -> tuple[str, str | None]:
@@ -256,6 +288,9 @@ class PostgresStore(Store):
         self.url = _redact(url)
         self._conninfo, self._schema = split_url(url)
         self._tmp_ready = False
+        # One connection, shared safely: a transaction holds the lock from BEGIN to COMMIT, so a
+        # statement from another thread can never land inside it.
+        self._lock = threading.RLock()
         self._conn = self._connect()
         try:
             self._setup_session()
@@ -271,9 +306,11 @@ class PostgresStore(Store):
         if "application_name" not in self._conninfo:
             kwargs["application_name"] = f"setara{purpose} pid {os.getpid()} on {socket.gethostname()}"[:63]
         try:
-            return psycopg.connect(self._conninfo, **kwargs)
+            conn = psycopg.connect(self._conninfo, **kwargs)
         except psycopg.Error as e:
             raise StoreError(f"cannot connect to {self.url}: {str(e).strip().splitlines()[0]}") from None
+        _OPEN_CONNECTIONS.add(conn)
+        return conn
 
     def _setup_session(self) -> None:
         c = self._conn
@@ -298,28 +335,41 @@ class PostgresStore(Store):
         self.lock_key = int.from_bytes(digest[:8], "big", signed=True)
 
     @contextlib.contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
-        try:
-            with self._conn.transaction():
+    def _use(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        with self._lock:
+            try:
                 yield self._conn
-        except psycopg.errors.UniqueViolation as e:
-            raise StoreError(f"the log moved under this writer ({e.diag.message_primary}): "
-                             "another writer is active") from None
+            except psycopg.OperationalError as e:  # server gone, connection lost, shutdown
+                text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                raise StoreError(f"database {self.url} failed: {text}") from None
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[tuple[Any, ...]]]:
+        with self._use() as c, c.transaction():
+            yield c
+
+    def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...] | None:
+        with self._use() as c:
+            return c.execute(query, params).fetchone()
+
+    def _all(self, query: str, params: tuple[Any, ...] | list[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._use() as c:
+            return c.execute(query, params).fetchall()
 
     # ------------------------------------------------------------------ schema
     def _has_table(self, name: str) -> bool:
-        row = self._conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()
+        row = self._one("SELECT to_regclass(%s)", (name,))
         return row is not None and row[0] is not None
 
     def exists(self) -> bool:
         if not self._has_table("log"):
             return False
-        return self._conn.execute("SELECT 1 FROM log LIMIT 1").fetchone() is not None
+        return self._one("SELECT 1 FROM log LIMIT 1") is not None
 
     def schema_version(self) -> int:
         if not self._has_table("meta"):
             return 0
-        row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = 'schema_version'")
         return int(row[0]) if row else 0
 
     def create(self, party_key: bytes) -> None:
@@ -397,8 +447,15 @@ class PostgresStore(Store):
     # ------------------------------------------------------------------ writes
     def append(self, block: Block, balances: list[tuple[str, str, int, int]],
                snapshot: tuple[int, bytes, str] | None) -> None:
-        c = self._conn
-        with c.pipeline() as p, self._tx():
+        try:
+            self._append(block, balances, snapshot)
+        except psycopg.errors.UniqueViolation as e:
+            raise StoreError(f"the log moved under this writer ({e.diag.message_primary}): "
+                             "another writer is active") from None
+
+    def _append(self, block: Block, balances: list[tuple[str, str, int, int]],
+                snapshot: tuple[int, bytes, str] | None) -> None:
+        with self._use() as c, c.pipeline() as p, c.transaction():
             cur = c.execute(_LOG_INSERT, (block.seq, block.first_cmd, block.n_cmds, block.time_ms, block.log,
                                           block.hash, block.seq - 1))
             c.execute("INSERT INTO journal (block, body, head) VALUES (%s, %s, %s)",
@@ -417,26 +474,26 @@ class PostgresStore(Store):
                                  f"{head[0] if head else '?'}): another writer is active")
 
     def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:
-        c = self._conn
-        with c.pipeline(), self._tx():
+        with self._use() as c, c.pipeline(), c.transaction():
             c.execute("DELETE FROM snapshots")
             c.execute("INSERT INTO snapshots (block, state, state_hash) VALUES (%s, %s, %s)", snapshot)
             if balances:
                 c.execute(_BALANCES_UPSERT, _unique_balances(balances))
 
-    def _ensure_tmp(self) -> None:
+    def _ensure_tmp(self, c: psycopg.Connection[tuple[Any, ...]]) -> None:
         if self._tmp_ready:
             return
         cols = ", ".join(f"{col} {_PAYMENT_TYPES.get(col, 'TEXT')}" for col in PAYMENT_COLUMNS)
-        self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TMP_PAYMENTS} (ord BIGINT, {cols})"
+        c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TMP_PAYMENTS} (ord BIGINT, {cols})"
                            " ON COMMIT DELETE ROWS")
-        self._conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TMP_UPDATES} (id TEXT, status TEXT,"
+        c.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_TMP_UPDATES} (id TEXT, status TEXT,"
                            " reason_code TEXT, reason TEXT, updated_ms BIGINT, credit_minor BIGINT,"
                            " provider TEXT, rate TEXT) ON COMMIT DELETE ROWS")
         self._tmp_ready = True
 
     def project(self, projection: Projection, after_block: int) -> bool:
-        self._ensure_tmp()
+        with self._use() as c:
+            self._ensure_tmp(c)
         with self._tx() as c:
             # FOR UPDATE: a second projector waits here, then sees the moved watermark and backs off.
             row = c.execute("SELECT value FROM meta WHERE key = 'projected_upto' FOR UPDATE").fetchone()
@@ -463,14 +520,14 @@ class PostgresStore(Store):
         return True
 
     def meta(self, key: str) -> str | None:
-        row = self._conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        row = self._one("SELECT value FROM meta WHERE key = %s", (key,))
         return None if row is None else str(row[0])
 
     # ------------------------------------------------------------------ reads
     def head(self) -> tuple[int, int, bytes, bytes]:
-        row = self._conn.execute(
+        row = self._one(
             "SELECT l.seq, l.first_cmd + l.n_cmds - 1, l.hash, j.head FROM log l LEFT JOIN journal j"
-            " ON j.block = l.seq ORDER BY l.seq DESC LIMIT 1").fetchone()
+            " ON j.block = l.seq ORDER BY l.seq DESC LIMIT 1")
         if row is None:
             return (0, 0, bytes(32), bytes(32))
         return (int(row[0]), int(row[1]), _as_bytes(row[2]), _as_bytes(row[3]))
@@ -479,7 +536,7 @@ class PostgresStore(Store):
         # Keyset pages over the primary key: no transaction or cursor stays open between pages,
         # so the caller may write through this store while iterating, and a page holds few blocks.
         while True:
-            rows = self._conn.execute(_BLOCK_SELECT, (after_seq, _BLOCKS_PER_FETCH)).fetchall()
+            rows = self._all(_BLOCK_SELECT, (after_seq, _BLOCKS_PER_FETCH))
             for r in rows:
                 yield Block(int(r[0]), int(r[1]), int(r[2]), int(r[3]), _as_bytes(r[4]), _as_bytes(r[5]),
                             _as_bytes(r[6]), _as_bytes(r[7]), _as_bytes(r[8]), _as_bytes(r[9]))
@@ -488,13 +545,12 @@ class PostgresStore(Store):
             after_seq = int(rows[-1][0])
 
     def block_hash_at(self, seq: int) -> tuple[bytes, bytes] | None:
-        row = self._conn.execute("SELECT l.hash, j.head FROM log l LEFT JOIN journal j ON j.block = l.seq"
-                                 " WHERE l.seq = %s", (seq,)).fetchone()
+        row = self._one("SELECT l.hash, j.head FROM log l LEFT JOIN journal j ON j.block = l.seq"
+                        " WHERE l.seq = %s", (seq,))
         return None if row is None else (_as_bytes(row[0]), _as_bytes(row[1]))
 
     def latest_snapshot(self) -> tuple[int, bytes, str] | None:
-        row = self._conn.execute(
-            "SELECT block, state, state_hash FROM snapshots ORDER BY block DESC LIMIT 1").fetchone()
+        row = self._one("SELECT block, state, state_hash FROM snapshots ORDER BY block DESC LIMIT 1")
         return None if row is None else (int(row[0]), _as_bytes(row[1]), str(row[2]))
 
     def projected_upto(self) -> int:
@@ -522,36 +578,46 @@ class PostgresStore(Store):
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         if limit is not None and limit <= _PAYMENTS_PER_FETCH:
-            for r in self._conn.execute(query, params).fetchall():
+            for r in self._all(query, params):
                 yield PaymentRow(*r)
             return
         # A WITH HOLD cursor: a consistent result streamed in pages, without holding a transaction
         # open on the connection the writes use.
         name = f"setara_payments_{os.urandom(6).hex()}"
-        with self._conn.cursor(name, withhold=True) as cur:
+        with self._use() as c:
+            cur = c.cursor(name, withhold=True)
             cur.execute(query, params)
-            while rows := cur.fetchmany(_PAYMENTS_PER_FETCH):
+        try:
+            while True:
+                with self._use():
+                    rows = cur.fetchmany(_PAYMENTS_PER_FETCH)
+                if not rows:
+                    return
                 for r in rows:
                     yield PaymentRow(*r)
+        finally:
+            with self._lock, contextlib.suppress(psycopg.Error):
+                cur.close()
 
     def get_payment(self, payment_id: str) -> PaymentRow | None:
-        row = self._conn.execute(f"SELECT {_COLS} FROM payments WHERE id = %s", (payment_id,)).fetchone()
+        row = self._one(f"SELECT {_COLS} FROM payments WHERE id = %s", (payment_id,))
         return None if row is None else PaymentRow(*row)
 
     def balances(self) -> list[tuple[str, str, int, int]]:
-        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._conn.execute(
+        return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._all(
             "SELECT member, currency, balance_minor, available_minor FROM balances ORDER BY member, currency")]
 
     def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        cur = self._conn.execute(translate_sql(sql), tuple(params))  # type: ignore[arg-type]
-        if cur.description is None:
-            return []
+        with self._use() as c:
+            cur = c.execute(translate_sql(sql), tuple(params))  # type: ignore[arg-type]
+            rows = [] if cur.description is None else cur.fetchall()
         # Values as SQLite hands them back: SUM() of BIGINT is NUMERIC here, an int there.
         return [tuple(_sqlite_value(v) for v in r) if any(type(v) is Decimal for v in r) else tuple(r)
-                for r in cur.fetchall()]
+                for r in rows]
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            self._conn.close()
 
 
 def _fold_updates(updates: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
