@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 
 from setara.api import create_app
+from setara.api.app import AUTH_CACHE_S
 from setara.api.keys import issue_key, list_keys, revoke_key
 from setara.network import example_toml, load_network
 from setara.service import Node
@@ -109,6 +111,13 @@ def test_missing_wrong_revoked_key_401_and_roles_403(env: tuple[TestClient, dict
     assert next(x for x in list_keys(store) if x["key_id"] == kid)["revoked_ms"] is not None
     store.close()
     is_problem(c.get("/v1/accounts", headers=auth(k["BANK_ID2"])), 401)
+    # A key in use is refused within AUTH_CACHE_S of its revocation.
+    assert c.get("/v1/accounts", headers=auth(k["BANK_MY1"])).status_code == 200
+    store = open_store(db)
+    revoke_key(store, k["BANK_MY1"].split(".")[0])
+    store.close()
+    time.sleep(AUTH_CACHE_S + 0.05)
+    is_problem(c.get("/v1/accounts", headers=auth(k["BANK_MY1"])), 401)
 
 
 def test_only_the_debtor_can_debit(env: tuple[TestClient, dict[str, str], str]) -> None:

@@ -22,8 +22,8 @@ import anyio
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from setara.api.keys import Principal, authenticate
@@ -44,6 +44,8 @@ BATCH_BODY_BYTES_MAX = 16 * 1024 * 1024
 BATCH_ITEMS_MAX = 10_000
 XML_BYTES_MAX = 8 * 1024 * 1024
 PAGE_LIMIT_MAX = 1000
+AUTH_CACHE_S = 1.0  # a revoked key is refused at most this long after `setara keys revoke`
+AUTH_CACHE_MAX = 10_000
 LATENCY_BUCKETS_MS = (1, 5, 10, 50, 100, 500, 1000, 5000, 60_000, 300_000, 3_600_000)
 STATUSES = ("SETTLED", "QUEUED", "HELD", "REJECTED", "CANCELLED")
 ADMIN_READ = ("operator", "compliance", "auditor")
@@ -98,6 +100,7 @@ class Api:
         self._cycles: list[dict[str, Any]] = []
         self.started_ms = now_ms()
         self.metrics_public = os.environ.get("SETARA_METRICS_PUBLIC", "") == "1"
+        self.auth_cache: dict[str, tuple[Principal, float]] = {}
 
     @property
     def network(self) -> Network:
@@ -198,21 +201,17 @@ def _efficiency(c: dict[str, Any]) -> float | None:
 
 # ====================================================================== auth
 
-_bearer = HTTPBearer(auto_error=False, description="API key from `setara keys issue`.")
-_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="The same API key, as a header.")
-
 
 def _api(request: Request) -> Api:
     api: Api = request.app.state.api
     return api
 
 
-async def principal(request: Request,
-                    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-                    x_api_key: Annotated[str | None, Depends(_api_key)]) -> Principal:
-    # One indexed SQLite read on the event loop's own connection (WAL: never waits for the writer);
-    # cheaper than a hop to the thread pool, and a revocation takes effect on the next request.
-    return _principal(_api(request), request, bearer.credentials if bearer is not None else x_api_key)
+async def principal(request: Request) -> Principal:
+    """The key's principal. The check is one indexed SQLite read on the event loop's own connection
+    (WAL: it never waits for the writer), cached for AUTH_CACHE_S so a revocation is honoured within
+    that time."""
+    return _principal(_api(request), request, _presented_key(request))
 
 
 def _principal(api: Api, request: Request, key: str | None) -> Principal:
@@ -220,17 +219,27 @@ def _principal(api: Api, request: Request, key: str | None) -> Principal:
         if request.headers.get("authorization"):
             raise _unauthorized("the Authorization header must be `Bearer <API key>`")
         raise _unauthorized("an API key is required (Authorization: Bearer <key>, or X-API-Key)")
-    who = authenticate(api.reader(), key.strip())
+    key = key.strip()
+    t = time.monotonic()
+    hit = api.auth_cache.get(key)
+    if hit is not None and t - hit[1] < AUTH_CACHE_S:
+        return hit[0]
+    who = authenticate(api.reader(), key)
     if who is None:
+        api.auth_cache.pop(key, None)
         raise _unauthorized("the API key is unknown or revoked")
+    if len(api.auth_cache) >= AUTH_CACHE_MAX:
+        api.auth_cache.clear()
+    api.auth_cache[key] = (who, t)
     return who
 
 
 Who = Annotated[Principal, Depends(principal)]
 
 
-def require(*roles: str) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(who: Who) -> Principal:
+def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
+    async def check(request: Request) -> Principal:
+        who = _principal(_api(request), request, _presented_key(request))
         _require_now(who, *roles)
         return who
 
@@ -650,6 +659,22 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
         return HTMLResponse((_HERE / "dashboard.html").read_text(encoding="utf-8"),
                             headers={"Cache-Control": "no-store"})
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            schema.setdefault("components", {})["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "API key from `setara keys issue`"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            for path, ops in schema.get("paths", {}).items():
+                if path != "/healthz":
+                    for op in ops.values():
+                        op["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
 
 
