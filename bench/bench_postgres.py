@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -32,6 +33,8 @@ from setara.store.postgres import split_url
 
 MEMBERS = ["BANK_ID1", "BANK_ID2", "BANK_ID3", "BANK_MY1", "BANK_MY2", "BANK_TH1", "BANK_TH2", "BANK_PH1",
            "FX_MERDEKA", "FX_STRAITS"]
+
+SERIAL_TRANSFERS = 200
 
 BASELINE_SCHEMA_SQL = """
 CREATE TABLE accounts (id BIGINT PRIMARY KEY, balance BIGINT NOT NULL, version BIGINT NOT NULL DEFAULT 0);
@@ -90,6 +93,15 @@ def bench_baseline(conninfo: str, schema: str, threads: int, accounts: int, seco
         c.execute(BASELINE_SCHEMA_SQL)
         c.execute("INSERT INTO accounts (id, balance) SELECT g, 1000000000000 FROM generate_series(1, %s) g",
                   (accounts,))
+    # One connection, serial: the server's commit latency, what every baseline transfer waits for.
+    with psycopg.connect(conninfo, autocommit=True) as c:
+        c.execute(f"SET search_path TO {schema}")
+        c.execute("SET synchronous_commit TO on")
+        t0 = time.perf_counter()
+        for i in range(SERIAL_TRANSFERS):
+            c.execute("SELECT transfer(%s, %s, %s)", (1 + i % accounts, 1 + (i + 1) % accounts, 100))
+        serial_ms = (time.perf_counter() - t0) / SERIAL_TRANSFERS * 1000
+    print(f"baseline, 1 connection: {serial_ms:.2f} ms per transfer (commit latency)", file=sys.stderr)
     done = [0] * threads
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -126,7 +138,7 @@ def bench_baseline(conninfo: str, schema: str, threads: int, accounts: int, seco
     with psycopg.connect(conninfo, autocommit=True) as c:
         c.execute(f"SET search_path TO {schema}")
         row = c.execute("SELECT (SELECT COUNT(*) FROM transfers), (SELECT SUM(balance) FROM accounts)").fetchone()
-        if row is None or int(row[0]) != sum(done) or int(row[1]) != accounts * 1000000000000:
+        if row is None or int(row[0]) != sum(done) + SERIAL_TRANSFERS or int(row[1]) != accounts * 1000000000000:
             raise SystemExit(f"baseline check failed: {row}, {sum(done)} transfers counted")
     return sum(done), secs
 
@@ -153,8 +165,9 @@ def main() -> None:
             fsync = c.execute("SHOW fsync").fetchone()
     except psycopg.Error as e:
         raise SystemExit(f"PostgreSQL not reachable at {args.url}: {e}") from None
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"PostgreSQL {server[0] if server else '?'}, synchronous_commit={sync[0] if sync else '?'}, "
-          f"fsync={fsync[0] if fsync else '?'}", file=sys.stderr)
+          f"fsync={fsync[0] if fsync else '?'}; {os.cpu_count()} CPUs, load average {load:.1f}", file=sys.stderr)
     try:
         print(f"setara: submitting {args.n} instructions ...", file=sys.stderr)
         n, secs = bench_setara(f"{conninfo}{sep}schema={s_schema}", args.n, args.batch)
