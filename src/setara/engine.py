@@ -119,6 +119,11 @@ class Submit:
     quote_id: str | None = None
     uetr: str | None = None
 
+    def as_row(self) -> list[Any]:
+        return [self.id, self.debtor, self.creditor, self.currency, self.amount_minor, self.priority,
+                self.fingerprint, self.parties_digest, self.screening, self.screening_ref, self.time_ms,
+                self.to_currency, self.quote_id, self.uetr]
+
 
 @dataclass(slots=True)
 class Cancel:
@@ -208,11 +213,18 @@ def command_kind(cmd: Command) -> str:
     return _KIND[type(cmd)]
 
 
-def command_from_dict(kind: str, data: dict[str, Any]) -> Command:
-    """Rebuild a logged command (the log stores `[kind, fields]`)."""
+def command_from_dict(kind: str, data: dict[str, Any] | list[Any]) -> Command:
+    """Rebuild a logged command (the log stores `[kind, fields]`, fields by name, or by position
+    for submissions)."""
     cls = COMMANDS.get(kind)
-    if cls is None or not isinstance(data, dict):
+    if cls is None:
         raise EngineError(f"unknown command kind {kind!r}")
+    if isinstance(data, list):
+        if cls is not Submit:
+            raise EngineError(f"command {kind!r} cannot be positional")
+        return Submit(*data)
+    if not isinstance(data, dict):
+        raise EngineError(f"command {kind!r} is malformed")
     if cls is SettleSet:
         data["ids"] = tuple(data["ids"])
     cmd: Command = cls(**data)
@@ -546,7 +558,8 @@ class Engine:
             return self._reject(cmd, "AC01", f"debtor {cmd.debtor} has no {cmd.currency} account")
         if cmd.amount_minor <= 0:
             return self._reject(cmd, "AM12", "amount must be greater than zero")
-        limit = ccy.max_amount_minor if ccy.max_amount_minor is not None else self.supply(cmd.currency)
+        limit = ccy.max_amount_minor if ccy.max_amount_minor is not None else \
+            -self.ledger.balances[(ccy.agent, cmd.currency)]
         if cmd.amount_minor > limit:
             return self._reject(cmd, "AM12", f"amount exceeds the {cmd.currency} maximum")
         pay_ccy = cmd.to_currency or cmd.currency

@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from setara.engine import Submit, command_from_dict
 from setara.store import PaymentRow, Projection, Store
 
 __all__ = ["project"]
@@ -32,14 +33,16 @@ def project(store: Store) -> int:
             events = orjson.loads(b.events)
             intake = orjson.loads(b.intake) if b.intake else {"payments": {}}
             private = intake.get("payments", {})
-            for kind, c in cmds:
+            for kind, body in cmds:
                 if kind != "submit":
                     continue
-                priv = private.get(c["id"])
-                pending[c["id"]] = PaymentRow(
-                    c["id"], c["debtor"], c["creditor"], c["currency"], c["amount_minor"], c["to_currency"],
-                    None, None, None, "URGENT" if c["priority"] == 0 else "NORMAL", "RECEIVED", None, None,
-                    c["time_ms"], c["time_ms"], b.seq, c["uetr"],
+                c = command_from_dict(kind, body)
+                assert isinstance(c, Submit)
+                priv = private.get(c.id)
+                pending[c.id] = PaymentRow(
+                    c.id, c.debtor, c.creditor, c.currency, c.amount_minor, c.to_currency,
+                    None, None, None, "URGENT" if c.priority == 0 else "NORMAL", "RECEIVED", None, None,
+                    c.time_ms, c.time_ms, b.seq, c.uetr,
                     priv[0] if priv else None, priv[1] if priv else None,
                     orjson.dumps(priv[2]) if priv and priv[2] else None,
                 )

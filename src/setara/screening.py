@@ -35,6 +35,7 @@ from setara.store import Store
 
 __all__ = ["ListVersion", "PaymentScreening", "latest_lists", "list_status", "store_list"]
 
+_NO_PARTIES = ScreeningDecision("clear", "no-parties")
 NAME_FIELDS = ("debtor_name", "creditor_name", "ultimate_debtor_name", "ultimate_creditor_name")
 SCREENERS_CACHED_MAX = 16
 
@@ -126,7 +127,10 @@ class PaymentScreening:
 
     def decide(self, ins: Instruction, network: Network) -> ScreeningDecision:
         p = ins.parties
-        if p or network.comprehensive_sanction_countries:
+        if not p:
+            # Members' own BIC countries are checked when they join and on every list change.
+            return _NO_PARTIES
+        if network.comprehensive_sanction_countries:
             bics = [network.members[m].bic for m in (ins.debtor, ins.creditor) if m in network.members]
             countries = [c for c in (p.get("debtor_country"), p.get("creditor_country")) if c]
             countries += [c for c in p.get("debtor_bic_countries", ()) if c]
@@ -135,8 +139,6 @@ class PaymentScreening:
             if why is not None:
                 return ScreeningDecision("block", f"country-rule: {why}"[:200], (
                     {"subject": "country", "decision": "block", "score": 1.0, "explanation": why},))
-        if not p:
-            return ScreeningDecision("clear", "no-parties")
         sources = self.sources_for(ins, network)
         screener = self.screener(sources)
         if screener is None:

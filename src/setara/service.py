@@ -263,37 +263,37 @@ class Node:
         Raises EngineError (and changes nothing) when the engine refuses the command.
         """
         events = self.engine.apply(cmd)
-        b.cmds.append([command_kind(cmd), cmd])
+        is_submit = type(cmd) is Submit
+        # Submissions are logged as positional rows: half the bytes, twice as fast to write.
+        b.cmds.append(["submit", cmd.as_row()] if is_submit else [command_kind(cmd), cmd])  # type: ignore[union-attr]
         b.time_ms = cmd.time_ms
-        n = len(b.cmds) - 1
         touched = self._touched
+        postings, status = b.postings, b.status
         fx_id = new_payment.id if new_payment is not None and new_payment.to_currency else None
         for ev in events:
-            if type(ev) is Posting:
-                b.postings.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,
-                                   ev.rate, ev.hash.hex()])
+            t = type(ev)
+            if t is Posting:
+                postings.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,
+                                 ev.rate, ev.hash.hex()])
                 touched.add((ev.debit, ev.currency))
                 touched.add((ev.credit, ev.currency))
-            elif type(ev) is StatusEvent:
+            elif t is StatusEvent:
                 pid = ev.payment_id
-                fx: tuple[Any, ...] = (None, None, None)
                 if pid == fx_id:
-                    fx = self._fx_of(pid, events)
-                b.status.append([pid, ev.status, ev.reason_code, ev.reason, ev.time_ms, *fx])
+                    status.append([pid, ev.status, ev.reason_code, ev.reason, ev.time_ms, *self._fx_of(pid, events)])
+                else:
+                    status.append([pid, ev.status, ev.reason_code, ev.reason, ev.time_ms, None, None, None])
                 if ev.status != SETTLED:
                     self._touch_payment(pid)
-            elif type(ev) is Notice:
-                b.notices.append([n, ev.kind, ev.data])
-        if type(cmd) is not Submit:
+            elif t is Notice:
+                b.notices.append([len(b.cmds) - 1, ev.kind, ev.data])
+        if not is_submit:
             # Rare commands (funding, network changes, reviews, cycles) may move any balance,
             # floor or reservation: refresh every account's stored figures.
             touched.update(self.engine.ledger.balances)
-        if new_payment is not None:
-            if new_payment.end_to_end_id or new_payment.msg_id or new_payment.parties:
-                b.payments_private[new_payment.id] = [new_payment.end_to_end_id, new_payment.msg_id,
-                                                      new_payment.parties or None]
-            if new_payment.to_currency is None:
-                touched.add((new_payment.debtor, new_payment.currency))
+        elif new_payment is not None and (new_payment.end_to_end_id or new_payment.msg_id or new_payment.parties):
+            b.payments_private[new_payment.id] = [new_payment.end_to_end_id, new_payment.msg_id,
+                                                  new_payment.parties or None]
         return events
 
     def _fx_of(self, pid: str, events: list[Any]) -> tuple[Any, ...]:
