@@ -115,3 +115,21 @@ def test_t2_algorithms_via_the_node(tmp_path: Path, algorithm: str) -> None:
         ev_status = [n.engine.status(x) for x in ("ab", "ba")]
         assert ev_status == [SETTLED, SETTLED]
     _ = StatusEvent
+
+
+def test_settle_cli_on_csv_files(tmp_path: Path) -> None:
+    import json
+
+    from tests.conftest import run_cli
+
+    (tmp_path / "b.csv").write_text("member,currency,balance\nA,IDR,100.00\nB,IDR,0\nC,IDR,0\n")
+    (tmp_path / "q.csv").write_text("id,debtor,creditor,currency,amount,priority,submitted_at\n"
+                                    "p1,A,B,IDR,150.00,NORMAL,1\np2,B,C,IDR,150.00,NORMAL,2\n"
+                                    "p3,C,A,IDR,150.00,NORMAL,3\np4,C,B,IDR,500.00,NORMAL,4\n")
+    out = run_cli("settle", "--balances", str(tmp_path / "b.csv"), "--queue", str(tmp_path / "q.csv"),
+                  "--out", str(tmp_path / "s.csv"))
+    summary = json.loads(out.stdout)
+    assert summary["settled_value"] == {"IDR": "450.00"} and summary["count"] == 3
+    assert (tmp_path / "s.csv").read_text().split() == ["id", "p1", "p2", "p3"]
+    bad = run_cli("settle", "--balances", str(tmp_path / "q.csv"), "--queue", str(tmp_path / "q.csv"), check=False)
+    assert bad.returncode == 2 and b"Traceback" not in bad.stderr

@@ -229,7 +229,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
            xsd_dir: Annotated[Path | None, typer.Option(
                "--xsd-dir", help="Validate ISO 20022 input against the official XSDs in this directory "
                "(or set SETARA_ISO20022_XSD_DIR).")] = None) -> None:
-    """Submit instructions; prints `<id> <STATUS> [reason]` per instruction once it is durable."""
+    """Submit instructions; prints `<id> <STATUS>` (and a reason) per instruction once it is durable."""
     lines = _input_lines(file)
     first = next(lines, b"")
     node = _open(db, write=True)
@@ -540,7 +540,7 @@ def settle(balances: Annotated[Path, typer.Option("--balances", help="CSV member
                              time_limit_s=time_limit)
     except ValueError as e:
         _fail(str(e), 2)
-    ids = summary.pop("selected", None)
+    ids = summary.pop("settled_ids", None)
     if out is None and ids is not None:
         sys.stdout.write("id\n" + "".join(f"{i}\n" for i in ids))
         err.print(orjson.dumps(summary).decode(), highlight=False, markup=False)
@@ -809,6 +809,26 @@ def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit thr
 
     res = bench_mod.run(n, memory, out=sys.stderr)
     sys.stdout.write(orjson.dumps(res).decode() + "\n")
+
+
+# ====================================================================== service, demo, simulator
+
+def _register_extensions() -> None:
+    """The HTTP service (`serve`, `keys`) and the demo/simulator (`demo`, `simulate`) register
+    their own commands; their heavy imports happen only when they run."""
+    import importlib
+
+    for name in ("setara.api.commands", "setara.sim.commands"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        module.register(app)
+
+
+_register_extensions()
 
 
 def main() -> None:
