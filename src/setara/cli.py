@@ -526,9 +526,8 @@ def settle(balances: Annotated[Path, typer.Option("--balances", help="CSV member
            fifo: Annotated[bool, typer.Option("--fifo", help="Settle a prefix of each debtor's queue.")] = False,
            time_limit: Annotated[float, typer.Option("--time-limit", help="Seconds.")] = 20.0) -> None:
     """Stateless solver: which queued payments settle without any balance going below zero."""
-    from setara.liquidity.csvio import run_settle
-
     from setara.liquidity import ALGORITHMS
+    from setara.liquidity.csvio import run_settle
 
     if algorithm not in ALGORITHMS:
         _fail(f"--algorithm must be one of {', '.join(ALGORITHMS)}", 2)
@@ -829,6 +828,44 @@ def _register_extensions() -> None:
 
 
 _register_extensions()
+
+
+@fx_app.command("positions")
+def fx_positions(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
+    """Each FX provider's position per currency and its exposure to queued cross-currency payments."""
+    _check_format(fmt)
+    node = _open(db, write=False)
+    with node:
+        net = node.network
+        led = node.engine.ledger
+        owed: dict[tuple[str, str], int] = {}
+        due: dict[tuple[str, str], int] = {}
+        count: dict[str, int] = {}
+        for p in node.engine.live.values():
+            if p.provider is None or p.to_currency is None:
+                continue
+            owed[(p.provider, p.to_currency)] = owed.get((p.provider, p.to_currency), 0) + p.credit_minor
+            due[(p.provider, p.currency)] = due.get((p.provider, p.currency), 0) + p.amount_minor
+            count[p.provider] = count.get(p.provider, 0) + 1
+
+        def rows() -> Iterator[dict[str, object]]:
+            for m in net.members.values():
+                if not m.is_fx_provider:
+                    continue
+                for (holder, ccy), bal in led.balances.items():
+                    if holder != m.id:
+                        continue
+                    units = net.minor_units(ccy) or 0
+                    out = owed.get((m.id, ccy), 0)
+                    yield {"provider": m.id, "currency": ccy, "balance": format_amount(bal, units),
+                           "available": format_amount(led.available((m.id, ccy)), units),
+                           "queued_to_pay": format_amount(out, units),
+                           "queued_to_receive": format_amount(due.get((m.id, ccy), 0), units),
+                           "shortfall": format_amount(max(0, out - led.available((m.id, ccy))), units),
+                           "queued_payments": count.get(m.id, 0)}
+
+        _emit(rows(), fmt, ["provider", "currency", "balance", "available", "queued_to_pay", "queued_to_receive",
+                            "shortfall", "queued_payments"])
 
 
 def main() -> None:
