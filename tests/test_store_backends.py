@@ -182,7 +182,7 @@ def test_resubmit_is_idempotent(url: str, net: Network) -> None:
     with new_network(url, net) as node:
         first = submit(node, lines, batch=64)
         head = node.store.head()
-        second = submit(node, lines, batch=1000)  # one batch: see the xfail below for smaller ones
+        second = submit(node, lines, batch=64)  # batches that add nothing to the log are acked too
         assert second == first
         assert node.store.head() == head  # nothing new in the log
         changed = submit(node, [pay("id7", amount="999.00")])
@@ -192,15 +192,6 @@ def test_resubmit_is_idempotent(url: str, net: Network) -> None:
         row = node.store.get_payment("id7")
         assert row is not None and row.amount_minor == 800 and row.status == "SETTLED"
         verify_store(node.store)
-
-
-@pytest.mark.xfail(reason="service.Node.submit_lines drops the acks of a batch that adds nothing to the log "
-                   "(every line a duplicate): `inflight = ... if sealed else None` discards `acks`")
-def test_resubmit_acks_every_line_across_batches(url: str, net: Network) -> None:
-    lines = [pay(f"id{i}") for i in range(300)]
-    with new_network(url, net) as node:
-        first = submit(node, lines, batch=64)
-        assert len(submit(node, lines, batch=64)) == len(first) == 300
 
 
 def test_verify_detects_altered_journal_row(url: str, net: Network) -> None:
