@@ -269,3 +269,29 @@ def test_iso20022_over_http(env: tuple[TestClient, dict[str, str], str]) -> None
     assert bad.status_code == 200 and b"RJCT" in bad.content
     is_problem(c.post("/v1/iso20022", content=b"", headers=h), 422, "body")
     is_problem(c.post("/v1/iso20022", content=pacs008(str(uuid.uuid4())), headers=auth(k["operator"])), 403)
+
+
+def test_cycle_close_and_netting_in_overview(tmp_path: Path) -> None:
+    t = example_toml()
+    i = t.index('code = "PHP"')
+    j = t.index('settlement = "rtgs"', i)
+    db = str(tmp_path / "c.db")
+    Node.create(db, load_network(t[:j] + 'settlement = "cycles"' + t[j + len('settlement = "rtgs"'):]), T0).close()
+    k = keys(db)
+    with TestClient(create_app(db)) as c:
+        op = auth(k["operator"])
+        for pid, dr, cr, amt in (("C1", "BANK_ID1", "BANK_ID2", "700.00"), ("C2", "BANK_ID2", "BANK_ID1", "500.00")):
+            r = c.post("/v1/payments", json=pay(pid, debtor=dr, creditor=cr, currency="PHP", amount=amt),
+                       headers=auth(k[dr]))
+            assert r.status_code == 201 and r.json()["status"] == "QUEUED", r.text
+        r = c.post("/v1/admin/cycles/PHP/close", headers=op)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["statuses"] == {"SETTLED": 2}
+        assert [n["kind"] for n in body["notices"]] == ["cycle_closed"]
+        is_problem(c.post("/v1/admin/cycles/IDR/close", headers=op), 409)
+        is_problem(c.post("/v1/admin/cycles/XXX/close", headers=op), 404, "currency")
+        cycles = c.get("/v1/admin/overview", headers=op).json()["cycles"]
+        assert len(cycles) == 1 and cycles[0]["currency"] == "PHP"
+        assert abs(cycles[0]["efficiency"] - (1 - 200 / 1200)) < 1e-6
+        assert c.get("/v1/payments/C1", headers=auth(k["BANK_ID2"])).json()["status"] == "SETTLED"
