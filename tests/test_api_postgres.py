@@ -10,13 +10,13 @@ from collections.abc import Iterator
 import pytest
 
 pytest.importorskip("psycopg")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from setara.api import create_app  # noqa: E402
-from setara.api.keys import issue_key  # noqa: E402
-from setara.network import example_toml, load_network  # noqa: E402
-from setara.service import Node  # noqa: E402
-from setara.store import open_store  # noqa: E402
+from setara.api import create_app
+from setara.api.keys import issue_key
+from setara.network import example_toml, load_network
+from setara.service import Node
+from setara.store import open_store
 
 PG_URL = os.environ.get("SETARA_TEST_PG", "postgresql://127.0.0.1:5432/test")
 
