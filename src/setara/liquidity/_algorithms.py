@@ -1,0 +1,264 @@
+"""The algorithms. Each takes a Problem and returns a boolean selection plus stats."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._dive import dive, mixed_milp
+from ._lp import Lanes, LpResult, build_lanes, lane_mode, lp_relaxation, run_forked, solve_milp, solve_milp_guarded
+from ._model import BoolArray, Problem
+from ._search import Deadline, State
+
+__all__ = ["run"]
+
+Stats = dict[str, object]
+
+# An LP fraction at or above this counts as "settle" when rounding; the exact integer check and
+# repair afterwards absorb whatever the float tolerance let through.
+_ROUND_UP = 1.0 - 1e-7
+_IMPROVE_ROUNDS_MAX = 6
+MILP_ITEMS_MAX = 15_000  # up to this, HiGHS gets the whole problem
+MIXED_ITEMS_MAX = 300_000  # above this, the dive alone (HiGHS cannot finish the mixed model in time)
+MIXED_BINARIES = 4_000  # above MILP_ITEMS_MAX, the largest payments get binaries, the rest stay continuous
+
+
+def _finish(st: State, deadline: Deadline, stats: Stats, *, swaps: bool) -> None:
+    """Local search: greedy fill, then rounds of 1-for-1 swaps, fill, and (unconstrained only)
+    insert-and-repair moves, until a round finds nothing or time runs out."""
+    added = st.add_pass(deadline)
+    rounds = 0
+    swapped = 0
+    inserted = 0
+    while swaps and rounds < _IMPROVE_ROUNDS_MAX and not deadline.passed():
+        rounds += 1
+        n_sw, _ = st.swap_pass(deadline)
+        swapped += n_sw
+        more = st.add_pass(deadline)
+        added += more
+        gain = 0
+        if st.lanes_mode == "none" and not deadline.passed():
+            unsel = np.flatnonzero(~st.selected())
+            # most valuable first; ties by index keep it deterministic
+            cand = unsel[np.argsort(-st.p.value[unsel], kind="stable")].tolist()
+            gain = st.insert_pass(deadline, cand)
+            inserted += gain
+            more += st.add_pass(deadline)
+        if n_sw == 0 and more == 0 and gain == 0:
+            break
+    stats["greedy_added"] = int(stats.get("greedy_added", 0)) + added  # type: ignore[call-overload]
+    stats["swaps"] = int(stats.get("swaps", 0)) + swapped  # type: ignore[call-overload]
+    stats["insert_gain"] = int(stats.get("insert_gain", 0)) + inserted  # type: ignore[call-overload]
+
+
+def _polish(p: Problem, lanes: Lanes, mode: str, sel: BoolArray, deadline: Deadline, stats: Stats) -> BoolArray:
+    st = State(p, lanes, sel, mode)
+    st.repair("fit", None)  # always finishes: the result must be feasible whatever the clock says
+    _finish(st, deadline, stats, swaps=True)
+    return st.selected()
+
+
+def optimise(p: Problem, lp: LpResult | None, mode: str, deadline: Deadline, stats: Stats,
+             *, improve: bool = True) -> tuple[BoolArray, float | None]:
+    """Maximise settled value. Candidates, the best of which wins (first on ties, so deterministic):
+    - unconstrained, up to MILP_ITEMS_MAX items: LP dive + local search, then HiGHS branch and bound
+      on the whole queue, polished by the same local search;
+    - unconstrained, larger: HiGHS on the largest MIXED_BINARIES payments with the rest aggregated
+      per pair, rounded and polished; then, with the time left, the LP dive + local search;
+    - with ordering rules: LP rounding (item LP with queue constraints) and "everything, then drop"
+      starts, each repaired in queue order and filled greedily."""
+    lanes = build_lanes(p, mode)
+    candidates: list[tuple[int, str, BoolArray]] = []
+    bound = lp.bound if lp is not None else None
+
+    def add(name: str, sel: BoolArray) -> None:
+        candidates.append((p.settled_value(sel), name, sel))
+
+    def run_dive(share: float) -> None:
+        nonlocal bound
+        dv = dive(p, max(deadline.left() * share, 0.1))
+        if bound is None:
+            bound = dv.bound
+        stats["dive_rounds"] = dv.rounds
+        stats["dive_seconds"] = round(dv.seconds, 3)
+        stats["dive_status"] = dv.status
+        if dv.selected is not None:
+            add("lp-dive", _polish(p, lanes, mode, dv.selected, deadline.sub(0.6), stats))
+
+    if mode == "none" and improve and p.n <= MILP_ITEMS_MAX:
+        run_dive(0.3)
+        if deadline.left() > 1.0:
+            # few payments per counterparty pair make the LP a weak guide; branch and bound on the
+            # whole queue finds far better combinations
+            res = solve_milp_guarded(p, None, max(deadline.left() - 0.8, 0.2) * 0.85)
+            stats["milp_status"] = res.status
+            stats["milp_seconds"] = round(res.seconds, 3)
+            if res.selected is not None:
+                add("milp", _polish(p, lanes, mode, res.selected, deadline, stats))
+    elif mode == "none" and improve and p.n > MIXED_ITEMS_MAX:
+        # huge queues: many payments per pair, the LP is a good guide and the dive is near it
+        run_dive(0.7)
+    elif mode == "none" and improve:
+        limit = max(deadline.left() * 0.45, 0.2)
+        mx = run_forked(lambda: mixed_milp(p, MIXED_BINARIES, limit), limit + 0.75)
+        stats["mixed_status"] = "killed at the time limit" if mx is None else mx.status
+        if mx is not None and mx.selected is not None:
+            stats["mixed_seconds"] = round(mx.seconds, 3)
+            add("mixed-milp", _polish(p, lanes, mode, mx.selected, deadline.sub(0.4), stats))
+        if deadline.left() > 1.0 or not candidates:
+            run_dive(0.5)
+    else:
+        if lp is not None and lp.x is not None:
+            st = State(p, lanes, lp.x >= _ROUND_UP, mode)
+            st.close()
+            st.repair("fit", None)
+            stats["lp_rounded_repairs"] = st.moves
+            if improve:
+                _finish(st, deadline.sub(0.5), stats, swaps=True)
+            add("lp-start", st.selected())
+        if improve and (not candidates or deadline.left() > 0.5):
+            st = State(p, lanes, np.ones(p.n, dtype=bool), mode)
+            st.repair("fit", None)
+            _finish(st, deadline, stats, swaps=True)
+            add("all-start", st.selected())
+    if not candidates:
+        st = State(p, lanes, np.ones(p.n, dtype=bool), mode)
+        st.repair("fit", None)
+        add("all-start", st.selected())
+    best = max(candidates, key=lambda c: c[0])
+    stats["start"] = best[1]
+    stats["starts"] = {name: v for v, name, _ in candidates}
+    return best[2], bound
+
+
+def all_or_nothing(p: Problem) -> BoolArray:
+    sel = np.ones(p.n, dtype=bool)
+    return sel if p.feasible(sel) else np.zeros(p.n, dtype=bool)
+
+
+def partial(p: Problem, deadline: Deadline) -> BoolArray:
+    """T2 algorithm 2: drop the last-queued, lowest-priority payment of the member with the largest
+    shortfall until the rest fits."""
+    st = State(p, build_lanes(p, "queue"), np.ones(p.n, dtype=bool), "queue")
+    st.repair("last", None)
+    return st.selected()
+
+
+def fifo_rtgs(p: Problem, deadline: Deadline) -> BoolArray:
+    """Plain RTGS queue: each debtor settles in (priority, order) while funds last, recirculating
+    on every incoming credit. No gridlock resolution: the baseline the others improve on."""
+    st = State(p, build_lanes(p, "queue"), np.zeros(p.n, dtype=bool), "queue")
+    st.add_pass(deadline)
+    return st.selected()
+
+
+_PASSES_MAX = 64
+
+
+def bilateral(p: Problem, deadline: Deadline) -> BoolArray:
+    """Offsetting: for each set of accounts that items touch together (for a payment: the two
+    accounts, both directions), settle all its queued items at once when the net fits; repeat
+    while anything settles, since credits from one pair can fund another."""
+    n = p.n
+    # group key: the sorted account tuple of each item
+    keys: dict[tuple[int, ...], list[int]] = {}
+    ptr = p.eff_ptr.tolist()
+    acc = p.eff_acc.tolist()
+    for i in range(n):
+        keys.setdefault(tuple(acc[ptr[i]: ptr[i + 1]]), []).append(i)
+    groups = [keys[k] for k in sorted(keys)]
+    slack = p.available.tolist()
+    delta = p.eff_delta.tolist()
+    sel = [False] * n
+    for _ in range(_PASSES_MAX):
+        changed = False
+        for g in groups:
+            if sel[g[0]]:
+                continue
+            net: dict[int, int] = {}
+            for i in g:
+                for e in range(ptr[i], ptr[i + 1]):
+                    net[acc[e]] = net.get(acc[e], 0) + delta[e]
+            if all(slack[a] + d >= 0 for a, d in net.items()):
+                for a, d in net.items():
+                    slack[a] += d
+                for i in g:
+                    sel[i] = True
+                changed = True
+        if not changed or deadline.passed():
+            break
+    return np.array(sel, dtype=bool)
+
+
+def enforce(p: Problem, sel: BoolArray, mode: str, deadline: Deadline) -> BoolArray:
+    """Bring any selection to feasibility and to the ordering rule (for algorithms that ignore it
+    or for float-rounded MILP output): close gaps in the queues, then repair."""
+    st = State(p, build_lanes(p, mode), sel, mode)
+    st.close()
+    st.repair("fit", deadline)
+    return st.selected()
+
+
+def milp(p: Problem, mode: str, deadline: Deadline, stats: Stats) -> BoolArray:
+    lanes = build_lanes(p, mode) if mode != "none" else None
+    res = solve_milp(p, lanes, max(deadline.left(), 0.1))
+    stats["milp_status"] = res.status
+    stats["milp_dual_bound"] = res.dual_bound
+    stats["milp_seconds"] = round(res.seconds, 3)
+    if res.selected is None:
+        return np.zeros(p.n, dtype=bool)
+    sel = res.selected
+    if not p.feasible(sel):
+        stats["milp_repaired"] = True
+        st = State(p, build_lanes(p, mode), sel, mode)
+        st.close()
+        st.repair("fit", None)
+        st.add_pass(None)
+        sel = st.selected()
+    return sel
+
+
+def lp_guidance(p: Problem, mode: str, time_limit_s: float) -> LpResult:
+    lanes = build_lanes(p, mode) if mode != "none" else None
+    return lp_relaxation(p, lanes, time_limit_s)
+
+
+def run(p: Problem, algorithm: str, *, respect_priority: bool, fifo: bool, time_limit_s: float,
+        compute_lp_bound: bool) -> tuple[BoolArray, float | None, Stats]:
+    deadline = Deadline(time_limit_s)
+    mode = lane_mode(respect_priority=respect_priority, fifo=fifo)
+    stats: Stats = {"items": p.n, "accounts": p.n_accounts, "mode": mode}
+    if p.n == 0:
+        return np.zeros(0, dtype=bool), 0.0, stats
+    lp: LpResult | None = None
+    needs_lp = algorithm in ("optimise", "lp-round")
+    dive_gives_bound = algorithm == "optimise" and mode == "none" and p.n > MIXED_ITEMS_MAX
+    if (needs_lp or compute_lp_bound) and not dive_gives_bound:
+        # the optimiser leans on the LP; other algorithms only report it, with less of the budget
+        share = 0.5 if needs_lp else 0.3
+        lp = lp_guidance(p, mode, time_limit_s * share)
+        stats["lp_status"] = lp.status
+        stats["lp_seconds"] = round(lp.seconds, 3)
+        stats["lp_columns"] = lp.columns
+    bound = lp.bound if lp is not None else None
+    if algorithm == "optimise":
+        sel, bound = optimise(p, lp, mode, deadline, stats)
+    elif algorithm == "lp-round":
+        sel, _ = optimise(p, lp, mode, deadline, stats, improve=False)
+    elif algorithm == "milp":
+        sel = milp(p, mode, deadline, stats)
+    elif algorithm == "all-or-nothing":
+        sel = all_or_nothing(p)
+    elif algorithm == "partial":
+        sel = partial(p, deadline)
+    elif algorithm == "fifo":
+        sel = fifo_rtgs(p, deadline)
+    elif algorithm == "bilateral":
+        sel = bilateral(p, deadline)
+        if mode != "none":
+            sel = enforce(p, sel, mode, deadline)
+    else:  # pragma: no cover - the caller validates the name
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    if not p.feasible(sel):  # last line of defence; never expected to trigger
+        stats["final_repair"] = True
+        sel = enforce(p, sel, mode, Deadline(0.0))
+    return sel, (bound if compute_lp_bound else None), stats
