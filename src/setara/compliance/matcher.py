@@ -21,7 +21,7 @@ from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from setara.compliance.countries import country_code
 from setara.compliance.lists import Entity, ListData
-from setara.compliance.normalize import PARTICLES, is_form, name_variants, phonetic_key
+from setara.compliance.normalize import FORM_PREFIX, PARTICLES, is_form, name_variants, phonetic_key
 
 Decision = Literal["clear", "review", "block"]
 
@@ -256,6 +256,14 @@ def score_names(query: str, listed: str) -> float:
     return round(min(1.0, best), 4)
 
 
+_Posting = list[int] | npt.NDArray[np.int32]
+_POSTING_ARRAY_MIN = 32
+
+
+def _posting(ids: list[int]) -> _Posting:
+    return np.array(ids, dtype=np.int32) if len(ids) >= _POSTING_ARRAY_MIN else ids
+
+
 class _Index:
     """Inverted indexes over every reading of every name of every entity."""
 
@@ -304,33 +312,37 @@ class _Index:
         for ni, tokens in enumerate(self.name_tokens):
             if not self.name_weak[ni]:
                 self.by_exact.setdefault(tuple(sorted(tokens)), []).append(ni)
+        # Names share most tokens, so each distinct token's neighbourhood is worked out once.
+        token_edits: dict[str, tuple[str, ...]] = {}
         for ni, tokens in enumerate(self.name_tokens):
             keys: set[str] = set()
             edits: set[str] = set()
             for t in tokens:
-                if is_form(t):
+                if t[0] == FORM_PREFIX:
                     continue
-                edits.add(t)
-                if len(t) >= DELETION_TOKEN_LEN_MIN:
-                    edits |= _deletions(t)
+                neighbours = token_edits.get(t)
+                if neighbours is None:
+                    neighbours = (t, *_deletions(t)) if len(t) >= DELETION_TOKEN_LEN_MIN else (t,)
+                    token_edits[t] = neighbours
+                edits.update(neighbours)
                 key = phonetic_key(t)
                 if len(key) >= 2:
                     keys.add(key)
             for a, b in itertools.pairwise(tokens):
-                if not (is_form(a) or is_form(b)):
+                if a[0] != FORM_PREFIX and b[0] != FORM_PREFIX:
                     edits.add(a + b)
             for e in edits:
-                by_edit.setdefault(e, []).append(ni)
+                posting = by_edit.get(e)
+                if posting is None:
+                    by_edit[e] = [ni]
+                else:
+                    posting.append(ni)
             for k in keys:
                 by_key.setdefault(k, []).append(ni)
-        # Postings as arrays: candidate voting is a handful of vectorised ORs per query, not a Python
-        # loop over every name sharing a common token. Over-long postings are dropped here, once.
-        self.by_edit: dict[str, npt.NDArray[np.int32]] = {
-            k: np.array(v, dtype=np.int32) for k, v in by_edit.items() if len(v) <= POSTING_MAX
-        }
-        self.by_key: dict[str, npt.NDArray[np.int32]] = {
-            k: np.array(v, dtype=np.int32) for k, v in by_key.items() if len(v) <= POSTING_MAX
-        }
+        # Long postings become arrays (vectorised ORs in candidates()); short ones stay lists, which
+        # numpy indexes as cheaply. Over-long postings are dropped here, once.
+        self.by_edit: dict[str, _Posting] = {k: _posting(v) for k, v in by_edit.items() if len(v) <= POSTING_MAX}
+        self.by_key: dict[str, _Posting] = {k: _posting(v) for k, v in by_key.items() if len(v) <= POSTING_MAX}
 
     def weight(self, token: str) -> float:
         return self.token_weight.get(token, default_weight(token))
@@ -349,8 +361,8 @@ class _Index:
             if weights[i] and weights[i + 1]:
                 probes.append((tokens[i] + tokens[i + 1], 3 << i))
         by_edit, by_key = self.by_edit, self.by_key
-        exact_hits: list[tuple[npt.NDArray[np.int32], int]] = []
-        fuzzy_hits: list[tuple[npt.NDArray[np.int32], int]] = []
+        exact_hits: list[tuple[_Posting, int]] = []
+        fuzzy_hits: list[tuple[_Posting, int]] = []
         for token, mask in probes:
             posting = by_edit.get(token)
             if posting is not None:

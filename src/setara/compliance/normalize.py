@@ -74,6 +74,8 @@ _FORM_LOOKUP: dict[tuple[str, ...], str] = {
     tuple(variant.split()): canon for canon, variants in _COMPANY_FORMS.items() for variant in variants
 }
 _FORM_LEN_MAX = max(len(key) for key in _FORM_LOOKUP)
+_FORM_FIRST_WORDS = frozenset(key[0] for key in _FORM_LOOKUP)
+_FORM_LAST_WORDS = frozenset(key[-1] for key in _FORM_LOOKUP)
 # Short forms that are also name syllables ("Ao" in pinyin, "Sa", "At"): recognised only at the ends.
 _EDGE_ONLY_FORMS = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
 # ... and of those, the ones never written before the name ("Sa Ding" is a person).
@@ -128,9 +130,16 @@ _ICU_GENERAL = "Russian-Latin/BGN; Any-Latin; Latin-ASCII"
 _ICU_HAN = "Han-Latin/Names; Latin-ASCII"
 _ICU_LATIN = "Latin-ASCII"
 
-_APOSTROPHES = re.compile(r"[\u0027\u2018\u2019\u02bc\u02bb\u0060\u00b4]")
+_APOSTROPHES = re.compile(r"[\u0027\u2018\u2019\u02bc\u02bb\u02bf\u02be\u0060\u00b4]")
 _NON_ALNUM = re.compile(r"[^a-z0-9~]+")
 _DOTTED = re.compile(r"(?<![a-z0-9])(?:[a-z]\.){2,}")
+_AYN_INITIAL = re.compile(r"(?<![A-Za-z])\u02bf")
+_ALLAH = re.compile(r"allh(?![a-z])")
+_ARABIC_BIN = re.compile(r"(?<![A-Za-z])bn(?![A-Za-z])")
+_ARABIC_IBN = re.compile(r"(?<![A-Za-z])abn(?![A-Za-z])")
+# Arabic script writes "Abd al-" (servant of the) as two words; Latin lists write Abdul, Abdel, Abdal.
+_ARABIC_ABD_AL = re.compile(r"(?<![A-Za-z])abd al(?![A-Za-z])")
+
 _ARABIC_ARTICLE = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
 
 
@@ -226,6 +235,7 @@ def _korean_cyrillic(text: str) -> str:
     # "нг" at a syllable end is the Korean final ng; "ен"/"ён" after a consonant is usually 어 -> "ong".
     lowered = text.lower().replace("чх", "ch").replace("кх", "k").replace("тх", "t").replace("пх", "p")
     lowered = re.sub(r"([бвгджзклмнпрстфхцчшщ])е(н)\b", r"\1о\2г", lowered)
+    lowered = re.sub(r"р\b", "л", lowered)  # a final р is the Korean final ㄹ, romanised l (Ир = Il)
     return lowered.translate(_KOREAN_CYRILLIC)
 
 
@@ -248,18 +258,35 @@ def _ascii_fold(text: str) -> str:
         return text
     if all(ord(ch) < 0x250 or unicodedata.category(ch).startswith("M") for ch in text):
         return str(_transliterator(_ICU_LATIN).transliterate(text))
-    if "\u0627\u0644" in text:
-        # Arabic writes the article joined to the word; split it so "التكريتي" aligns with "al tikriti".
-        text = _ARABIC_ARTICLE.sub("\u0627\u0644 ", text)
-    return str(_transliterator(_ICU_GENERAL).transliterate(text))
+    arabic = any("\u0600" <= ch <= "\u06ff" for ch in text)
+    if arabic and "\u0627\u0644" in text:
+        # Arabic writes the article joined to the word; split it so "التكريتي" aligns with "al tikriti"
+        # (but not inside "الله", the Allah of Abdullah and Nasrallah).
+        text = _ARABIC_ARTICLE.sub("\u0627\u0644 ", text).replace(
+            "\u0627\u0644 \u0644\u0647", "\u0627\u0644\u0644\u0647"
+        )
+    if arabic:
+        text = text.replace("\u0629", "\u0627")  # ta marbuta ends names in -a (أسامة = Usama)
+    latin = str(_transliterator(_ICU_GENERAL).transliterate(text))
+    if arabic:
+        # Ayn (ʿ) opening a word is heard as a vowel (علي = Ali, عمر = Omar); inside a word it is
+        # dropped (سعيد = Said). The script writes no short vowels, so restore Allah's.
+        latin = _AYN_INITIAL.sub("a", latin).replace("\u02bf", "").replace("\u02be", "")
+        latin = _ALLAH.sub("allah", latin)
+        latin = _ARABIC_BIN.sub("bin", _ARABIC_IBN.sub("ibn", latin))
+        latin = _ARABIC_ABD_AL.sub("abdal", latin)
+    return latin
 
 
-def _form_at(raw: list[str], start: int, stop: int, from_end: bool) -> tuple[str, int] | None:
+def _form_at(raw: list[str], start: int, stop: int, from_end: bool, fuzzy: bool = True) -> tuple[str, int] | None:
     """The longest legal form ending at `stop` (from_end) or starting at `start`, with its length."""
+    edge_word = raw[stop - 1] if from_end else raw[start]
+    if edge_word not in (_FORM_LAST_WORDS if from_end else _FORM_FIRST_WORDS) and not (fuzzy and len(edge_word) >= 5):
+        return None  # most words are no form word at all: skip building candidate tuples
     for size in range(min(_FORM_LEN_MAX, stop - start), 0, -1):
         words = raw[stop - size : stop] if from_end else raw[start : start + size]
         canon = _FORM_LOOKUP.get(tuple(words))
-        if canon is None and size == 1:
+        if canon is None and size == 1 and fuzzy:
             canon = _fuzzy_form(words[0])
         if canon is not None:
             return canon, size
@@ -292,7 +319,7 @@ def _tokens(latin: str) -> tuple[str, ...]:
     middle: list[str] = []
     i = lo
     while i < hi:
-        found = _form_at(raw, i, hi, from_end=False)
+        found = _form_at(raw, i, hi, from_end=False, fuzzy=False)
         if found is not None and not (found[1] == 1 and raw[i] in _EDGE_ONLY_FORMS):
             middle.append(FORM_PREFIX + found[0])
             i += found[1]
@@ -318,7 +345,9 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
     if not text:
         return ()
     readings: list[str] = []
-    if any(_is_han(ch) for ch in text):
+    if text.isascii():
+        readings.append(text)
+    elif any(_is_han(ch) for ch in text):
         korean = _hanja_to_hangul(text)
         if korean is not None:
             readings.append(romanize_hangul(korean))
