@@ -136,18 +136,17 @@ def test_kill_9_during_submit_loses_no_acknowledged_instruction(pg_url: str, tmp
         assert not lost, f"round {round_no}: acknowledged but lost after kill -9: {lost[:5]}"
         changed = [pid for pid, st in acked.items() if st == "SETTLED" and stored[pid] != "SETTLED"]
         assert not changed, f"round {round_no}: settled payments changed: {changed[:5]}"
-        if round_no == 2:
-            v = _setara("verify", "--db", pg_url)
-            assert v.returncode == 0, v.stderr.decode()
 
-    # The whole file again: the rest goes in, nothing already there is duplicated or changed.
+    # The whole file again: the rest goes in, and what the killed runs stored (a third of the
+    # file or more) is neither duplicated nor changed.
     r = _setara("submit", str(file), "--db", pg_url)
     assert r.returncode == 0, r.stderr.decode()
-    final = _export(pg_url)
+    acks = r.stdout.decode().splitlines()
+    assert len(acks) == LINES
+    before = stored
+    final = _stored(pg_url)
     valid = {orjson.loads(x)["id"] for x in lines if not x.startswith(b'{"id": "broken-')}
     assert set(final) == valid
-    assert all(final[pid] == "SETTLED" for pid, st in acked.items() if st == "SETTLED")
-    r2 = _setara("submit", str(file), "--db", pg_url)
-    assert r2.returncode == 0 and _stored(pg_url) == final
-    v = _setara("verify", "--db", pg_url)
+    assert all(final[pid] == "SETTLED" for pid, st in before.items() if st == "SETTLED")
+    v = _setara("verify", "--db", pg_url)  # the log as the three killed runs and the retry left it
     assert v.returncode == 0, v.stderr.decode()
