@@ -295,3 +295,35 @@ def test_cycle_close_and_netting_in_overview(tmp_path: Path) -> None:
         assert len(cycles) == 1 and cycles[0]["currency"] == "PHP"
         assert abs(cycles[0]["efficiency"] - (1 - 200 / 1200)) < 1e-6
         assert c.get("/v1/payments/C1", headers=auth(k["BANK_ID2"])).json()["status"] == "SETTLED"
+
+
+@pytest.mark.slow
+def test_sanctions_screening_holds_and_compliance_review(tmp_path: Path) -> None:
+    """With a list loaded, the server screens as `setara submit` does; compliance reviews over HTTP."""
+    un = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "sanctions" / "un" / "UN_consolidated.xml"
+    if not un.is_file():
+        pytest.skip(f"{un} is absent (../shared/data is not beside the repo)")
+    from tests.conftest import run_cli
+
+    db = make_db(tmp_path)
+    run_cli("lists", "import", "--source", "un-xml", str(un), "--db", db)
+    k = keys(db)
+    with TestClient(create_app(db)) as c:
+        assert c.get("/healthz").json()["screening_lists_loaded"] is True
+        h = auth(k["BANK_ID1"])
+        blocked = c.post("/v1/payments", json=pay("s1", debtor_name="PT Sinar Jaya", creditor_name="Mutassim Qadhafi"),
+                         headers=h).json()
+        assert blocked["status"] == "REJECTED" and blocked["reason_code"] == "RR04"
+        held = c.post("/v1/payments", json=pay("s2", debtor_name="PT Sinar Jaya", creditor_name="Mutasim Qadafi"),
+                      headers=h).json()
+        assert held["status"] == "HELD"
+        holds = c.get("/v1/admin/holds", headers=auth(k["auditor"])).json()
+        assert [x["id"] for x in holds["holds"]] == ["s2"] and holds["holds"][0]["parties"]["creditor_name"]
+        is_problem(c.post("/v1/admin/holds/s2/release", json={"note": "x"}, headers=auth(k["auditor"])), 403)
+        is_problem(c.post("/v1/admin/holds/s2/release", json={"note": 5}, headers=auth(k["compliance"])), 422, "note")
+        is_problem(c.post("/v1/admin/holds/nope/release", headers=auth(k["compliance"])), 404)
+        r = c.post("/v1/admin/holds/s2/release", json={"note": "other person"}, headers=auth(k["compliance"]))
+        assert r.status_code == 200 and r.json()["status"] == "SETTLED", r.text
+        assert r.json()["officer"] == k["compliance"].split(".")[0]
+        is_problem(c.post("/v1/admin/holds/s2/reject", headers=auth(k["compliance"])), 409, "id")
+        assert 'setara_screening_holds 0' in c.get("/metrics", headers=auth(k["operator"])).text

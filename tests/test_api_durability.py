@@ -22,8 +22,10 @@ import pytest
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
+from setara.api.keys import issue_key  # noqa: E402
 from setara.network import example_toml, load_network  # noqa: E402
 from setara.service import Node  # noqa: E402
+from setara.store import open_store  # noqa: E402
 
 MEMBERS = ("BANK_ID1", "BANK_ID2", "BANK_ID3")
 
@@ -124,7 +126,10 @@ def exported_ids(db: str) -> Counter[str]:
 def test_sigkill_loses_no_acknowledged_payment(tmp_path: Path) -> None:
     db = str(tmp_path / "s.db")
     Node.create(db, load_network(example_toml()), 1_700_000_000_000).close()
-    keys = {m: issue(db, "--member", m) for m in MEMBERS}
+    keys = {m: issue(db, "--member", m) for m in MEMBERS[:1]}  # one through the CLI, as a user would
+    store = open_store(db)
+    keys.update({m: issue_key(store, "member", m)[1] for m in MEMBERS[1:]})
+    store.close()
     port = free_port()
     proc = start_server(db, port)
     try:

@@ -46,6 +46,7 @@ XML_BYTES_MAX = 8 * 1024 * 1024
 PAGE_LIMIT_MAX = 1000
 AUTH_CACHE_S = 1.0  # a revoked key is refused at most this long after `setara keys revoke`
 AUTH_CACHE_MAX = 10_000
+LISTS_CHECK_S = 10.0  # how often the writer looks for a newly imported sanctions list
 LATENCY_BUCKETS_MS = (1, 5, 10, 50, 100, 500, 1000, 5000, 60_000, 300_000, 3_600_000)
 STATUSES = ("SETTLED", "QUEUED", "HELD", "REJECTED", "CANCELLED")
 ADMIN_READ = ("operator", "compliance", "auditor")
@@ -87,10 +88,17 @@ def _not_found(pid: str) -> ApiProblem:
 class Api:
     """What the handlers share: the writer-owned node, read connections, and small caches."""
 
-    def __init__(self, db_url: str) -> None:
+    def __init__(self, db_url: str, screening: Screening | None = None) -> None:
         self.db_url = db_url
         self.node = Node.open(db_url, write=True)
-        self.writer = Writer(self.node)
+        self.lists_version = -1
+        self._lists_checked = 0.0
+        self.fixed_screening = screening is not None
+        if screening is not None:
+            self.node.screening = screening
+        else:
+            self.refresh_screening(self.node, force=True)
+        self.writer = Writer(self.node, before_block=None if self.fixed_screening else self.refresh_screening)
         self._local = threading.local()
         self._readers: list[Store] = []
         self._readers_lock = threading.Lock()
@@ -105,6 +113,27 @@ class Api:
     @property
     def network(self) -> Network:
         return self.node.network
+
+    @property
+    def screening_loaded(self) -> bool:
+        return self.fixed_screening or self.lists_version > 0
+
+    def refresh_screening(self, node: Node, *, force: bool = False) -> None:
+        """Screen with the sanctions lists in the store, as `setara submit` does; a list imported while
+        the server runs (`setara lists import`) is picked up within LISTS_CHECK_S."""
+        t = time.monotonic()
+        if not force and t - self._lists_checked < LISTS_CHECK_S:
+            return
+        self._lists_checked = t
+        try:
+            from setara.screening import PaymentScreening
+        except ImportError:  # an engine without list screening: keep the node's own
+            return
+        rows = node.store.execute("SELECT COALESCE(MAX(n), 0) FROM list_versions")
+        version = int(rows[0][0]) if rows else 0
+        if version != self.lists_version:
+            node.screening = PaymentScreening.from_store(node.store)
+            self.lists_version = version
 
     def reader(self) -> Store:
         """This thread's read connection (SQLite connections are not shared between threads)."""
@@ -348,9 +377,7 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
 
     `screening` replaces the node's screening (by default whatever `Node.open` configured).
     """
-    api = Api(db_url)
-    if screening is not None:
-        api.node.screening = screening
+    api = Api(db_url, screening)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> Any:
@@ -368,7 +395,7 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
     async def healthz() -> JSONResponse:
         ok = api.writer.alive
         body = {"status": "ok" if ok else "failed", "block": api.node.block_seq,
-                "writer_queue": api.writer.queue_depth()}
+                "writer_queue": api.writer.queue_depth(), "screening_lists_loaded": api.screening_loaded}
         if not ok:
             body["detail"] = api.writer.failed or "the writer thread stopped"
         return JSONResponse(body, status_code=200 if ok else 503)

@@ -59,8 +59,9 @@ _STOP = object()
 
 
 class Writer:
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, before_block: Callable[[Node], None] | None = None) -> None:
         self.node = node
+        self.before_block = before_block  # runs in the writer, under the lock, before each submission block
         self.lock = threading.Lock()
         self.failed: str | None = None
         self.blocks = 0
@@ -145,6 +146,8 @@ class Writer:
         results: list[list[Submitted] | BaseException] = []
         try:
             with self.lock:
+                if self.before_block is not None:
+                    self.before_block(node)
                 b = node.begin()
                 eng = node.engine
                 for job in batch:
