@@ -172,31 +172,35 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
     Returns the score alone unless detail is asked for (only the winning candidate needs words).
     """
     scored: list[tuple[float, int, int]] = []
-    c_units = c.units
+    q_units, c_units = q.units, c.units
+    n_q, n_c = len(q.tokens), len(c.tokens)
     cache = _SIM_CACHE
-    for qi, (qt, qk, _, _, q_single) in enumerate(q.units):
-        q_len = len(qt)
-        for ci, (ct, ck, _, _, c_single) in enumerate(c_units):
-            if q_single and c_single:
-                if qt == ct:
-                    sim = 1.0
-                else:
-                    cached = cache.get((qt, ct))
-                    sim = token_similarity(qt, ct, qk, ck) if cached is None else cached
-                    if sim < MATCH_MIN:
-                        continue
-            elif q_single or c_single:
-                # Joined neighbours only stand in for a spacing difference, never for a sound-alike;
-                # a length gap over 15% cannot reach JOINED_UNIT_MIN, so skip the edit distance.
-                c_len = len(ct)
-                if abs(q_len - c_len) > (1.0 - JOINED_UNIT_MIN) * max(q_len, c_len):
-                    continue
-                sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
-                if sim < JOINED_UNIT_MIN:
-                    continue
+    for qi in range(n_q):
+        qt, qk = q_units[qi][0], q_units[qi][1]
+        for ci in range(n_c):
+            ct = c_units[ci][0]
+            if qt == ct:
+                sim = 1.0
             else:
-                continue  # joined against joined adds nothing the single tokens do not already show
+                cached = cache.get((qt, ct))
+                sim = token_similarity(qt, ct, qk, c_units[ci][1]) if cached is None else cached
+                if sim < MATCH_MIN:
+                    continue
             scored.append((sim, qi, ci))
+    if n_q != n_c:
+        # A spacing difference changes the word count: only then can two joined neighbours stand for
+        # one word. Joined units match by spelling alone, never by sound; a length gap over 15%
+        # cannot reach JOINED_UNIT_MIN, so the edit distance is skipped.
+        pairs_joined = [(qi, ci) for qi in range(n_q, len(q_units)) for ci in range(n_c)]
+        pairs_joined += [(qi, ci) for qi in range(n_q) for ci in range(n_c, len(c_units))]
+        for qi, ci in pairs_joined:
+            qt, ct = q_units[qi][0], c_units[ci][0]
+            q_len, c_len = len(qt), len(ct)
+            if abs(q_len - c_len) > (1.0 - JOINED_UNIT_MIN) * max(q_len, c_len):
+                continue
+            sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
+            if sim >= JOINED_UNIT_MIN:
+                scored.append((sim, qi, ci))
     scored.sort(key=lambda item: -item[0])
     used_q = 0
     used_c = 0
@@ -367,15 +371,16 @@ class _Index:
             posting = by_edit.get(token)
             if posting is not None:
                 exact_hits.append((posting, mask))
+            if mask & (mask - 1):
+                continue  # a joined pair is looked up as spelt: a typo on top of a spacing change is rare
             if len(token) >= DELETION_TOKEN_LEN_MIN:
                 for i in range(len(token)):
                     posting = by_edit.get(token[:i] + token[i + 1 :])
                     if posting is not None:
                         fuzzy_hits.append((posting, mask))
-            if mask & (mask - 1) == 0:
-                posting = by_key.get(phonetic_key(token))
-                if posting is not None:
-                    fuzzy_hits.append((posting, mask))
+            posting = by_key.get(phonetic_key(token))
+            if posting is not None:
+                fuzzy_hits.append((posting, mask))
         if not exact_hits and not fuzzy_hits:
             return []
         exact = np.zeros(len(self.name_tokens), dtype=np.int32)
