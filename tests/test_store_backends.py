@@ -21,9 +21,9 @@ import pytest
 
 from setara.network import Network, example_toml, load_network
 from setara.service import Node
-from setara.store import Block, Projection, StoreError, open_store
+from setara.store import Block, Projection, StoreError, copy_log, open_store
 from setara.store import base as store_base
-from setara.store.postgres import copy_log, split_url
+from setara.store.postgres import split_url
 from setara.verify import VerificationError, verify_store
 
 PG_URL = os.environ.get("SETARA_TEST_PG", "postgresql://127.0.0.1:5432/test")

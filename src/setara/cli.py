@@ -789,14 +789,49 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
     """Migrate the database schema to this version of setara."""
+    from setara.service import LOCK_TIMEOUT_S
+
     store = open_store(db)
     try:
-        done = store.upgrade()
+        with store.writer(LOCK_TIMEOUT_S):  # no writer may run while the schema changes
+            done = store.upgrade()
     except StoreError as e:
         _fail(str(e))
     finally:
         store.close()
     err.print("\n".join(done) if done else "schema already current", highlight=False)
+
+
+@db_app.command("copy")
+def db_copy(source: Annotated[str, typer.Option("--from", help="The store to copy (path or URL).")],
+            target: Annotated[str, typer.Option("--to", help="An empty store (path or URL).")]) -> None:
+    """Copy a network's block log into an empty store and rebuild it by replay (backup restore, or a
+    move between SQLite and PostgreSQL); prints the verified state hash."""
+    from setara.store import copy_log
+    from setara.verify import VerificationError, verify_store
+
+    src, dst = open_store(source), open_store(target)
+    try:
+        src.check_schema()
+        n = copy_log(src, dst)
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        src.close()
+        dst.close()
+    try:
+        with Node.open(target, write=True) as node:
+            node.snapshot()
+            node.catch_up()
+        store = open_store(target)
+        try:
+            report = verify_store(store)
+        finally:
+            store.close()
+    except (StoreError, VerificationError) as e:
+        _fail(str(e))
+    sys.stdout.write(report.state_hash + "\n")
+    err.print(f"copied {n} blocks to {target}; replayed and verified", highlight=False)
 
 
 @app.command("bench")

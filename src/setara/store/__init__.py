@@ -23,6 +23,7 @@ __all__ = [
     "Store",
     "StoreError",
     "block_hash",
+    "copy_log",
     "open_store",
 ]
 
@@ -36,3 +37,22 @@ def open_store(url: str) -> Store:
     from setara.store.sqlite import SqliteStore
 
     return SqliteStore(url)
+
+
+def copy_log(source: Store, target: Store) -> int:
+    """Copy a network's block log (and party key) into an empty store, for a backup restored by
+    replay or a move between backends. Returns the number of blocks copied. The caller then opens
+    the target (which replays the log), writes a snapshot and runs `verify`.
+
+    Only the log, journal, events and intake blocks move: balances, snapshots and the payments
+    table are derived and rebuilt from them; side tables (keys, lists, audit) are not copied.
+    """
+    key = source.meta("party_key")
+    if key is None:
+        raise StoreError(f"{source.url} holds no network")
+    target.create(bytes.fromhex(key))
+    n = 0
+    for b in source.iter_blocks():
+        target.append(b, [], None)
+        n += 1
+    return n

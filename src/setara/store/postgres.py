@@ -46,7 +46,7 @@ from setara.store.base import (
     StoreError,
 )
 
-__all__ = ["MIGRATIONS", "PostgresStore", "copy_log", "split_url"]
+__all__ = ["MIGRATIONS", "PostgresStore", "split_url"]
 
 # MIGRATIONS[i] takes the schema from version i to i+1 (index 0 creates version 1). The same
 # tables and columns as SQLite's MIGRATIONS, in PostgreSQL types: BIGINT for integers, BYTEA for
@@ -638,22 +638,3 @@ def _fold_updates(updates: list[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
             row[7] = rate
     for row in folded.values():
         yield tuple(row)
-
-
-def copy_log(source: Store, target: Store) -> int:
-    """Copy a network's block log (and party key) into an empty store, for a backup restored by
-    replay or a move between backends. Returns the number of blocks copied. The caller then opens
-    the target (which replays the log), writes a snapshot and runs `verify`.
-
-    Only the log, journal, events and intake blocks move: balances, snapshots and the payments
-    table are derived and rebuilt from them; side tables (keys, lists, audit) are not copied.
-    """
-    key = source.meta("party_key")
-    if key is None:
-        raise StoreError(f"{source.url} holds no network")
-    target.create(bytes.fromhex(key))
-    n = 0
-    for b in source.iter_blocks():
-        target.append(b, [], None)
-        n += 1
-    return n
