@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import icu
+from rapidfuzz.distance import OSA
 
 from setara.compliance._hanja import HANJA_KOREAN
 
@@ -56,7 +57,7 @@ _COMPANY_FORMS: dict[str, tuple[str, ...]] = {
         "prat",
     ),
     "ltd": ("ltd", "limited", "pte", "pte ltd", "pty ltd", "pvt ltd", "private limited", "co ltd", "company limited"),
-    "sdnbhd": ("sdn bhd", "sendirian berhad", "bhd", "berhad", "sdn"),
+    "sdnbhd": ("sdn bhd", "sdn berhad", "sendirian berhad", "bhd", "berhad", "sdn"),
     "pt": ("pt", "perseroan terbatas", "tbk", "pt tbk"),
     "gmbh": ("gmbh", "gesellschaft mit beschrankter haftung", "mbh"),
     "ag": ("ag", "aktiengesellschaft"),
@@ -80,19 +81,27 @@ _FORM_LAST_WORDS = frozenset(key[-1] for key in _FORM_LOOKUP)
 _EDGE_ONLY_FORMS = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
 # ... and of those, the ones never written before the name ("Sa Ding" is a person).
 _TRAILING_ONLY_FORMS = frozenset("sa ag kg lp bv nv sas spa sdn".split())
-# Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): a deletion neighbourhood.
-_FUZZY_FORMS: dict[str, str] = {}
+# Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): candidates from a deletion
+# neighbourhood, confirmed by a true edit distance of 1 (a shared deletion alone allows two edits,
+# which made the Persian name Behzad look like Berhad). Words under seven letters are too close to
+# names ("Berhad"/"Behzad") to be guessed at.
+_FUZZY_FORM_LEN_MIN = 7
+_FUZZY_FORMS: dict[str, list[tuple[str, str]]] = {}
 for _words, _canon in _FORM_LOOKUP.items():
-    if len(_words) == 1 and len(_words[0]) >= 6:
+    if len(_words) == 1 and len(_words[0]) >= _FUZZY_FORM_LEN_MIN:
         _word = _words[0]
-        for _i in range(len(_word)):
-            _FUZZY_FORMS.setdefault(_word[:_i] + _word[_i + 1 :], _canon)
-        _FUZZY_FORMS.setdefault(_word, _canon)
+        for _key in {_word, *(_word[:_i] + _word[_i + 1 :] for _i in range(len(_word)))}:
+            _FUZZY_FORMS.setdefault(_key, []).append((_word, _canon))
 
 
 def _fuzzy_form(token: str) -> str | None:
-    if len(token) < 5 or token.isdigit():
+    if len(token) < _FUZZY_FORM_LEN_MIN - 1 or token.isdigit():
         return None
+    for probe in (token, *(token[:i] + token[i + 1 :] for i in range(len(token)))):
+        for word, canon in _FUZZY_FORMS.get(probe, ()):
+            if OSA.distance(token, word, score_cutoff=1) <= 1:
+                return canon
+    return None
     canon = _FUZZY_FORMS.get(token)
     if canon is not None:
         return canon
