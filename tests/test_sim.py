@@ -183,3 +183,17 @@ def test_ray_path(tmp_path: Path) -> None:
     sc.stresses = []
     r = simulate(sc, tmp_path / "r", ray_address="local")
     assert len(r["designs"]) == 2
+
+
+def test_ray_missing_is_one_clear_line(tmp_path: Path) -> None:
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        pytest.skip("ray is installed")
+    scen = tmp_path / "s.toml"
+    scen.write_text(EXAMPLE_SCENARIO.replace("payments = 3000", "payments = 50"))
+    res = CliRunner().invoke(_app(), ["simulate", str(scen), "--out", str(tmp_path / "o"), "--ray", "local"])
+    assert res.exit_code == 2 and "Ray" in res.output and "not installed" in res.output
+    assert "Traceback" not in res.output

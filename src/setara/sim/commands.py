@@ -70,7 +70,7 @@ def demo(
                   highlight=False)
     err.print(f"database: {result.db}  (try: setara holds list --db {result.db}; setara verify --db {result.db})",
               highlight=False)
-    sys.stdout.write(f"{result.report}\n")
+    sys.stdout.write(f"{result.report.resolve()}\n")
 
 
 def simulate(

@@ -167,6 +167,7 @@ def run_demo(
         ticks = [*range(day.start_s + DEMO_PERIOD_S, day.end_s, DEMO_PERIOD_S), day.end_s]
         i = 0
         pays = day.payments
+        idle = (-1, -1)
         for tick in ticks:
             b = node.begin()
             n0 = i
@@ -176,10 +177,13 @@ def run_demo(
                 i += 1
             node.flush(b)
             tick_ms = at(tick)
-            summary = node.resolve_gridlock(DEMO_ALGORITHM, time_limit_s=LSM_TIME_LIMIT_S,
-                                            clock=lambda: tick_ms)  # noqa: B023 - called at once
-            summary["time_s"] = tick
-            lsm.append(summary)
+            moved = (node.engine.ledger.seq, node.engine.order)
+            if moved != idle:  # nothing moved since a run that found nothing: skip
+                summary = node.resolve_gridlock(DEMO_ALGORITHM, time_limit_s=LSM_TIME_LIMIT_S,
+                                                clock=lambda: tick_ms)  # noqa: B023 - called at once
+                summary["time_s"] = tick
+                lsm.append(summary)
+                idle = moved if not summary.get("settled") else (-1, -1)
             if progress is not None:
                 progress("day", i - n0, len(pays))
         node.snapshot()
