@@ -194,6 +194,9 @@ def test_company_forms_and_honorifics() -> None:
     assert normalize_name("Sberbank PJSC") == normalize_name("Sberbank Public Joint Stock Company")
     assert normalize_name("Dr. José Müller-Lüdenscheidt") == "jose muller ludenscheidt"
     assert normalize_name("Company") == "company"  # a form alone stays a name
+    assert normalize_name("Novin Energy COMPAqY") == "novin energy ~co"  # one typo in a long form word
+    assert normalize_name("Morteza Behzad") == "morteza behzad"  # a name two edits from "Berhad"
+    assert normalize_name("Li Ao Jing") == "li ao jing"  # a short form inside a name is a syllable
     assert normalize_name("   ") == ""
 
 
