@@ -22,7 +22,6 @@ from lxml import etree
 
 from setara.compliance.countries import country_code
 
-Source = Literal["un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"]
 EntityType = Literal["person", "entity", "vessel", "aircraft"]
 SOURCES: tuple[str, ...] = ("un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv")
 

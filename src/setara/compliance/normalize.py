@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable
 from functools import lru_cache
 
 import icu
@@ -446,12 +445,3 @@ def phonetic_key(token: str) -> str:
 
 def is_form(token: str) -> bool:
     return token.startswith(FORM_PREFIX)
-
-
-def name_tokens_all(names: Iterable[str]) -> list[tuple[str, ...]]:
-    """Every reading of every name, duplicates removed, order kept."""
-    seen: dict[tuple[str, ...], None] = {}
-    for name in names:
-        for variant in name_variants(name):
-            seen.setdefault(variant, None)
-    return list(seen)
