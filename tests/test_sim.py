@@ -87,13 +87,14 @@ def test_liquidity_saving_settles_at_least_as_much_as_gross(small: tuple) -> Non
 def test_liquidity_needed_lies_between_the_bounds(small: tuple) -> None:  # type: ignore[type-arg]
     day, b = small
     for d in (Design("gross"), Design("partial", periodic="partial")):
-        level, liq, _runs = find_liquidity_needed(NET, day, d, b, steps=5)
+        level, liq, _runs, settles = find_liquidity_needed(NET, day, d, b, steps=5)
+        assert settles
         assert 0.0 <= level <= 1.0
         for acct, v in liq.items():
             assert b.lower[acct] <= v <= b.upper[acct]
         assert run_day(NET, day, d, liq, target=b.target).complete
     # a multilateral algorithm run at cut-off settles the day on the lower bound itself
-    level, _liq, _ = find_liquidity_needed(NET, day, Design("aon", periodic="all-or-nothing"), b, steps=3)
+    level, _liq, _, _ = find_liquidity_needed(NET, day, Design("aon", periodic="all-or-nothing"), b, steps=3)
     assert level == 0.0
 
 
@@ -197,3 +198,34 @@ def test_ray_missing_is_one_clear_line(tmp_path: Path) -> None:
     res = CliRunner().invoke(_app(), ["simulate", str(scen), "--out", str(tmp_path / "o"), "--ray", "local"])
     assert res.exit_code == 2 and "Ray" in res.output and "not installed" in res.output
     assert "Traceback" not in res.output
+
+
+_PACS008 = """<?xml version="1.0" encoding="UTF-8"?>
+<Document xmlns="urn:iso:std:iso:20022:tech:xsd:pacs.008.001.08"><FIToFICstmrCdtTrf>
+<GrpHdr><MsgId>M{n}</MsgId><CreDtTm>2026-01-05T{hh}:15:00+00:00</CreDtTm><NbOfTxs>1</NbOfTxs>
+<SttlmInf><SttlmMtd>CLRG</SttlmMtd></SttlmInf></GrpHdr>
+<CdtTrfTxInf><PmtId><InstrId>I{n}</InstrId><EndToEndId>E{n}</EndToEndId>
+<UETR>a1b2c3d4-e5f6-4890-abcd-ef12345678{n:02d}</UETR></PmtId>
+<IntrBkSttlmAmt Ccy="IDR">{amount}</IntrBkSttlmAmt><IntrBkSttlmDt>2026-01-05</IntrBkSttlmDt><ChrgBr>SHAR</ChrgBr>
+<InstgAgt><FinInstnId><BICFI>{deb}</BICFI></FinInstnId></InstgAgt>
+<InstdAgt><FinInstnId><BICFI>{cred}</BICFI></FinInstnId></InstdAgt>
+<Dbtr><Nm>PT Sinar Abadi</Nm><PstlAdr><Ctry>ID</Ctry></PstlAdr></Dbtr>
+<DbtrAgt><FinInstnId><BICFI>{deb}</BICFI></FinInstnId></DbtrAgt>
+<CdtrAgt><FinInstnId><BICFI>{cred}</BICFI></FinInstnId></CdtrAgt>
+<Cdtr><Nm>PT Cahaya Makmur</Nm><PstlAdr><Ctry>ID</Ctry></PstlAdr></Cdtr>
+</CdtTrfTxInf></FIToFICstmrCdtTrf></Document>
+"""
+
+
+def test_recorded_iso20022_day(tmp_path: Path) -> None:
+    from setara.sim import load_iso20022_day
+
+    ring = [("NUSAIDJA", "JAWAIDJA", "11"), ("JAWAIDJA", "SUMAIDJA", "09"), ("SUMAIDJA", "NUSAIDJA", "10")]
+    for n, (deb, cred, hh) in enumerate(ring, start=1):
+        (tmp_path / f"m{n}.xml").write_text(_PACS008.format(n=n, hh=hh, amount="2500.00", deb=deb, cred=cred))
+    day = load_iso20022_day(tmp_path, NET)
+    assert [(p.debtor, p.creditor, p.time_s // 3600) for p in day.payments] == [
+        ("BANK_ID2", "BANK_ID3", 9), ("BANK_ID3", "BANK_ID1", 10), ("BANK_ID1", "BANK_ID2", 11)]
+    assert day.payments[0].amount_minor == 250_000 and day.date == "2026-01-05"
+    b = bounds_of(NET, day)
+    assert sum(b.upper.values()) == 250_000 and sum(b.lower.values()) == 0

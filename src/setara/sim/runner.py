@@ -532,12 +532,13 @@ def find_liquidity_needed(
     known: Mapping[float, bool] | None = None,
     steps: int = SEARCH_STEPS,
     lsm_time_limit_s: float = LSM_TIME_LIMIT_S,
-) -> tuple[float, dict[Account, int], int]:
+) -> tuple[float, dict[Account, int], int, bool]:
     """The least level in [0, 1] (to 2**-steps) at which the design settles every target payment by
     cut-off, by bisection; `known` holds levels already run (from the sweep). Returns (level,
-    per-account liquidity, runs made). Level 1 always settles everything (the upper bound is gross
-    RTGS's own need), so the search is bracketed; settlement is assumed monotone in liquidity, which
-    holds for gross RTGS and, in practice, for the solvers."""
+    per-account liquidity, runs made, settles): at level 1 gross RTGS settles everything by
+    definition of the upper bound, and so do the liquidity-saving designs in practice; a design that
+    does not (deferred-net cycles whose unwinds cascade) gets level 1 and settles=False. Settlement is
+    assumed monotone in liquidity, which holds for gross RTGS and, in practice, for the solvers."""
     known = dict(known or {})
     runs = 0
 
@@ -550,11 +551,12 @@ def find_liquidity_needed(
             known[level] = r.complete
         return known[level]
 
+    if not ok(1.0):
+        return 1.0, liquidity_at(bounds, 1.0), runs, False
     lo_fail = max((lv for lv, good in known.items() if not good), default=-1.0)
     hi_ok = min((lv for lv, good in known.items() if good and lv > lo_fail), default=1.0)
-    known.setdefault(1.0, True)
     if lo_fail < 0 and ok(0.0):
-        return 0.0, liquidity_at(bounds, 0.0), runs
+        return 0.0, liquidity_at(bounds, 0.0), runs, True
     lo = max(lo_fail, 0.0)
     hi = hi_ok
     for _ in range(steps):
@@ -565,4 +567,4 @@ def find_liquidity_needed(
             hi = mid
         else:
             lo = mid
-    return hi, liquidity_at(bounds, hi), runs
+    return hi, liquidity_at(bounds, hi), runs, True

@@ -463,7 +463,7 @@ def simulate(sc: Scenario, out: Path, *, workers: int = 1, ray_address: str | No
         "designs": {},
         "stress": {},
     }
-    for d, (level, liq, runs) in zip(sc.designs, searched, strict=True):
+    for d, (level, liq, runs, settles) in zip(sc.designs, searched, strict=True):
         rs = sorted(by_design[d.name], key=lambda r: r.level or 0.0)
         ref = next(r for r in rs if r.level == sc.reference)
         needed_c = _ccy_totals(liq)
@@ -475,6 +475,7 @@ def simulate(sc: Scenario, out: Path, *, workers: int = 1, ray_address: str | No
             "lower_bound": _usd(lower_c, sc),
             "upper_bound": _usd(upper_c, sc),
             "liquidity_needed_level": level,
+            "settles_whole_day": settles,  # False: even the upper bound leaves payments unsettled
             "liquidity_needed_minor": needed_c, "lower_bound_minor": lower_c, "upper_bound_minor": upper_c,
             "search_runs": runs,
             **{k: v for k, v in _run_summary(ref, sc, bounds).items() if k not in ("level",)},
