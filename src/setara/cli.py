@@ -410,11 +410,15 @@ def export_journal(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
         net = node.network
 
         def rows() -> Iterator[dict[str, object]]:
+            from setara.ledger import GENESIS, posting_hash
+
+            head = GENESIS  # the posting chain is recomputed here; each block stores its head
             for b in node.store.iter_blocks():
-                for seq, pid, ccy, dr, cr, amt, rate, h in orjson.loads(b.journal):
+                for seq, pid, ccy, dr, cr, amt, rate in orjson.loads(b.journal):
+                    head = posting_hash(head, seq, pid, ccy, dr, cr, amt, rate)
                     yield {"seq": seq, "payment_id": pid, "currency": ccy, "debit_member": dr,
                            "credit_member": cr, "amount": format_amount(amt, net.minor_units(ccy) or 0),
-                           "rate": rate, "block": b.seq, "hash": h}
+                           "rate": rate, "block": b.seq, "hash": head.hex()}
 
         _emit(rows(), fmt, ["seq", "payment_id", "currency", "debit_member", "credit_member", "amount",
                             "rate", "block", "hash"])

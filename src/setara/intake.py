@@ -13,9 +13,9 @@ import contextlib
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from setara.instructions import (
     Instruction,
@@ -27,58 +27,54 @@ from setara.instructions import (
 )
 from setara.network import Network
 
-__all__ = ["ParsedLine", "parallel_parse", "parse_lines"]
+if TYPE_CHECKING:
+    from setara.service import Screening
 
-# (line_no, instruction or None, fingerprint, parties digest, rejection (code, text, id) or None)
-ParsedLine = tuple[int, Instruction | None, int, str, tuple[str, str, str | None] | None]
+__all__ = ["ParsedLine", "parallel_parse", "parse_lines", "prepare"]
+
+# (line_no, Submit row or None, private data or None, screening audits or None, rejection or None)
+ParsedLine = tuple[int, list[Any] | None, list[Any] | None, list[dict[str, Any]] | None,
+                   tuple[str, str, str | None] | None]
 CHUNK_LINES_MAX = 50_000
 
 
-def _parse_one(line_no: int, raw: bytes, net: Network, key: bytes) -> ParsedLine:
+def prepare(ins: Instruction, net: Network, key: bytes, screening: Screening, time_ms: int,
+            fp: int | None = None) -> tuple[list[Any], list[Any] | None, list[dict[str, Any]] | None]:
+    """Everything about an instruction that does not depend on the engine's state: its content
+    fingerprint, the keyed digest of its party data, the screening decision and the time stamp,
+    as the positional row of a Submit command, plus its operator-private data and audits."""
+    d = screening.decide(ins, net)
+    row = [ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority,
+           fingerprint(ins) if fp is None else fp, parties_digest(ins, key), d.decision, d.ref, time_ms,
+           ins.to_currency, ins.quote_id, ins.uetr]
+    private = [ins.end_to_end_id, ins.msg_id, ins.parties or None] \
+        if ins.end_to_end_id or ins.msg_id or ins.parties else None
+    return row, private, list(d.audits) or None
+
+
+def _parse_one(line_no: int, raw: bytes, net: Network, key: bytes, screening: Screening,
+               clock: Callable[[], int]) -> ParsedLine:
     try:
         ins = parse_json_instruction(parse_json_line(raw), net)
     except Rejection as r:
-        return (line_no, None, 0, "", (r.code, r.text, r.payment_id))
-    return (line_no, ins, fingerprint(ins), parties_digest(ins, key), None)
+        return (line_no, None, None, None, (r.code, r.text, r.payment_id))
+    row, private, audits = prepare(ins, net, key, screening, clock())
+    return (line_no, row, private, audits, None)
 
 
-def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, first_line_no: int = 1
-                ) -> Iterator[list[ParsedLine]]:
+def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, screening: Screening,
+                clock: Callable[[], int], first_line_no: int = 1) -> Iterator[list[ParsedLine]]:
     """The in-process form: chunks of parsed lines (blank lines skipped, numbering kept)."""
     out: list[ParsedLine] = []
     for n, raw in enumerate(lines, start=first_line_no):
         if not raw.strip():
             continue
-        out.append(_parse_one(n, raw, net, key))
+        out.append(_parse_one(n, raw, net, key, screening, clock))
         if len(out) >= chunk:
             yield out
             out = []
     if out:
         yield out
-
-
-def _pack(items: list[ParsedLine]) -> list[tuple[Any, ...]]:
-    # Plain tuples pickle several times faster than dataclass instances.
-    packed: list[tuple[Any, ...]] = []
-    for n, ins, fp, digest, rej in items:
-        if ins is None:
-            packed.append((n, rej))
-        else:
-            packed.append((n, ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority,
-                           ins.to_currency, ins.quote_id, ins.uetr, ins.end_to_end_id, ins.msg_id,
-                           ins.parties or None, fp, digest))
-    return packed
-
-
-def _unpack(packed: list[tuple[Any, ...]]) -> list[ParsedLine]:
-    out: list[ParsedLine] = []
-    for t in packed:
-        if len(t) == 2:
-            out.append((t[0], None, 0, "", t[1]))
-        else:
-            ins = Instruction(t[1], t[2], t[3], t[4], t[5], t[6], t[7], t[8], t[9], t[10], t[11], t[12] or {})
-            out.append((t[0], ins, t[13], t[14], None))
-    return out
 
 
 def _detach_from_parent(keep: int) -> None:
@@ -102,17 +98,16 @@ def _detach_from_parent(keep: int) -> None:
             os._exit(1)
 
 
-def _worker(conn: Connection, path: str | None, prefix: bytes, net_cfg: dict[str, Any], key: bytes,
-            chunk: int) -> None:
+def _worker(conn: Connection, path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int,
+            screening: Screening, clock: Callable[[], int]) -> None:
     _detach_from_parent(conn.fileno())
     try:
-        net = Network.from_config(net_cfg)
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115 - closed on exit
         lines: Iterator[bytes] = iter(f)
         if prefix:
             lines = _chain_first(prefix, lines)
-        for part in parse_lines(lines, net, key, chunk):
-            conn.send(_pack(part))
+        for part in parse_lines(lines, net, key, chunk, screening, clock):
+            conn.send(part)
         conn.send(None)
     except BrokenPipeError:  # the engine process went away; nothing to do
         pass
@@ -128,19 +123,20 @@ def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
-def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int
-                   ) -> Iterator[list[ParsedLine]]:
+def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int,
+                   screening: Screening, clock: Callable[[], int]) -> Iterator[list[ParsedLine]]:
     """Parse `path` (None: stdin, after `prefix`, the bytes already read from it) in a worker
     process; yield chunks in input order. Falls back to in-process parsing where fork is absent."""
     chunk = max(1, min(chunk, CHUNK_LINES_MAX))
     if "fork" not in mp.get_all_start_methods():
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115
         lines: Iterator[bytes] = iter(f)
-        yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk)
+        yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk, screening, clock)
         return
     ctx = mp.get_context("fork")
     recv, send = ctx.Pipe(duplex=False)
-    proc = ctx.Process(target=_worker, args=(send, path, prefix, net.to_config(), key, chunk), daemon=True)
+    # Forked, so the worker shares the network, the screening lists and their indexes as they are.
+    proc = ctx.Process(target=_worker, args=(send, path, prefix, net, key, chunk, screening, clock), daemon=True)
     proc.start()
     send.close()
     try:
@@ -153,7 +149,7 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
                 break
             if isinstance(msg, tuple) and msg and msg[0] == "error":
                 raise RuntimeError(f"intake worker: {msg[1]}")
-            yield _unpack(msg)
+            yield msg
     finally:
         recv.close()
         proc.join(timeout=5)

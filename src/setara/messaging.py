@@ -158,7 +158,7 @@ def _cancellations(node: Node, msg: iso.ParsedMessage, created: datetime,
 def account_entries(node: Node, member: str, currency: str) -> Iterator[tuple[int, str, int, bool, int, str]]:
     """Postings on one account: (journal seq, payment id, amount, is_credit, block time, counterparty)."""
     for b in node.store.iter_blocks():
-        for seq, pid, ccy, dr, cr, amt, _rate, _h in orjson.loads(b.journal):
+        for seq, pid, ccy, dr, cr, amt, _rate in orjson.loads(b.journal):
             if ccy != currency:
                 continue
             if cr == member:
@@ -232,7 +232,7 @@ def write_notifications(node: Node, out_dir: Path, member: str | None = None) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     written = 0
     for b in node.store.iter_blocks():
-        for seq, pid, ccy, dr, cr, amt, _rate, _h in orjson.loads(b.journal):
+        for seq, pid, ccy, dr, cr, amt, _rate in orjson.loads(b.journal):
             for side, holder, other, credit in (("dr", dr, cr, False), ("cr", cr, dr, True)):
                 m = net.members.get(holder)
                 if m is None or (member is not None and holder != member):

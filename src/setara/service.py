@@ -36,9 +36,8 @@ from setara.engine import (
 from setara.instructions import (
     Instruction,
     fingerprint,
-    parties_digest,
 )
-from setara.intake import ParsedLine, parallel_parse, parse_lines
+from setara.intake import ParsedLine, parallel_parse, parse_lines, prepare
 from setara.ledger import InvariantViolation, Posting
 from setara.network import Network
 from setara.projection import project
@@ -257,7 +256,7 @@ class Node:
             raise SetaraError("this node was opened read-only")
         return _Builder()
 
-    def stage(self, b: _Builder, cmd: Command, new_payment: Instruction | None = None) -> list[Any]:
+    def stage(self, b: _Builder, cmd: Command, private: list[Any] | None = None) -> list[Any]:
         """Apply `cmd` to the engine and add it, and what it produced, to the block.
 
         Raises EngineError (and changes nothing) when the engine refuses the command.
@@ -269,12 +268,14 @@ class Node:
         b.time_ms = cmd.time_ms
         touched = self._touched
         postings, status = b.postings, b.status
-        fx_id = new_payment.id if new_payment is not None and new_payment.to_currency else None
+        fx_id = cmd.id if is_submit and cmd.to_currency else None  # type: ignore[union-attr]
         for ev in events:
             t = type(ev)
             if t is Posting:
+                # Per-posting hashes are not stored: the block keeps the chain's head, and export
+                # and verify recompute the chain from the postings themselves.
                 postings.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,
-                                 ev.rate, ev.hash.hex()])
+                                 ev.rate])
                 touched.add((ev.debit, ev.currency))
                 touched.add((ev.credit, ev.currency))
             elif t is StatusEvent:
@@ -291,9 +292,8 @@ class Node:
             # Rare commands (funding, network changes, reviews, cycles) may move any balance,
             # floor or reservation: refresh every account's stored figures.
             touched.update(self.engine.ledger.balances)
-        elif new_payment is not None and (new_payment.end_to_end_id or new_payment.msg_id or new_payment.parties):
-            b.payments_private[new_payment.id] = [new_payment.end_to_end_id, new_payment.msg_id,
-                                                  new_payment.parties or None]
+        elif private is not None:
+            b.payments_private[cmd.id] = private  # type: ignore[union-attr]
         return events
 
     def _fx_of(self, pid: str, events: list[Any]) -> tuple[Any, ...]:
@@ -384,29 +384,38 @@ class Node:
 
     # ------------------------------------------------------------------ submission
     def submit_instruction(self, b: _Builder, ins: Instruction, line_no: int, source: str,
-                           time_ms: int, fp: int | None = None, digest: str | None = None) -> Ack:
-        eng = self.engine
-        if fp is None:
-            fp = fingerprint(ins)
-        known = eng.fingerprint(ins.id)
+                           time_ms: int) -> Ack:
+        """Stage one validated instruction in block `b`; its ack is final once `b` is flushed."""
+        fp = fingerprint(ins)
+        known = self.engine.fingerprint(ins.id)
+        if known is not None:  # answer duplicates before screening anything
+            return self._duplicate(b, ins.id, known, fp, line_no, source, time_ms)
+        row, private, audits = prepare(ins, self.network, self.party_key, self.screening, time_ms, fp)
+        return self.submit_row(b, row, private, audits, line_no, source)
+
+    def _duplicate(self, b: _Builder, pid: str, known: int, fp: int, line_no: int, source: str,
+                   time_ms: int) -> Ack:
+        if known != fp:
+            b.rejections.append([time_ms, source, line_no, pid, "DUPL", "id already used for a different instruction"])
+            return Ack(pid, line_no, REJECTED, "DUPL", "id already used for a different instruction")
+        status = self.engine.status(pid)
+        assert status is not None
+        return self._current_ack(pid, line_no, status)
+
+    def submit_row(self, b: _Builder, row: list[Any], private: list[Any] | None,
+                   audits: list[dict[str, Any]] | None, line_no: int, source: str) -> Ack:
+        """Stage a prepared Submit row (see setara.intake.prepare)."""
+        pid = row[0]
+        known = self.engine.fingerprint(pid)
         if known is not None:
-            if known != fp:
-                b.rejections.append([time_ms, source, line_no, ins.id, "DUPL",
-                                     "id already used for a different instruction"])
-                return Ack(ins.id, line_no, REJECTED, "DUPL", "id already used for a different instruction")
-            status = eng.status(ins.id)
-            assert status is not None
-            return self._current_ack(ins.id, line_no, status)
-        decision = self.screening.decide(ins, self.network)
-        cmd = Submit(ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority, fp,
-                     parties_digest(ins, self.party_key) if digest is None else digest, decision.decision,
-                     decision.ref, time_ms, ins.to_currency, ins.quote_id, ins.uetr)
-        events = self.stage(b, cmd, new_payment=ins)
-        for a in decision.audits:
-            b.notices.append([len(b.cmds) - 1, "screening", {**a, "payment_id": ins.id}])
+            return self._duplicate(b, pid, known, row[6], line_no, source, row[10])
+        events = self.stage(b, Submit(*row), private)
+        if audits:
+            n = len(b.cmds) - 1
+            b.notices.extend([n, "screening", {**a, "payment_id": pid}] for a in audits)
         for ev in events:
-            if type(ev) is StatusEvent and ev.payment_id == ins.id:
-                return Ack(ins.id, line_no, ev.status, ev.reason_code, ev.reason)
+            if type(ev) is StatusEvent and ev.payment_id == pid:
+                return Ack(pid, line_no, ev.status, ev.reason_code, ev.reason)
         raise AssertionError("submission produced no status")  # pragma: no cover
 
     def _current_ack(self, pid: str, line_no: int, status: str) -> Ack:
@@ -422,7 +431,7 @@ class Node:
                      clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
         """JSON Lines in, one list of acks per durable group commit out (parsed in this process)."""
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
-        chunks = parse_lines(iter(lines), self.network, self.party_key, batch_lines)
+        chunks = parse_lines(iter(lines), self.network, self.party_key, batch_lines, self.screening, clock)
         return self.submit_parsed(chunks, source=source, clock=clock)
 
     def submit_file(self, path: str | None, *, prefix: bytes = b"", source: str = "-",
@@ -430,7 +439,7 @@ class Node:
                     clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
         """Like submit_lines for a file (None: stdin after `prefix`), parsed in a second process."""
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
-        chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines)
+        chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines, self.screening, clock)
         return self.submit_parsed(chunks, source=source, clock=clock)
 
     def submit_parsed(self, chunks: Iterable[list[ParsedLine]], *, source: str = "-",
@@ -447,14 +456,13 @@ class Node:
             for chunk in chunks:
                 b = self.begin()
                 acks: list[Ack] = []
-                for line_no, ins, fp, digest, rej in chunk:
-                    t = clock()
-                    if ins is None:
+                for line_no, row, private, audits, rej in chunk:
+                    if row is None:
                         assert rej is not None
-                        b.rejections.append([t, source, line_no, rej[2], rej[0], rej[1]])
+                        b.rejections.append([clock(), source, line_no, rej[2], rej[0], rej[1]])
                         acks.append(Ack(rej[2], line_no, REJECTED, rej[0], rej[1]))
                     else:
-                        acks.append(self.submit_instruction(b, ins, line_no, source, t, fp, digest))
+                        acks.append(self.submit_row(b, row, private, audits, line_no, source))
                 sealed = self._seal(b)
                 if inflight is not None:
                     inflight[0].result()

@@ -74,7 +74,7 @@ def verify_store(store: Store, progress: Callable[[int], None] | None = None) ->
             for ev in events:
                 if type(ev) is Posting:
                     journal.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,
-                                    ev.rate, ev.hash.hex()])
+                                    ev.rate])
                 elif type(ev) is StatusEvent:
                     status.append([ev.payment_id, ev.status, ev.reason_code, ev.reason, ev.time_ms])
                 elif type(ev) is Notice:
