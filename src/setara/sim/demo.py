@@ -164,7 +164,9 @@ def run_demo(
         node.screening = screening
         node.execute([PostRate(prov, b, q, text, at(day.end_s + 3600), at(day.start_s) - 1000)
                       for prov, b, q, text in day.rates])
-        ticks = [*range(day.start_s + DEMO_PERIOD_S, day.end_s, DEMO_PERIOD_S), day.end_s]
+        # the network's own periodic liquidity saving, every period_s simulated seconds
+        algorithm, period = network.lsm.periodic, network.lsm.period_s
+        ticks = [*range(day.start_s + period, day.end_s, period), day.end_s]
         i = 0
         pays = day.payments
         idle = (-1, -1)
@@ -178,8 +180,8 @@ def run_demo(
             node.flush(b)
             tick_ms = at(tick)
             moved = (node.engine.ledger.seq, node.engine.order)
-            if moved != idle:  # nothing moved since a run that found nothing: skip
-                summary = node.resolve_gridlock(DEMO_ALGORITHM, time_limit_s=LSM_TIME_LIMIT_S,
+            if algorithm != "none" and moved != idle:  # skip when nothing moved since a run found nothing
+                summary = node.resolve_gridlock(algorithm, time_limit_s=LSM_TIME_LIMIT_S,
                                                 clock=lambda: tick_ms)  # noqa: B023 - called at once
                 summary["time_s"] = tick
                 lsm.append(summary)
