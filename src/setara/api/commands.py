@@ -42,6 +42,7 @@ def register(app: typer.Typer) -> None:
 
         if not 0 < port < 65536:
             _fail("--port must be between 1 and 65535", 2)
+        _check_bind(host, port)
         try:
             api = create_app(db)
         except (StoreError, SetaraError) as e:
@@ -108,6 +109,23 @@ def register(app: typer.Typer) -> None:
                 sys.stdout.write(orjson.dumps(k).decode() + "\n")
         finally:
             store.close()
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Fail in one line, before opening the store, when the address cannot be listened on."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as e:
+        _fail(f"--host {host}: {e}", 2)
+    family, kind, proto, _, addr = infos[0]
+    with socket.socket(family, kind, proto) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(addr)
+        except OSError as e:
+            _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
 
 
 def _tune_gc() -> None:
