@@ -173,9 +173,11 @@ class MixedResult:
     status: str
     seconds: float
     binaries: int
+    rounded: BoolArray | None  # small payments of the groups the model left fractional
 
 
-def mixed_milp(p: Problem, binaries_max: int, time_limit_s: float) -> MixedResult:
+def mixed_milp(p: Problem, binaries_max: int, time_limit_s: float,
+               extra_binaries: BoolArray | None = None) -> MixedResult:
     """Branch and bound where only the largest payments are binary; the rest stay aggregated and
     continuous per (debtor, creditor) group, then are rounded down by keeping the largest that fit
     in each group's flow. Heavy-tailed values put most of the value, and all of the hard
@@ -189,6 +191,8 @@ def mixed_milp(p: Problem, binaries_max: int, time_limit_s: float) -> MixedResul
     big = np.zeros(p.n, dtype=bool)
     big[rank[:n_big]] = True
     big |= ~simple_ok
+    if extra_binaries is not None:
+        big |= extra_binaries
     small = np.flatnonzero(~big)
     # groups of small items, largest first within a group
     a_s = p.amt[small]
@@ -223,9 +227,9 @@ def mixed_milp(p: Problem, binaries_max: int, time_limit_s: float) -> MixedResul
     integrality = np.concatenate([np.zeros(n_g), np.ones(n_b)])
     res = milp(cost, integrality=integrality, bounds=Bounds(0.0, 1.0),
                constraints=LinearConstraint(a, -np.inf, b),
-               options={"time_limit": float(max(time_limit_s, 0.1)), "mip_rel_gap": 1e-5, "presolve": True})
+               options={"time_limit": float(max(time_limit_s, 0.1)), "mip_rel_gap": 1e-4, "presolve": True})
     if res.x is None:
-        return MixedResult(None, f"highs status {res.status}", time.perf_counter() - t0, n_b)
+        return MixedResult(None, f"highs status {res.status}", time.perf_counter() - t0, n_b, None)
     x = np.asarray(res.x)
     sel = np.zeros(p.n, dtype=bool)
     sel[bigi] = x[n_g:] > 0.5
@@ -242,4 +246,7 @@ def mixed_milp(p: Problem, binaries_max: int, time_limit_s: float) -> MixedResul
                 keep.append(j)
                 r -= amt_l[j]
     sel[items[np.array(keep, dtype=np.int64)]] = True
-    return MixedResult(sel, f"highs status {res.status}", time.perf_counter() - t0, n_b)
+    frac_g = (x[:n_g] > 1e-9) & (x[:n_g] < 1 - 1e-9)
+    rounded = np.zeros(p.n, dtype=bool)
+    rounded[items[frac_g[gid]]] = True
+    return MixedResult(sel, f"highs status {res.status}", time.perf_counter() - t0, n_b, rounded)

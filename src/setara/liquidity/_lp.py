@@ -295,11 +295,13 @@ def solve_milp(p: Problem, lanes: Lanes | None, time_limit_s: float, mip_rel_gap
     return MilpResult(sel, f"highs status {res.status}", dual_v, sec)
 
 
-def solve_milp_guarded(p: Problem, lanes: Lanes | None, time_limit_s: float) -> MilpResult:
+def solve_milp_guarded(p: Problem, lanes: Lanes | None, time_limit_s: float, mip_rel_gap: float = 1e-6,
+                       kill_after_s: float | None = None) -> MilpResult:
     """solve_milp in a forked child, killed shortly after time_limit_s: HiGHS does not check its
     time limit inside every phase (presolve, root LP), and a time promise must hold regardless."""
     t0 = time.perf_counter()
-    got = run_forked(lambda: solve_milp(p, lanes, time_limit_s), time_limit_s + 0.75)
+    kill = kill_after_s if kill_after_s is not None else time_limit_s + 0.75
+    got = run_forked(lambda: solve_milp(p, lanes, time_limit_s, mip_rel_gap), kill)
     if got is None:
         return MilpResult(None, "killed at the time limit", None, time.perf_counter() - t0)
     return got
@@ -318,6 +320,11 @@ def run_forked(fn: Callable[[], T], timeout_s: float) -> T | None:
 
     def child() -> None:
         try:
+            # HiGHS writes some diagnostics straight to fd 1; stdout belongs to the command's data
+            import os
+
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
             send.send(fn())
         except BaseException:  # report nothing, never hang the parent
             send.send(None)

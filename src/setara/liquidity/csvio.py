@@ -30,7 +30,7 @@ BALANCE_HEADER = ("member", "currency", "balance")
 QUEUE_HEADER = ("id", "debtor", "creditor", "currency", "amount", "priority", "submitted_at")
 _PRIORITY = {"URGENT": 0, "NORMAL": 1, "0": 0, "1": 1, "": 1}
 # Startup, parsing and writing happen outside the solver; keep this much of the caller's limit for them.
-IO_RESERVE_S = 2.0
+IO_RESERVE_S = 3.0
 
 
 class _Decimal:
