@@ -532,56 +532,64 @@ class Engine:
         self._out.append(StatusEvent(pid, status, code, reason, time_ms))
 
     def _submit(self, cmd: Submit) -> None:
-        net = self._net()
-        known = self.fingerprint(cmd.id)
-        if known is not None:
+        # The most frequent command: written for speed (locals, one lookup per fact).
+        net = self.network
+        if net is None:
+            raise EngineError("the network is not initialised (run `setara init`)")
+        pid, debtor, creditor, currency = cmd.id, cmd.debtor, cmd.creditor, cmd.currency
+        if pid in self.final or pid in self.live:
             # The shell answers duplicates before logging; a replayed log never repeats an id.
-            raise EngineError(f"payment {cmd.id} already exists")
+            raise EngineError(f"payment {pid} already exists")
         members = net.members
-        if cmd.debtor not in members:
-            return self._reject(cmd, "RC01", f"debtor {cmd.debtor} is not a member")
-        if cmd.creditor not in members:
-            return self._reject(cmd, "RC01", f"creditor {cmd.creditor} is not a member")
-        if cmd.debtor == cmd.creditor:
+        d = members.get(debtor)
+        if d is None:
+            return self._reject(cmd, "RC01", f"debtor {debtor} is not a member")
+        c = members.get(creditor)
+        if c is None:
+            return self._reject(cmd, "RC01", f"creditor {creditor} is not a member")
+        if debtor == creditor:
             return self._reject(cmd, "AG01", "debtor and creditor are the same member")
-        if members[cmd.debtor].suspended:
-            return self._reject(cmd, "AG01", f"debtor {cmd.debtor} is suspended")
-        if members[cmd.creditor].suspended:
-            return self._reject(cmd, "AG01", f"creditor {cmd.creditor} is suspended")
-        if self.frozen and (cmd.debtor in self.frozen or cmd.creditor in self.frozen):
-            who = cmd.debtor if cmd.debtor in self.frozen else cmd.creditor
-            return self._reject(cmd, "RR04", f"regulatory: assets of {who} are frozen ({self.frozen[who]})")
-        ccy = net.currencies.get(cmd.currency)
+        if d.suspended:
+            return self._reject(cmd, "AG01", f"debtor {debtor} is suspended")
+        if c.suspended:
+            return self._reject(cmd, "AG01", f"creditor {creditor} is suspended")
+        frozen = self.frozen
+        if frozen and (debtor in frozen or creditor in frozen):
+            who = debtor if debtor in frozen else creditor
+            return self._reject(cmd, "RR04", f"regulatory: assets of {who} are frozen ({frozen[who]})")
+        ccy = net.currencies.get(currency)
         if ccy is None:
-            return self._reject(cmd, "AM03", f"currency {cmd.currency} is not in the network")
-        if not self.ledger.has((cmd.debtor, cmd.currency)):
-            return self._reject(cmd, "AC01", f"debtor {cmd.debtor} has no {cmd.currency} account")
-        if cmd.amount_minor <= 0:
+            return self._reject(cmd, "AM03", f"currency {currency} is not in the network")
+        balances = self.ledger.balances
+        if (debtor, currency) not in balances:
+            return self._reject(cmd, "AC01", f"debtor {debtor} has no {currency} account")
+        amount = cmd.amount_minor
+        if amount <= 0:
             return self._reject(cmd, "AM12", "amount must be greater than zero")
-        limit = ccy.max_amount_minor if ccy.max_amount_minor is not None else \
-            -self.ledger.balances[(ccy.agent, cmd.currency)]
-        if cmd.amount_minor > limit:
-            return self._reject(cmd, "AM12", f"amount exceeds the {cmd.currency} maximum")
-        pay_ccy = cmd.to_currency or cmd.currency
-        if not self.ledger.has((cmd.creditor, pay_ccy)):
-            return self._reject(cmd, "AC01", f"creditor {cmd.creditor} has no {pay_ccy} account")
-        if cmd.screening == "block":
-            return self._reject(cmd, "RR04", f"regulatory: sanctions screening ({cmd.screening_ref})")
-        if cmd.to_currency is None and cmd.screening == "clear" and self.day_open \
-                and ccy.settlement == "rtgs":
+        limit = ccy.max_amount_minor if ccy.max_amount_minor is not None else -balances[(ccy.agent, currency)]
+        if amount > limit:
+            return self._reject(cmd, "AM12", f"amount exceeds the {currency} maximum")
+        to_currency = cmd.to_currency
+        if (creditor, to_currency or currency) not in balances:
+            return self._reject(cmd, "AC01", f"creditor {creditor} has no {to_currency or currency} account")
+        screening = cmd.screening
+        if to_currency is None and screening == "clear" and self.day_open and ccy.settlement == "rtgs":
             # Fast path, the common case: a same-currency payment that settles at once.
-            q = self.queues.get((cmd.debtor, cmd.currency))
+            q = self.queues.get((debtor, currency))
             if not q or not q.blocks(cmd.priority):
-                posting = self.ledger.post_one(cmd.id, cmd.currency, cmd.debtor, cmd.creditor, cmd.amount_minor)
+                posting = self.ledger.post_one(pid, currency, debtor, creditor, amount)
                 if posting is not None:
-                    self.final[cmd.id] = cmd.fingerprint << 2  # | SETTLED (0)
-                    self._out.append(StatusEvent(cmd.id, SETTLED, None, None, cmd.time_ms))
-                    self._out.append(posting)
-                    key = (cmd.creditor, cmd.currency)
+                    self.final[pid] = cmd.fingerprint << 2  # | SETTLED (0)
+                    out = self._out
+                    out.append(StatusEvent(pid, SETTLED, None, None, cmd.time_ms))
+                    out.append(posting)
+                    key = (creditor, currency)
                     if key in self.queues or key in self.pvp_waiting:
                         self._work.append(key)
                         self._drain()
                     return None
+        if screening == "block":
+            return self._reject(cmd, "RR04", f"regulatory: sanctions screening ({cmd.screening_ref})")
         self.order += 1
         p = Payment(cmd.id, cmd.debtor, cmd.creditor, cmd.currency, cmd.amount_minor, cmd.priority,
                     self.order, cmd.fingerprint, QUEUED, cmd.time_ms)

@@ -256,7 +256,8 @@ class Node:
             raise SetaraError("this node was opened read-only")
         return _Builder()
 
-    def stage(self, b: _Builder, cmd: Command, private: list[Any] | None = None) -> list[Any]:
+    def stage(self, b: _Builder, cmd: Command, private: list[Any] | None = None,
+              row: list[Any] | None = None) -> list[Any]:
         """Apply `cmd` to the engine and add it, and what it produced, to the block.
 
         Raises EngineError (and changes nothing) when the engine refuses the command.
@@ -264,7 +265,10 @@ class Node:
         events = self.engine.apply(cmd)
         is_submit = type(cmd) is Submit
         # Submissions are logged as positional rows: half the bytes, twice as fast to write.
-        b.cmds.append(["submit", cmd.as_row()] if is_submit else [command_kind(cmd), cmd])  # type: ignore[union-attr]
+        if is_submit:
+            b.cmds.append(["submit", row if row is not None else cmd.as_row()])  # type: ignore[union-attr]
+        else:
+            b.cmds.append([command_kind(cmd), cmd])
         b.time_ms = cmd.time_ms
         touched = self._touched
         postings, status = b.postings, b.status
@@ -409,10 +413,13 @@ class Node:
         known = self.engine.fingerprint(pid)
         if known is not None:
             return self._duplicate(b, pid, known, row[6], line_no, source, row[10])
-        events = self.stage(b, Submit(*row), private)
+        events = self.stage(b, Submit(*row), private, row)
         if audits:
             n = len(b.cmds) - 1
             b.notices.extend([n, "screening", {**a, "payment_id": pid}] for a in audits)
+        first = events[0] if events else None
+        if type(first) is StatusEvent and first.payment_id == pid:
+            return Ack(pid, line_no, first.status, first.reason_code, first.reason)
         for ev in events:
             if type(ev) is StatusEvent and ev.payment_id == pid:
                 return Ack(pid, line_no, ev.status, ev.reason_code, ev.reason)
