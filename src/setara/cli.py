@@ -544,7 +544,7 @@ def settle(balances: Annotated[Path, typer.Option("--balances", help="CSV member
     except ValueError as e:
         _fail(str(e), 2)
     ids = summary.pop("settled_ids", None)
-    if out is None and ids is not None:
+    if out is None and isinstance(ids, list):
         sys.stdout.write("id\n" + "".join(f"{i}\n" for i in ids))
         err.print(orjson.dumps(summary).decode(), highlight=False, markup=False)
     else:

@@ -274,15 +274,14 @@ class Node:
         postings, status = b.postings, b.status
         fx_id = cmd.id if is_submit and cmd.to_currency else None  # type: ignore[union-attr]
         for ev in events:
-            t = type(ev)
-            if t is Posting:
+            if type(ev) is Posting:
                 # Per-posting hashes are not stored: the block keeps the chain's head, and export
                 # and verify recompute the chain from the postings themselves.
                 postings.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,
                                  ev.rate])
                 touched.add((ev.debit, ev.currency))
                 touched.add((ev.credit, ev.currency))
-            elif t is StatusEvent:
+            elif type(ev) is StatusEvent:
                 pid = ev.payment_id
                 if pid == fx_id:
                     status.append([pid, ev.status, ev.reason_code, ev.reason, ev.time_ms, *self._fx_of(pid, events)])
@@ -290,7 +289,7 @@ class Node:
                     status.append([pid, ev.status, ev.reason_code, ev.reason, ev.time_ms, None, None, None])
                 if ev.status != SETTLED:
                     self._touch_payment(pid)
-            elif t is Notice:
+            elif type(ev) is Notice:
                 b.notices.append([len(b.cmds) - 1, ev.kind, ev.data])
         if not is_submit:
             # Rare commands (funding, network changes, reviews, cycles) may move any balance,
