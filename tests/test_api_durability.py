@@ -81,8 +81,8 @@ def issue(db: str, *args: str) -> str:
 
 
 def post_wave(port: int, keys: dict[str, str], prefix: str, threads: int, per_thread: int,
-              stop: threading.Event | None = None) -> tuple[list[str], list[str]]:
-    acked: list[str] = []
+              stop: threading.Event | None = None, acked: list[str] | None = None) -> tuple[list[str], list[str]]:
+    acked = [] if acked is None else acked
     failures: list[str] = []
     lock = threading.Lock()
 
@@ -139,9 +139,12 @@ def test_sigkill_loses_no_acknowledged_payment(tmp_path: Path) -> None:
         # A second wave killed mid-flight: whatever was acknowledged must survive.
         stop = threading.Event()
         result: list[tuple[list[str], list[str]]] = []
-        wave = threading.Thread(target=lambda: result.append(post_wave(port, keys, "W2", 16, 200, stop)))
+        progress: list[str] = []
+        wave = threading.Thread(target=lambda: result.append(post_wave(port, keys, "W2", 16, 200, stop, progress)))
         wave.start()
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while len(progress) < 200 and time.monotonic() < deadline:  # kill mid-wave, once it is flowing
+            time.sleep(0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         stop.set()
@@ -152,6 +155,7 @@ def test_sigkill_loses_no_acknowledged_payment(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(10)
     assert acked2, "the second wave got no acknowledgement before the kill"
+    assert len(acked2) < 16 * 200, "the kill came after the second wave had finished"
     ids = exported_ids(db)
     for pid in acked + acked2:
         assert ids[pid] == 1, pid
