@@ -100,10 +100,11 @@ def test_liquidity_needed_lies_between_the_bounds(small: tuple) -> None:  # type
 
 def test_runs_are_deterministic(small: tuple) -> None:  # type: ignore[type-arg]
     day, b = small
-    d = Design("hybrid", "bilateral", "partial", 600, ("PHP",), 1800)
-    r1 = run_day(NET, day, d, liquidity_at(b, 0.1), target=b.target, series=True)
-    r2 = run_day(NET, day, d, liquidity_at(b, 0.1), target=b.target, series=True)
-    assert r1.state_hash == r2.state_hash and r1.delays_s == r2.delays_s and r1.cycles == r2.cycles
+    for d in (Design("hybrid", "bilateral", "partial", 600, ("PHP",), 1800),
+              Design("optimise", "bilateral", "optimise", 1800)):
+        r1 = run_day(NET, day, d, liquidity_at(b, 0.1), target=b.target, series=True)
+        r2 = run_day(NET, day, d, liquidity_at(b, 0.1), target=b.target, series=True)
+        assert r1.state_hash == r2.state_hash and r1.delays_s == r2.delays_s and r1.cycles == r2.cycles
 
 
 def test_stress_outage_and_fx_stop(small: tuple) -> None:  # type: ignore[type-arg]

@@ -33,7 +33,7 @@ __all__ = ["DemoResult", "DemoScreening", "run_demo", "synthetic_list"]
 DEMO_LEVEL = 0.15  # opening liquidity: net end-of-day debit + 15% of the gap to gross RTGS's need
 DEMO_PERIOD_S = 300
 DEMO_ALGORITHM = "optimise"
-LSM_TIME_LIMIT_S = 0.5
+LSM_TIME_LIMIT_S = 2.0  # below ~1 s the optimiser races its own wall-clock budgets and stops being reproducible
 SYNTHETIC_SOURCE = "synthetic-demo"
 
 # Fictional names, for the clearly labelled synthetic list used when no UN list is given.

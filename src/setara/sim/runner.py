@@ -62,7 +62,7 @@ Account = tuple[str, str]
 BIG_OPENING_MINOR = 10**17  # "unlimited" liquidity of the bounds pre-pass
 MAX_AMOUNT_MINOR = 10**17
 SAMPLE_S = 600
-LSM_TIME_LIMIT_S = 0.5
+LSM_TIME_LIMIT_S = 2.0  # below ~1 s the optimiser races its own wall-clock budgets and stops being reproducible
 SEARCH_STEPS = 9
 CYCLE_PASSES_MAX = 4
 
