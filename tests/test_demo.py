@@ -34,7 +34,9 @@ def test_demo_in_an_empty_folder(tmp_path: Path) -> None:
         store.close()
     # a second run refuses to overwrite the database, in one line
     again = CliRunner().invoke(_app(), ["demo", "--dir", str(tmp_path), "--payments", "50"])
-    assert again.exit_code == 1 and "already exists" in again.output and "Traceback" not in again.output
+    assert again.exit_code == 2 and "already exists" in again.output and "Traceback" not in again.output
+    bad = CliRunner().invoke(_app(), ["demo", "--dir", str(tmp_path / "x"), "--un-list", str(tmp_path / "nope.xml")])
+    assert bad.exit_code == 2 and "--un-list" in bad.output and "Traceback" not in bad.output
 
 
 def test_demo_catches_planted_parties(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ def demo(
     from setara.service import SetaraError
     from setara.store import StoreError
 
-    from .demo import run_demo
+    from .demo import DemoInputError, run_demo
 
     n = 2_000 if quick else payments
     if not 10 <= n <= 1_000_000:
@@ -53,6 +53,8 @@ def demo(
 
         try:
             result = run_demo(folder, payments=n, seed=seed, un_list=un_list, progress=progress)
+        except DemoInputError as e:
+            _fail(str(e).splitlines()[0], 2)
         except (ValueError, OSError, SetaraError, StoreError) as e:
             _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     s = result.summary

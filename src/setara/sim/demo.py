@@ -28,7 +28,7 @@ from .day import Day, base_network, generate_day, usd_value
 from .report import Page, figure, money_usd
 from .runner import Design, bounds_of, liquidity_at, network_config
 
-__all__ = ["DemoResult", "DemoScreening", "run_demo", "synthetic_list"]
+__all__ = ["DemoInputError", "DemoResult", "DemoScreening", "run_demo", "synthetic_list"]
 
 DEMO_LEVEL = 0.15  # opening liquidity: net end-of-day debit + 15% of the gap to gross RTGS's need
 DEMO_PERIOD_S = 300
@@ -47,6 +47,10 @@ _SYNTHETIC = (
     ("SYN-0007", "Northstar Arms Procurement Ltd", "entity", "BY"),
     ("SYN-0008", "Lazarus Harbor Logistics", "entity", "KP"),
 )
+
+
+class DemoInputError(ValueError):
+    """A problem with the demo's inputs (the folder, the UN list), not with the system."""
 
 
 def synthetic_list() -> Any:
@@ -101,9 +105,12 @@ class DemoResult:
 def _load_un(source: str) -> Any:
     from setara.compliance import fetch_list, load_list, load_list_path
 
-    if source.startswith(("http://", "https://")):
-        return load_list("un-xml", fetch_list("un-xml", source))
-    return load_list_path("un-xml", source)
+    try:
+        if source.startswith(("http://", "https://")):
+            return load_list("un-xml", fetch_list("un-xml", source))
+        return load_list_path("un-xml", source)
+    except (ValueError, OSError) as e:
+        raise DemoInputError(f"--un-list {source}: {e}") from None
 
 
 def _listed_names(lists: list[Any], rng: np.random.Generator, k: int) -> tuple[str, ...]:
@@ -135,7 +142,7 @@ def run_demo(
     folder.mkdir(parents=True, exist_ok=True)
     db = folder / "setara.db"
     if db.exists():
-        raise ValueError(f"{db} already exists: run the demo in an empty folder (or remove it)")
+        raise DemoInputError(f"{db} already exists: run the demo in an empty folder (or remove it)")
     lists = [_load_un(un_list)] if un_list else [synthetic_list()]
     screening = DemoScreening(lists)
     base = base_network()
