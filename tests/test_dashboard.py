@@ -192,3 +192,18 @@ def test_member_key_is_refused_by_the_page(served: tuple[str, dict[str, str]]) -
             page.screenshot(path=str(ARTIFACTS / "dashboard-refused.png"))
         finally:
             browser.close()
+
+
+def test_api_reference_page_renders_offline(served: tuple[str, dict[str, str]]) -> None:
+    base, _ = served
+    with playwright_sync.sync_playwright() as p:
+        browser, page, errors = browser_page(p)
+        try:
+            page.goto(base + "/docs")
+            page.wait_for_selector("details.op")
+            assert page.locator("details.op").count() >= 18
+            assert "/v1/payments/batch" in page.inner_text("#ops")
+            page.screenshot(path=str(ARTIFACTS / "api-reference.png"))
+            assert errors == []
+        finally:
+            browser.close()

@@ -22,6 +22,7 @@ import anyio
 import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -385,6 +386,7 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(api.close)
 
     app = FastAPI(title="Setara API", version="1", lifespan=lifespan, responses=_PROBLEM_RESPONSES,
+                  docs_url=None, redoc_url=None,
                   description="Per-member payments, statements and ISO 20022 over HTTP; operator, compliance and "
                               "auditor views. Errors are application/problem+json with a `field` member.")
     app.state.api = api
@@ -674,7 +676,17 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
         """What the dashboard draws: balances and positions, queue, throughput, liquidity, netting."""
         return _overview(api)
 
-    # ------------------------------------------------------------------ dashboard
+    # ------------------------------------------------------------------ docs and dashboard
+    @app.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+    def docs() -> HTMLResponse:
+        """The API reference rendered from /openapi.json by a self-contained page (works offline)."""
+        return HTMLResponse((_HERE / "docs.html").read_text(encoding="utf-8"))
+
+    @app.get("/docs/swagger", response_class=HTMLResponse, include_in_schema=False)
+    def swagger() -> HTMLResponse:
+        """Swagger UI, for browsers that can reach its CDN."""
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="Setara API")
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard(request: Request) -> HTMLResponse:
         key = _presented_key(request)
