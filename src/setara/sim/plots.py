@@ -33,17 +33,24 @@ def simulate_report(results: dict[str, Any], by_design: dict[str, list[RunResult
                 "gridlock events", "gridlocks resolved", "offsets", "unwinds"], rows)
 
     names = list(results["designs"])
-    need = [float(results["designs"][n]["liquidity_needed"]) for n in names]
+    need = [float(results["designs"][n]["liquidity_needed"]) / 1e6 for n in names]
     fig, ax = figure(9, 4)
-    ax.bar(range(len(names)), need, color="#4c78a8")
-    ax.axhline(float(results["lower_bound"]), color="#2a9d8f", ls="--", label="lower bound (net end-of-day)")
-    ax.axhline(float(results["upper_bound"]), color="#e76f51", ls="--", label="upper bound (gross, no delay)")
+    bars = ax.bar(range(len(names)), need, color="#4c78a8")
+    for bar, n in zip(bars, names, strict=True):
+        if not results["designs"][n].get("settles_whole_day", True):
+            bar.set_hatch("//")
+            bar.set_facecolor("#b0b8c8")
+            ax.annotate("does not settle\nthe whole day", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                        ha="center", va="bottom", fontsize=7)
+    ax.axhline(float(results["lower_bound"]) / 1e6, color="#2a9d8f", ls="--", label="lower bound (net end-of-day)")
+    ax.axhline(float(results["upper_bound"]) / 1e6, color="#e76f51", ls="--", label="upper bound (gross, no delay)")
     ax.set_xticks(range(len(names)), names, rotation=25, ha="right")
-    ax.set_ylabel("USD")
+    ax.set_ylabel("USD m")
     ax.set_title("Least liquidity that settles the whole day by cut-off")
     ax.legend(fontsize=8)
     page.fig(fig, "liquidity_needed per design, between the BoF-PSS2 bounds. Designs at the lower bound "
-                  "settle everything with only their end-of-day net positions funded.")
+                  "settle everything with only their end-of-day net positions funded; a hatched bar is a design "
+                  "that leaves payments unsettled even at the upper bound.")
 
     fig, ax = figure(9, 4)
     for n in names:
