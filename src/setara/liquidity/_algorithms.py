@@ -129,8 +129,21 @@ def optimise(p: Problem, lp: LpResult | None, mode: str, deadline: Deadline, sta
         if improve and (not candidates or deadline.left() > 0.5):
             st = State(p, lanes, np.ones(p.n, dtype=bool), mode)
             st.repair("fit", None)
-            _finish(st, deadline, stats, swaps=True)
+            _finish(st, deadline.sub(0.5), stats, swaps=True)
             add("all-start", st.selected())
+        if improve and p.n <= MILP_ITEMS_MAX and deadline.left() > 1.0:
+            # branch and bound with the queue constraints; its incumbent is closed and repaired
+            # in queue order like any other start, so it can only add a better candidate
+            avail = max(deadline.left() - 0.8, 0.3)
+            res = solve_milp_guarded(p, build_lanes(p, mode), max(avail - 0.7, 0.2), OPT_GAP,
+                                     kill_after_s=avail)
+            stats["milp_status"] = res.status
+            if res.selected is not None:
+                st = State(p, lanes, res.selected, mode)
+                st.close()
+                st.repair("fit", None)
+                _finish(st, deadline, stats, swaps=True)
+                add("milp", st.selected())
     if not candidates:
         st = State(p, lanes, np.ones(p.n, dtype=bool), mode)
         st.repair("fit", None)

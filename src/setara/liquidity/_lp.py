@@ -332,7 +332,12 @@ def run_forked(fn: Callable[[], T], timeout_s: float) -> T | None:
             send.close()
 
     proc = ctx.Process(target=child, daemon=True)
-    proc.start()
+    try:
+        proc.start()
+    except (AssertionError, OSError):  # e.g. called from a daemon process, or out of processes
+        send.close()
+        recv.close()
+        return fn()
     send.close()
     got: T | None = None
     if recv.poll(timeout_s):
