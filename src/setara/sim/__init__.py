@@ -10,8 +10,39 @@
 See docs/simulator.md and docs/demo.md.
 """
 
-from .day import Day, DayError, Payment, base_network, generate_day, load_csv_day, load_day, load_iso20022_day
-from .runner import Bounds, Design, RunResult, Stress, bounds_of, find_liquidity_needed, liquidity_at, run_day
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Submodules load on first use: the `setara` CLI registers `demo` and `simulate` on every start and
+# must not pay for numpy and the solvers unless it simulates.
+_LAZY = {
+    "Day": "day",
+    "DayError": "day",
+    "Payment": "day",
+    "base_network": "day",
+    "generate_day": "day",
+    "load_csv_day": "day",
+    "load_day": "day",
+    "load_iso20022_day": "day",
+    "Bounds": "runner",
+    "Design": "runner",
+    "RunResult": "runner",
+    "Stress": "runner",
+    "bounds_of": "runner",
+    "find_liquidity_needed": "runner",
+    "liquidity_at": "runner",
+    "run_day": "runner",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'setara.sim' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"setara.sim.{module}"), name)
+
 
 __all__ = [
     "Bounds",
