@@ -492,7 +492,7 @@ class Node:
 
     # ------------------------------------------------------------------ liquidity saving
     def resolve_gridlock(self, algorithm: str = "optimise", *, respect_priority: bool = False,
-                         fifo: bool = False, time_limit_s: float = 20.0,
+                         fifo: bool = False, time_limit_s: float = 20.0, compute_lp_bound: bool = True,
                          clock: Callable[[], int] = now_ms) -> dict[str, Any]:
         """Run a liquidity-saving algorithm over the RTGS queue and settle what it selects, in one
         atomic engine step. The solver runs here in the shell; the engine re-checks feasibility in
@@ -504,7 +504,7 @@ class Node:
         if not items:
             return summary
         sol = solve(available, items, algorithm, respect_priority=respect_priority, fifo=fifo,
-                    time_limit_s=time_limit_s)
+                    time_limit_s=time_limit_s, compute_lp_bound=compute_lp_bound)
         summary.update(seconds=round(sol.seconds, 4), lp_bound=sol.lp_bound)
         if sol.selected:
             self.run(SettleSet(tuple(sol.selected), algorithm, clock()))
