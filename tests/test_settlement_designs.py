@@ -133,3 +133,22 @@ def test_settle_cli_on_csv_files(tmp_path: Path) -> None:
     assert (tmp_path / "s.csv").read_text().split() == ["id", "p1", "p2", "p3"]
     bad = run_cli("settle", "--balances", str(tmp_path / "q.csv"), "--queue", str(tmp_path / "q.csv"), check=False)
     assert bad.returncode == 2 and b"Traceback" not in bad.stderr
+
+
+def test_joint_cycle_close_nets_pvp_across_currencies() -> None:
+    doc = cycles_network()
+    doc["currencies"][1]["settlement"] = "cycles"
+    doc["members"].append({"id": "FX", "bic": "FXFXIDJA", "country": "ID", "roles": ["member", "fx_provider"],
+                           "opening": {"IDR": "0", "MYR": "0"}})
+    e = engine_of(doc)
+    from setara.engine import PostRate
+
+    e.apply(PostRate("FX", "IDR", "MYR", "1", T + 10**9, T))
+    # A pays B in MYR through FX, which holds nothing; the flows come back round, so everyone nets to 0.
+    e.apply(pay("x1", "A", "B", 30_000, to="MYR"))
+    e.apply(pay("x2", "B", "FX", 30_000, ccy="MYR"))
+    e.apply(pay("x3", "FX", "A", 30_000))
+    ev = e.apply(CloseCycle("*", T))
+    assert statuses(ev) == {"x1": SETTLED, "x2": SETTLED, "x3": SETTLED}
+    assert {n["currency"] for n in notices(ev, "cycle_closed")} == {"IDR", "MYR"}
+    e.check()

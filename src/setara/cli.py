@@ -572,8 +572,10 @@ def queue_cmd(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
 
 
 @cycle_app.command("close")
-def cycle_close(currency: Annotated[str, typer.Option("--currency")], db: DbOpt = DEFAULT_DB) -> None:
-    """Close the currency's deferred-net cycle: net, unwind members who cannot cover, settle."""
+def cycle_close(currency: Annotated[str, typer.Option("--currency", help="A cycled currency, or * for all of "
+                                                     "them in one netting.")] = "*",
+                db: DbOpt = DEFAULT_DB) -> None:
+    """Close deferred-net cycles: net, unwind members who cannot cover, settle."""
     from setara.engine import CloseCycle
 
     node = _open(db, write=True)

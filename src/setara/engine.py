@@ -859,17 +859,27 @@ class Engine:
         self._out.append(Notice("member_frozen", {"member": cmd.member, "reason": cmd.reason, "held": held}))
 
     def _close_cycle(self, cmd: CloseCycle) -> None:
+        """Close one currency's cycle, or with currency "*" every cycled currency in one netting:
+        cross-currency payments then net across both currencies instead of waiting in one."""
         net = self._net()
-        cfg = net.currencies.get(cmd.currency)
-        if cfg is None or cfg.settlement != "cycles":
-            raise EngineError(f"currency {cmd.currency} does not settle in cycles")
+        if cmd.currency == "*":
+            currencies = [c for c, cfg in net.currencies.items() if cfg.settlement == "cycles"]
+            if not currencies:
+                raise EngineError("no currency settles in cycles")
+        else:
+            cfg = net.currencies.get(cmd.currency)
+            if cfg is None or cfg.settlement != "cycles":
+                raise EngineError(f"currency {cmd.currency} does not settle in cycles")
+            currencies = [cmd.currency]
         if not self.day_open:
             raise EngineError("the business day is closed")
-        pending = self.cycle_pending.get(cmd.currency, {})
-        chosen = [self.live[pid] for pid in pending]
-        number = self.cycles_closed.get(cmd.currency, 0) + 1
-        self.cycles_closed[cmd.currency] = number
-        gross = sum(leg.amount_minor for p in chosen for leg in p.legs() if leg.currency == cmd.currency)
+        chosen = [self.live[pid] for c in currencies for pid in self.cycle_pending.get(c, {})]
+        numbers = {}
+        for c in currencies:
+            numbers[c] = self.cycles_closed.get(c, 0) + 1
+            self.cycles_closed[c] = numbers[c]
+        gross = {c: sum(leg.amount_minor for p in chosen for leg in p.legs() if leg.currency == c)
+                 for c in currencies}
         unwound: list[dict[str, Any]] = []
         while chosen:
             failing = self._cycle_shortfalls(chosen)
@@ -878,33 +888,40 @@ class Engine:
             shortfall, member = max(failing)
             removed = [p for p in chosen if member in (p.debtor, p.creditor, p.provider)]
             chosen = [p for p in chosen if member not in (p.debtor, p.creditor, p.provider)]
-            unwound.append({"member": member, "shortfall_minor": shortfall,
-                            "payments": [p.id for p in removed]})
+            unwound.append({"member": member, "shortfall_minor": shortfall, "payments": [p.id for p in removed]})
             self._out.append(Notice("cycle_unwound", {
-                "currency": cmd.currency, "cycle": number, "member": member, "shortfall_minor": shortfall,
-                "carried_over": [p.id for p in removed]}))
-        needed = 0
+                "currency": cmd.currency, "cycle": numbers[currencies[0]], "member": member,
+                "shortfall_minor": shortfall, "carried_over": [p.id for p in removed]}))
+        needed = dict.fromkeys(currencies, 0)
         if chosen:
-            deltas: dict[str, int] = {}
+            deltas: dict[tuple[str, str], int] = {}
             for p in chosen:
                 for leg in p.legs():
-                    if leg.currency == cmd.currency:
-                        deltas[leg.debit] = deltas.get(leg.debit, 0) - leg.amount_minor
-                        deltas[leg.credit] = deltas.get(leg.credit, 0) + leg.amount_minor
-            needed = sum(-d for d in deltas.values() if d < 0)
+                    if leg.currency in needed:
+                        d, c = (leg.debit, leg.currency), (leg.credit, leg.currency)
+                        deltas[d] = deltas.get(d, 0) - leg.amount_minor
+                        deltas[c] = deltas.get(c, 0) + leg.amount_minor
+            for (_, c), v in deltas.items():
+                if v < 0:
+                    needed[c] -= v
             postings = self.ledger.post([(p.id, p.legs()) for p in chosen])  # covered: checked above
             for p in chosen:
-                del pending[p.id]
+                assert p.cycle is not None
+                del self.cycle_pending[p.cycle][p.id]
                 self._finish(p, cmd.time_ms)
             self._out.extend(postings)
-        settled_gross = sum(leg.amount_minor for p in chosen for leg in p.legs() if leg.currency == cmd.currency)
-        self._out.append(Notice("cycle_closed", {
-            "currency": cmd.currency, "cycle": number, "payments": len(chosen), "gross_minor": settled_gross,
-            "submitted_gross_minor": gross, "liquidity_needed_minor": needed,
-            # 1 - liquidity needed / gross value, in parts per million (no floats in the engine)
-            "netting_efficiency_ppm": (settled_gross - needed) * 1_000_000 // settled_gross if settled_gross else 0,
-            "unwound": unwound, "carried_over": len(pending),
-        }))
+        for c in currencies:
+            settled_gross = sum(leg.amount_minor for p in chosen for leg in p.legs() if leg.currency == c)
+            self._out.append(Notice("cycle_closed", {
+                "currency": c, "cycle": numbers[c], "payments": sum(1 for p in chosen if c in (p.currency,
+                                                                                           p.to_currency)),
+                "gross_minor": settled_gross, "submitted_gross_minor": gross[c],
+                "liquidity_needed_minor": needed[c],
+                # 1 - liquidity needed / gross value, in parts per million (no floats in the engine)
+                "netting_efficiency_ppm": (settled_gross - needed[c]) * 1_000_000 // settled_gross
+                if settled_gross else 0,
+                "unwound": unwound, "carried_over": len(self.cycle_pending.get(c, {})),
+            }))
         self._drain()
 
     def _cycle_shortfalls(self, chosen: Sequence[Payment]) -> list[tuple[int, str]]:
