@@ -22,6 +22,7 @@ MILP_ITEMS_MAX = 15_000  # up to this, HiGHS gets the whole problem
 # search that ends on its gap rather than the clock gives the same answer on every run
 OPT_GAP = 1e-4
 MIXED_ITEMS_MAX = 300_000  # above this, the dive alone (HiGHS cannot finish the mixed model in time)
+MIXED_GROW = True
 MIXED_SHARE = 0.85  # the mixed model is the best start from 15k to 300k payments
 MIXED_BINARIES = 4_000  # above MILP_ITEMS_MAX, the largest payments get binaries, the rest stay continuous
 
@@ -97,6 +98,13 @@ def optimise(p: Problem, lp: LpResult | None, mode: str, deadline: Deadline, sta
             return
         stats["mixed_seconds"] = round(mx.seconds, 3)
         add("mixed-milp", _polish(p, lanes, mode, mx.selected, deadline.sub(0.5), stats))
+        if MIXED_GROW and mx.status.endswith(" 0") and deadline.left() > 4.0 and binaries < p.n:
+            # solved to its gap with time to spare: twice the binaries, with what is left
+            avail2 = max(deadline.left() * 0.8, 0.3)
+            mx2 = run_forked(lambda: mixed_milp(p, 2 * binaries, avail2 * 0.75), avail2)
+            stats["mixed2_status"] = "killed at the time limit" if mx2 is None else mx2.status
+            if mx2 is not None and mx2.selected is not None:
+                add("mixed-milp-2x", _polish(p, lanes, mode, mx2.selected, deadline.sub(0.6), stats))
 
     if mode == "none" and improve and p.n <= MILP_ITEMS_MAX:
         run_dive(0.1)
