@@ -612,11 +612,31 @@ app.add_typer(lists_app, name="lists")
 app.add_typer(holds_app, name="holds")
 
 
-def _after_list_change(node: Node) -> None:
-    from setara.screening import PaymentScreening, rescreen
+def _store_lists(db: str, datas: list[object]) -> None:
+    """Record list versions (no writer lock needed), then screen members and the queue again. If
+    another process holds the writer lock (`setara serve`), it re-screens when it sees the new version."""
+    from setara.screening import PaymentScreening, rescreen, store_list
 
-    node.screening = PaymentScreening.from_store(node.store)
-    report = rescreen(node)
+    store = open_store(db)
+    try:
+        store.check_schema()
+        for data in datas:
+            v = store_list(store, data)  # type: ignore[arg-type]
+            sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
+                                           "sha256": v.checksum, "entities": v.entities}).decode() + "\n")
+    except StoreError as e:
+        _fail(str(e))
+    finally:
+        store.close()
+    try:
+        node = Node.open(db, write=True, lock_timeout_s=2.0)
+    except StoreError:
+        err.print("another process holds the writer lock (setara serve?): it re-screens members and queued "
+                  "payments when it picks up the new list version", highlight=False)
+        return
+    with node:
+        node.screening = PaymentScreening.from_store(node.store)
+        report = rescreen(node)
     err.print(f"re-screened {report['members']} members and {report['payments']} queued/held payments: "
               f"{report['frozen']} member(s) frozen, {report['held']} payment(s) put on hold", highlight=False)
 
@@ -628,7 +648,6 @@ def lists_import(file: Annotated[Path, typer.Argument(help="The list file (OFAC 
                  db: DbOpt = DEFAULT_DB) -> None:
     """Load a list version from a file."""
     from setara.compliance import SOURCES, load_list_path
-    from setara.screening import store_list
 
     if source not in SOURCES:
         _fail(f"--source must be one of {', '.join(SOURCES)}", 2)
@@ -638,12 +657,7 @@ def lists_import(file: Annotated[Path, typer.Argument(help="The list file (OFAC 
         data = load_list_path(source, file)
     except (ValueError, OSError) as e:
         _fail(f"{file}: {e}", 2)
-    node = _open(db, write=True)
-    with node:
-        v = store_list(node.store, data)
-        sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
-                                       "sha256": v.checksum, "entities": v.entities}).decode() + "\n")
-        _after_list_change(node)
+    _store_lists(db, [data])
 
 
 @lists_app.command("update")
@@ -654,22 +668,19 @@ def lists_update(source: Annotated[list[str] | None, typer.Option("--source", he
                  db: DbOpt = DEFAULT_DB) -> None:
     """Fetch lists from their official URLs (or --url) and load new versions."""
     from setara.compliance import update_list
-    from setara.screening import store_list
 
-    node = _open(db, write=True)
+    node = _open(db, write=False)
     with node:
         sources = source or sorted({s for m in node.network.members.values() for s in m.lists})
-        if url is not None and len(sources) != 1:
-            _fail("--url needs exactly one --source", 2)
-        for src in sources:
-            try:
-                data = update_list(src, url)
-            except (ValueError, OSError) as e:
-                _fail(f"{src}: {e}")
-            v = store_list(node.store, data)
-            sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
-                                           "sha256": v.checksum, "entities": v.entities}).decode() + "\n")
-        _after_list_change(node)
+    if url is not None and len(sources) != 1:
+        _fail("--url needs exactly one --source", 2)
+    datas: list[object] = []
+    for src in sources:
+        try:
+            datas.append(update_list(src, url))
+        except (ValueError, OSError) as e:
+            _fail(f"{src}: {e}")
+    _store_lists(db, datas)
 
 
 @lists_app.command("status")

@@ -898,12 +898,12 @@ class Engine:
             for p in chosen:
                 for leg in p.legs():
                     if leg.currency in needed:
-                        d, c = (leg.debit, leg.currency), (leg.credit, leg.currency)
-                        deltas[d] = deltas.get(d, 0) - leg.amount_minor
-                        deltas[c] = deltas.get(c, 0) + leg.amount_minor
-            for (_, c), v in deltas.items():
+                        da, ca = (leg.debit, leg.currency), (leg.credit, leg.currency)
+                        deltas[da] = deltas.get(da, 0) - leg.amount_minor
+                        deltas[ca] = deltas.get(ca, 0) + leg.amount_minor
+            for (_, ccy), v in deltas.items():
                 if v < 0:
-                    needed[c] -= v
+                    needed[ccy] -= v
             postings = self.ledger.post([(p.id, p.legs()) for p in chosen])  # covered: checked above
             for p in chosen:
                 assert p.cycle is not None

@@ -134,6 +134,10 @@ class Api:
         version = int(rows[0][0]) if rows else 0
         if version != self.lists_version:
             node.screening = PaymentScreening.from_store(node.store)
+            if self.lists_version:  # a new version while serving: members and queue are screened again
+                from setara.screening import rescreen
+
+                rescreen(node)
             self.lists_version = version
 
     def reader(self) -> Store:
