@@ -49,7 +49,8 @@ __all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "Se
 BATCH_LINES_DEFAULT = 2000
 BATCH_LINES_MAX = 50_000
 SNAPSHOT_MIN_COMMANDS = 50_000
-LOCK_TIMEOUT_S = 30.0
+# How long a second writer waits for the lock before refusing (SETARA_LOCK_TIMEOUT_S overrides).
+LOCK_TIMEOUT_S = float(os.environ.get("SETARA_LOCK_TIMEOUT_S", "30"))
 
 
 def queue_problem(engine: Engine) -> tuple[list[int], list[Any]]:
