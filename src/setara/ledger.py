@@ -20,6 +20,8 @@ __all__ = [
     "Ledger",
     "Leg",
     "Posting",
+    "journal_block_hash",
+    "posting_hash",
 ]
 
 Account = tuple[str, str]  # (holder id, currency)
@@ -60,15 +62,17 @@ class Posting:
     credit: str
     amount_minor: int
     rate: str
-    hash: bytes
 
-    def row(self) -> tuple[int, str, str, str, str, int, str, bytes]:
-        return (self.seq, self.payment_id, self.currency, self.debit, self.credit, self.amount_minor,
-                self.rate, self.hash)
+
+def journal_block_hash(prev: bytes, journal: bytes) -> bytes:
+    """The journal's hash chain, link by link: each block of postings chains onto the previous head.
+    (Hashing per block rather than per posting costs one digest per group commit.)"""
+    return hashlib.sha256(prev + journal).digest()
 
 
 def posting_hash(prev: bytes, seq: int, payment_id: str, currency: str, debit: str, credit: str,
                  amount_minor: int, rate: str) -> bytes:
+    """A per-posting chain for exports: each row's hash covers every posting before it."""
     body = f"{seq}|{payment_id}|{currency}|{debit}|{credit}|{amount_minor}|{rate}".encode()
     return hashlib.sha256(prev + body).digest()
 
@@ -80,7 +84,7 @@ class Ledger:
     the chain head and hands each new posting to its caller, who persists it.
     """
 
-    __slots__ = ("balances", "floors", "head", "reservations", "reserved", "seq")
+    __slots__ = ("balances", "floors", "reservations", "reserved", "seq")
 
     def __init__(self) -> None:
         self.balances: dict[Account, int] = {}
@@ -88,7 +92,6 @@ class Ledger:
         self.reserved: dict[Account, int] = {}
         self.reservations: dict[str, tuple[Account, int]] = {}
         self.seq = 0
-        self.head = GENESIS
 
     # ------------------------------------------------------------------ accounts
     def open(self, account: Account, floor_minor: int | None) -> None:
@@ -171,15 +174,12 @@ class Ledger:
             if pid in self.reservations:
                 self.void(pid)
         out: list[Posting] = []
-        seq, head = self.seq, self.head
+        seq = self.seq
         for pid, legs in batch:
             for leg in legs:
                 seq += 1
-                head = posting_hash(head, seq, pid, leg.currency, leg.debit, leg.credit,
-                                    leg.amount_minor, leg.rate)
-                out.append(Posting(seq, pid, leg.currency, leg.debit, leg.credit, leg.amount_minor,
-                                   leg.rate, head))
-        self.seq, self.head = seq, head
+                out.append(Posting(seq, pid, leg.currency, leg.debit, leg.credit, leg.amount_minor, leg.rate))
+        self.seq = seq
         return out
 
     def post_one(self, payment_id: str, currency: str, debit: str, credit: str, amount_minor: int
@@ -200,10 +200,8 @@ class Ledger:
             return None
         balances[d] -= amount_minor
         balances[c] += amount_minor
-        seq = self.seq + 1
-        head = posting_hash(self.head, seq, payment_id, currency, debit, credit, amount_minor, "")
-        self.seq, self.head = seq, head
-        return Posting(seq, payment_id, currency, debit, credit, amount_minor, "", head)
+        seq = self.seq = self.seq + 1
+        return Posting(seq, payment_id, currency, debit, credit, amount_minor, "")
 
     def can_post(self, legs: Iterable[Leg], reservation_key: str | None = None) -> bool:
         deltas: dict[Account, int] = {}
@@ -246,7 +244,6 @@ class Ledger:
             "balances": [[h, c, b, self.floors[(h, c)]] for (h, c), b in self.balances.items()],
             "reservations": [[k, a[0], a[1], amt] for k, (a, amt) in self.reservations.items()],
             "seq": self.seq,
-            "head": self.head.hex(),
         }
 
     @staticmethod
@@ -259,5 +256,4 @@ class Ledger:
             led.reservations[k] = ((h, c), amt)
             led.reserved[(h, c)] = led.reserved.get((h, c), 0) + amt
         led.seq = state["seq"]
-        led.head = bytes.fromhex(state["head"])
         return led

@@ -38,7 +38,7 @@ from setara.instructions import (
     fingerprint,
 )
 from setara.intake import ParsedLine, parallel_parse, parse_lines, prepare
-from setara.ledger import InvariantViolation, Posting
+from setara.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
 from setara.network import Network
 from setara.projection import project
 from setara.store import Block, Store, StoreError, block_hash, open_store
@@ -139,12 +139,12 @@ class _Builder:
 class Node:
     """One network's engine over its store."""
 
-    def __init__(self, store: Store, engine: Engine, party_key: bytes, head: tuple[int, int, bytes],
+    def __init__(self, store: Store, engine: Engine, party_key: bytes, head: tuple[int, int, bytes, bytes],
                  snapshot_block: int, writable: bool) -> None:
         self.store = store
         self.engine = engine
         self.party_key = party_key
-        self.block_seq, self.cmd_count, self.block_hash = head
+        self.block_seq, self.cmd_count, self.block_hash, self.journal_head = head
         self.snapshot_block = snapshot_block
         self.snapshot_cmds = engine.applied if snapshot_block else 0
         self.writable = writable
@@ -190,7 +190,7 @@ class Node:
             cm.__exit__(None, None, None)
             store.close()
             raise
-        node = cls(store, Engine(), key, (0, 0, bytes(32)), 0, True)
+        node = cls(store, Engine(), key, (0, 0, GENESIS, GENESIS), 0, True)
         node._writer_cm = cm
         node.execute([Init(network.to_config(), time_ms)])
         return node
@@ -201,7 +201,7 @@ class Node:
         if key_hex is None:
             raise StoreError("the store has no party key; it is damaged")
         snap = store.latest_snapshot()
-        prev_hash = bytes(32)
+        prev_hash = journal_head = GENESIS
         after = 0
         cmds = 0
         if snap is not None:
@@ -212,22 +212,23 @@ class Node:
             at = store.block_hash_at(after)
             if at is None:
                 raise StoreError("the snapshot refers to a block that is missing")
-            prev_hash = at[0]
+            prev_hash, journal_head = at
             cmds = engine.applied
         else:
             engine = Engine()
         seq = after
         for b in store.iter_blocks(after):
             if b.seq != seq + 1 or b.first_cmd != cmds + 1 or \
-                    block_hash(prev_hash, b.seq, b.first_cmd, b.n_cmds, b.log) != b.hash:
+                    block_hash(prev_hash, b.seq, b.first_cmd, b.n_cmds, b.log) != b.hash or \
+                    journal_block_hash(journal_head, b.journal) != b.journal_head:
                 raise StoreError(f"block {b.seq} breaks the hash chain; run `setara verify`")
             try:
                 for kind, body in orjson.loads(b.log):
                     engine.apply(command_from_dict(kind, body))
             except (EngineError, TypeError, KeyError, ValueError) as e:
                 raise StoreError(f"block {b.seq} does not replay: {e}") from None
-            seq, prev_hash, cmds = b.seq, b.hash, cmds + b.n_cmds
-        return cls(store, engine, bytes.fromhex(key_hex), (seq, cmds, prev_hash), after, writable)
+            seq, prev_hash, journal_head, cmds = b.seq, b.hash, b.journal_head, cmds + b.n_cmds
+        return cls(store, engine, bytes.fromhex(key_hex), (seq, cmds, prev_hash, journal_head), after, writable)
 
     def close(self) -> None:
         try:
@@ -333,9 +334,11 @@ class Node:
         first = self.cmd_count + 1
         log = orjson.dumps(b.cmds)
         h = block_hash(self.block_hash, seq, first, len(b.cmds), log)
+        journal = orjson.dumps(b.postings)
+        jhead = journal_block_hash(self.journal_head, journal)
         block = Block(
             seq=seq, first_cmd=first, n_cmds=len(b.cmds), time_ms=b.time_ms, log=log, hash=h,
-            journal=orjson.dumps(b.postings), journal_head=self.engine.ledger.head,
+            journal=journal, journal_head=jhead,
             events=orjson.dumps({"status": b.status, "notices": b.notices}),
             intake=orjson.dumps({"payments": b.payments_private, "rejections": b.rejections}),
         )
@@ -347,7 +350,7 @@ class Node:
         if cmds_after - self.snapshot_cmds >= max(SNAPSHOT_MIN_COMMANDS, self.snapshot_cmds // 2):
             snapshot = self._snapshot_tuple(seq)
             self.snapshot_block, self.snapshot_cmds = seq, cmds_after
-        self.block_seq, self.cmd_count, self.block_hash = seq, cmds_after, h
+        self.block_seq, self.cmd_count, self.block_hash, self.journal_head = seq, cmds_after, h, jhead
         return (block, balances, snapshot)
 
     def _write(self, sealed: _Sealed) -> None:
