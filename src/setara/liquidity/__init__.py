@@ -4,7 +4,8 @@ its floor. Pure and stateless: the engine (and `setara settle`) pass balances an
     solve(available, items, algorithm="optimise") -> Solution
 
 Algorithms (see docs/liquidity.md):
-    optimise        maximise settled value: LP-guided rounding, repair, greedy fill, 1-for-1 swaps
+    optimise        maximise settled value: LP dive, HiGHS (whole or mixed model), local search
+    heuristic       the optimiser without branch and bound or clock cut-offs: fully deterministic
     lp-round        the optimiser's LP rounding + repair alone (for comparison)
     milp            HiGHS branch and bound with a time limit (exact when it finishes; benchmarking)
     all-or-nothing  T2 algorithm 1: the whole queue or nothing
@@ -27,7 +28,9 @@ from ._model import Item, Problem, Solution, build_problem, is_feasible
 
 __all__ = ["ALGORITHMS", "Item", "Solution", "is_feasible", "solve", "solve_problem"]
 
-ALGORITHMS: tuple[str, ...] = ("optimise", "lp-round", "milp", "all-or-nothing", "partial", "bilateral", "fifo")
+ALGORITHMS: tuple[str, ...] = (
+    "optimise", "heuristic", "lp-round", "milp", "all-or-nothing", "partial", "bilateral", "fifo",
+)
 TIME_LIMIT_S_MAX = 3600.0
 
 
@@ -50,8 +53,9 @@ def solve(
     (priority, order). partial, fifo and all-or-nothing obey both rules by construction.
 
     time_limit_s bounds the whole call (the LP gets part of it; a repair to feasibility always
-    finishes even when the deadline has passed). The result is deterministic, except for "milp" when
-    HiGHS stops on its time limit.
+    finishes even when the deadline has passed). Results are deterministic except where HiGHS branch
+    and bound or a search stops on the clock ("milp"; "optimise" on queues where HiGHS runs to its
+    limit); "heuristic" never looks at the clock, for callers that replay (the engine).
     """
     t0 = time.perf_counter()
     if algorithm not in ALGORITHMS:

@@ -27,14 +27,15 @@ MIXED_SHARE = 0.85  # the mixed model is the best start from 15k to 300k payment
 MIXED_BINARIES = 4_000  # above MILP_ITEMS_MAX, the largest payments get binaries, the rest stay continuous
 
 
-def _finish(st: State, deadline: Deadline, stats: Stats, *, swaps: bool) -> None:
+def _finish(st: State, deadline: Deadline, stats: Stats, *, swaps: bool,
+            rounds_max: int = _IMPROVE_ROUNDS_MAX, inserts_max: int | None = None) -> None:
     """Local search: greedy fill, then rounds of 1-for-1 swaps, fill, and (unconstrained only)
     insert-and-repair moves, until a round finds nothing or time runs out."""
     added = st.add_pass(deadline)
     rounds = 0
     swapped = 0
     inserted = 0
-    while swaps and rounds < _IMPROVE_ROUNDS_MAX and not deadline.passed():
+    while swaps and rounds < rounds_max and not deadline.passed():
         rounds += 1
         n_sw, _ = st.swap_pass(deadline)
         swapped += n_sw
@@ -44,7 +45,7 @@ def _finish(st: State, deadline: Deadline, stats: Stats, *, swaps: bool) -> None
         if st.lanes_mode == "none" and not deadline.passed():
             unsel = np.flatnonzero(~st.selected())
             # most valuable first; ties by index keep it deterministic
-            cand = unsel[np.argsort(-st.p.value[unsel], kind="stable")].tolist()
+            cand = unsel[np.argsort(-st.p.value[unsel], kind="stable")][:inserts_max].tolist()
             gain = st.insert_pass(deadline, cand)
             inserted += gain
             more += st.add_pass(deadline)
@@ -162,6 +163,33 @@ def optimise(p: Problem, lp: LpResult | None, mode: str, deadline: Deadline, sta
     return best[2], bound
 
 
+HEURISTIC_INSERTS_MAX = 20_000
+_NO_CLOCK_S = 1e9  # "heuristic" runs on work limits only; the clock never cuts it short
+
+
+def heuristic(p: Problem, mode: str, stats: Stats) -> tuple[BoolArray, float | None]:
+    """The optimiser without HiGHS branch and bound and without any time-based cut-off: the LP
+    dive (unconstrained) or the drop-from-the-tails start (ordering rules), then local search to
+    convergence. Same input, same output on any machine and load: for the replayed engine."""
+    lanes = build_lanes(p, mode)
+    never = Deadline(_NO_CLOCK_S)
+    bound: float | None = None
+    if mode == "none":
+        dv = dive(p, _NO_CLOCK_S)
+        stats["dive_rounds"] = dv.rounds
+        stats["dive_status"] = dv.status
+        bound = dv.bound
+        start = dv.selected if dv.selected is not None else np.ones(p.n, dtype=bool)
+        st = State(p, lanes, start, mode)
+    else:
+        st = State(p, lanes, np.ones(p.n, dtype=bool), mode)
+    st.close()
+    st.repair("fit", None)
+    # work limits instead of a clock: two rounds, insert moves for the 20k most valuable
+    _finish(st, never, stats, swaps=True, rounds_max=2, inserts_max=HEURISTIC_INSERTS_MAX)
+    return st.selected(), bound
+
+
 def all_or_nothing(p: Problem) -> BoolArray:
     sel = np.ones(p.n, dtype=bool)
     return sel if p.feasible(sel) else np.zeros(p.n, dtype=bool)
@@ -263,7 +291,8 @@ def run(p: Problem, algorithm: str, *, respect_priority: bool, fifo: bool, time_
         return np.zeros(0, dtype=bool), 0.0, stats
     lp: LpResult | None = None
     needs_lp = algorithm in ("optimise", "lp-round")
-    dive_gives_bound = algorithm == "optimise" and mode == "none" and p.n > MIXED_ITEMS_MAX
+    dive_gives_bound = mode == "none" and (
+        (algorithm == "optimise" and p.n > MIXED_ITEMS_MAX) or algorithm == "heuristic")
     if (needs_lp or compute_lp_bound) and not dive_gives_bound:
         # the optimiser leans on the LP; other algorithms only report it, with less of the budget
         share = 0.5 if needs_lp else 0.3
@@ -274,6 +303,8 @@ def run(p: Problem, algorithm: str, *, respect_priority: bool, fifo: bool, time_
     bound = lp.bound if lp is not None else None
     if algorithm == "optimise":
         sel, bound = optimise(p, lp, mode, deadline, stats)
+    elif algorithm == "heuristic":
+        sel, bound = heuristic(p, mode, stats)
     elif algorithm == "lp-round":
         sel, _ = optimise(p, lp, mode, deadline, stats, improve=False)
     elif algorithm == "milp":
