@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from setara.instructions import (
     Instruction,
     Rejection,
@@ -107,13 +109,14 @@ def _worker(conn: Connection, path: str | None, prefix: bytes, net: Network, key
         if prefix:
             lines = _chain_first(prefix, lines)
         for part in parse_lines(lines, net, key, chunk, screening, clock):
-            conn.send(part)
-        conn.send(None)
+            # JSON rather than pickle: several times cheaper to decode on the engine's side.
+            conn.send_bytes(orjson.dumps(part))
+        conn.send_bytes(b"null")
     except BrokenPipeError:  # the engine process went away; nothing to do
         pass
     except BaseException as e:  # report, never hang the reader
         with contextlib.suppress(BrokenPipeError, OSError):
-            conn.send(("error", f"{type(e).__name__}: {e}"))
+            conn.send_bytes(orjson.dumps({"error": f"{type(e).__name__}: {e}"}))
     finally:
         conn.close()
 
@@ -142,13 +145,13 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
     try:
         while True:
             try:
-                msg = recv.recv()
+                msg = orjson.loads(recv.recv_bytes())
             except EOFError:
                 raise RuntimeError("the intake worker stopped unexpectedly") from None
             if msg is None:
                 break
-            if isinstance(msg, tuple) and msg and msg[0] == "error":
-                raise RuntimeError(f"intake worker: {msg[1]}")
+            if isinstance(msg, dict):
+                raise RuntimeError(f"intake worker: {msg.get('error')}")
             yield msg
     finally:
         recv.close()
