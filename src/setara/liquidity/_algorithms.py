@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._dive import dive, mixed_milp
-from ._lp import Lanes, LpResult, build_lanes, lane_mode, lp_relaxation, run_forked, solve_milp, solve_milp_guarded
+from ._lp import Lanes, LpResult, build_lanes, lane_mode, lp_relaxation, run_forked, solve_milp_guarded
 from ._model import BoolArray, Problem
 from ._search import Deadline, State
 
@@ -260,7 +260,10 @@ def enforce(p: Problem, sel: BoolArray, mode: str, deadline: Deadline) -> BoolAr
 
 def milp(p: Problem, mode: str, deadline: Deadline, stats: Stats) -> BoolArray:
     lanes = build_lanes(p, mode) if mode != "none" else None
-    res = solve_milp(p, lanes, max(deadline.left(), 0.1))
+    limit = max(deadline.left(), 0.1)
+    # in a child: HiGHS prints diagnostics on fd 1 (which carries the command's data) and can
+    # overrun its limit by minutes on big models; half the limit again (at least 5 s) is allowed
+    res = solve_milp_guarded(p, lanes, limit, kill_after_s=limit + max(5.0, 0.5 * limit))
     stats["milp_status"] = res.status
     stats["milp_dual_bound"] = res.dual_bound
     stats["milp_seconds"] = round(res.seconds, 3)
