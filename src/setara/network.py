@@ -476,7 +476,7 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
     return _build(name, currencies, members, accounts, countries, _parse_lsm(doc))
 
 
-LSM_PERIODIC = ("optimise", "lp-round", "all-or-nothing", "partial", "bilateral", "none")
+LSM_PERIODIC = ("optimise", "heuristic", "lp-round", "all-or-nothing", "partial", "bilateral", "none")
 
 
 def _parse_lsm(doc: Mapping[str, Any]) -> LiquiditySaving:
