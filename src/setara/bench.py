@@ -26,16 +26,27 @@ from setara.network import example_toml, load_network
 MEMBERS = ["BANK_ID1", "BANK_ID2", "BANK_ID3", "BANK_MY1", "BANK_TH1", "FX_MERDEKA", "FX_STRAITS"]
 
 
-def write_payments(path: Path, n: int, seed: int = 1) -> list[tuple[str, str, str, int]]:
-    """Same-currency IDR payments small enough to settle at once."""
+_FIRST = ["Budi", "Siti", "Ahmad", "Nur", "Somchai", "Malee", "Wei", "Mei", "Jose", "Maria", "Arjun", "Priya"]
+_LAST = ["Santoso", "Wijaya", "Rahman", "Tan", "Lim", "Srisuk", "Chen", "Reyes", "Kumar", "Nguyen", "Ong"]
+_FORMS = ["PT", "Sdn Bhd", "Co Ltd", "Trading", "Exports", "Logistics"]
+
+
+def write_payments(path: Path, n: int, seed: int = 1, parties: bool = False) -> list[tuple[str, str, str, int]]:
+    """Same-currency IDR payments small enough to settle at once; with `parties`, debtor and creditor
+    names drawn from a pool of trading companies (counterparties repeat, as in real trade)."""
     rng = random.Random(seed)
+    pool = [f"{rng.choice(_FIRST)} {rng.choice(_LAST)} {rng.choice(_FORMS)}" for _ in range(3000)]
     rows = []
     with path.open("w") as f:
         for i in range(n):
             d, c = rng.sample(MEMBERS, 2)
             minor = rng.randint(100, 10_000_000)
-            f.write(json.dumps({"id": f"b{i}", "debtor": d, "creditor": c, "currency": "IDR",
-                                "amount": f"{minor // 100}.{minor % 100:02d}"}) + "\n")
+            rec = {"id": f"b{i}", "debtor": d, "creditor": c, "currency": "IDR",
+                   "amount": f"{minor // 100}.{minor % 100:02d}"}
+            if parties:
+                rec["debtor_name"] = rng.choice(pool)
+                rec["creditor_name"] = rng.choice(pool)
+            f.write(json.dumps(rec) + "\n")
             rows.append((f"b{i}", d, c, minor))
     return rows
 
@@ -65,13 +76,18 @@ def baseline_sqlite(path: Path, transfers: list[tuple[str, str, str, int]]) -> f
     return len(transfers) / secs
 
 
-def setara_submit(workdir: Path, src: Path, n: int, db_url: str | None = None) -> dict[str, Any]:
-    """Init the example network and time `setara submit` end to end in a child process."""
+def setara_submit(workdir: Path, src: Path, n: int, db_url: str | None = None,
+                  un_list: Path | None = None) -> dict[str, Any]:
+    """Init the example network (loading the UN list if given) and time `setara submit` end to end
+    in a child process."""
     net = workdir / "network.toml"
     net.write_text(example_toml())
     db = db_url or str(workdir / "setara.db")
     exe = [sys.executable, "-m", "setara.cli"]
     subprocess.run([*exe, "init", "--network", str(net), "--db", db], check=True, capture_output=True)
+    if un_list is not None:
+        subprocess.run([*exe, "lists", "import", "--source", "un-xml", str(un_list), "--db", db], check=True,
+                       capture_output=True)
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
     with open(os.devnull, "wb") as sink:
@@ -83,7 +99,26 @@ def setara_submit(workdir: Path, src: Path, n: int, db_url: str | None = None) -
     return {"per_s": n / secs, "seconds": secs, "peak_rss_mb": max(peak_kib, before) / 1024}
 
 
-def run(n: int = 200_000, memory_n: int = 0, out: Any = sys.stdout) -> dict[str, Any]:
+def screening_cost(n: int, un_list: Path, out: Any = sys.stdout) -> dict[str, Any]:
+    """Payments naming their parties, submitted without and with the UN list in force."""
+    with tempfile.TemporaryDirectory(prefix="setara-bench-scr-") as tmp:
+        work = Path(tmp)
+        src = work / "payments.jsonl"
+        write_payments(src, n, seed=3, parties=True)
+        (work / "a").mkdir()
+        (work / "b").mkdir()
+        off = setara_submit(work / "a", src, n)
+        on = setara_submit(work / "b", src, n, un_list=un_list)
+    ratio = on["per_s"] / off["per_s"]
+    print(f"screening, {n:,} payments naming debtor and creditor (3,000 recurring companies):", file=out)
+    print(f"  no list loaded            : {off['per_s']:>10,.0f} instructions/s", file=out)
+    print(f"  UN list, every name screened: {on['per_s']:>8,.0f} instructions/s ({ratio:.2f} of the above)",
+          file=out)
+    return {"screening_n": n, "screening_off_per_s": round(off["per_s"]), "screening_on_per_s": round(on["per_s"]),
+            "screening_ratio": round(ratio, 2)}
+
+
+def run(n: int = 200_000, memory_n: int = 0, out: Any = sys.stdout, un_list: Path | None = None) -> dict[str, Any]:
     load_network(example_toml())  # fail early if the example is broken
     results: dict[str, Any] = {"n": n}
     with tempfile.TemporaryDirectory(prefix="setara-bench-") as tmp:
@@ -109,6 +144,8 @@ def run(n: int = 200_000, memory_n: int = 0, out: Any = sys.stdout) -> dict[str,
                            memory_run_per_s=round(mem["per_s"]))
             print(f"streaming {memory_n:,} instructions: peak RSS {mem['peak_rss_mb']:.0f} MB, "
                   f"{mem['per_s']:,.0f} instructions/s", file=out)
+    if un_list is not None:
+        results.update(screening_cost(min(n, 100_000), un_list, out))
     return results
 
 
@@ -118,9 +155,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=200_000, help="payments in the throughput run")
     ap.add_argument("--memory", type=int, default=0, help="also stream this many and report peak RSS")
+    ap.add_argument("--un-list", type=Path, help="UN list XML: also measure the cost of screening")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = ap.parse_args(argv)
-    res = run(args.n, args.memory)
+    res = run(args.n, args.memory, un_list=args.un_list)
     if args.json:
         print(json.dumps(res))
 

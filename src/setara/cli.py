@@ -855,11 +855,14 @@ def db_copy(source: Annotated[str, typer.Option("--from", help="The store to cop
 @app.command("bench")
 def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit throughput run.")] = 200_000,
           memory: Annotated[int, typer.Option("--memory", help="Also stream this many, report peak RSS.")] = 0,
+          un_list: Annotated[Path | None, typer.Option("--un-list", help="UN list XML: also measure screening "
+                                                       "cost.")] = None,
           ) -> None:
-    """The benchmark suite: durable submit throughput against a hand-written SQLite loop."""
+    """The benchmark suite: durable submit throughput against a hand-written SQLite loop, memory,
+    and the cost of screening."""
     from setara import bench as bench_mod
 
-    res = bench_mod.run(n, memory, out=sys.stderr)
+    res = bench_mod.run(n, memory, out=sys.stderr, un_list=un_list)
     sys.stdout.write(orjson.dumps(res).decode() + "\n")
 
 
