@@ -119,3 +119,14 @@ def test_lists_update_fetches_from_a_url(tmp_path: Path, list_server: str) -> No
     assert rec["source"] == "un-xml" and rec["entities"] > 500
     status = [json.loads(x) for x in run_cli("lists", "status", "--db", str(db)).stdout.splitlines()]
     assert status[0]["sha256"] == rec["sha256"]
+
+
+def test_a_designated_member_is_frozen_when_it_joins(screened_db: Path, tmp_path: Path) -> None:
+    change = tmp_path / "change.toml"
+    change.write_text('[[add_member]]\nid = "BANK_X"\nname = "Mutassim Qadhafi"\nbic = "XBNKSGSG"\n'
+                      'country = "SG"\nopening = { IDR = "10.00" }\n')
+    proc = run_cli("network", "apply", str(change), "--db", str(screened_db))
+    assert b"1 frozen" in proc.stderr
+    acks = submit(screened_db, tmp_path, {"id": "f1", "debtor": "BANK_ID1", "creditor": "BANK_X",
+                                          "currency": "IDR", "amount": "1.00"})
+    assert acks[0].startswith("f1 REJECTED RR04")

@@ -132,6 +132,12 @@ def network_apply(change: Annotated[Path, typer.Argument(help="Change TOML: [[ad
         _run(node, ChangeNetworkCmd(body, now_ms()))
         err.print(f"applied: {len(body['add_members'])} member(s) added, "
                   f"{len(body['credit_lines'])} credit line(s) changed")
+        if body["add_members"] and getattr(node.screening, "loaded", False):
+            # New members are screened when they join (a designated one is frozen at once).
+            from setara.screening import rescreen
+
+            report = rescreen(node)
+            err.print(f"screened the members: {report['frozen']} frozen", highlight=False)
 
 
 def _read_text(path: Path) -> str:
