@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -1129,10 +1129,3 @@ def _round_half_even(x: Fraction) -> int:
     """Documented FX rounding rule: the credited amount is amount x rate rounded to the target
     currency's minor unit, halves to even (error at most half a minor unit, no bias)."""
     return round(x)
-
-
-def replay(commands: Iterable[Command]) -> Engine:
-    e = Engine()
-    for cmd in commands:
-        e.apply(cmd)
-    return e

@@ -8,7 +8,7 @@ so every posting conserves money by construction; `check` proves it for the whol
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,23 +202,6 @@ class Ledger:
         balances[c] += amount_minor
         seq = self.seq = self.seq + 1
         return Posting(seq, payment_id, currency, debit, credit, amount_minor, "")
-
-    def can_post(self, legs: Iterable[Leg], reservation_key: str | None = None) -> bool:
-        deltas: dict[Account, int] = {}
-        for leg in legs:
-            d = (leg.debit, leg.currency)
-            deltas[d] = deltas.get(d, 0) - leg.amount_minor
-            c = (leg.credit, leg.currency)
-            deltas[c] = deltas.get(c, 0) + leg.amount_minor
-        res = self.reservations.get(reservation_key) if reservation_key else None
-        for acct, delta in deltas.items():
-            if delta < 0:
-                room = self.available(acct)
-                if res is not None and res[0] == acct:
-                    room += res[1]
-                if room + delta < 0:
-                    return False
-        return True
 
     # ------------------------------------------------------------------ invariants
     def check(self) -> None:
