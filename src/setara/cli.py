@@ -459,22 +459,27 @@ def verify(db: DbOpt = DEFAULT_DB) -> None:
 # ====================================================================== FX
 
 
+def _post_rate(provider: str, pair: str, rate: str, seconds: int, option: str, db: str, *, quote: bool) -> str:
+    base, _, quote_ccy = pair.partition("/")
+    if not base or not quote_ccy:
+        _fail("--pair must look like IDR/MYR", 2)
+    if seconds <= 0:
+        _fail(f"{option} must be positive", 2)
+    node = _open(db, write=True)
+    with node:
+        t = now_ms()
+        qid = f"Q-{uuid.uuid4()}" if quote else None
+        _run(node, PostRate(provider, base, quote_ccy, rate, t + seconds * 1000, t, qid))
+    return qid or f"{provider} {base}/{quote_ccy} {rate}"
+
+
 @fx_app.command("rate")
 def fx_rate(provider: Annotated[str, typer.Option("--provider")], pair: Annotated[str, typer.Option("--pair")],
             rate: Annotated[str, typer.Option("--rate")],
             expires_in: Annotated[int, typer.Option("--expires-in", help="Seconds (default 24 h).")] = 86400,
             db: DbOpt = DEFAULT_DB) -> None:
     """An FX provider posts a rate: units of the second currency per unit of the first."""
-    base, _, quote = pair.partition("/")
-    if not base or not quote:
-        _fail("--pair must look like IDR/MYR", 2)
-    if expires_in <= 0:
-        _fail("--expires-in must be positive", 2)
-    node = _open(db, write=True)
-    with node:
-        t = now_ms()
-        _run(node, PostRate(provider, base, quote, rate, t + expires_in * 1000, t))
-        sys.stdout.write(f"{provider} {base}/{quote} {rate}\n")
+    sys.stdout.write(_post_rate(provider, pair, rate, expires_in, "--expires-in", db, quote=False) + "\n")
 
 
 @fx_app.command("quote")
@@ -483,17 +488,7 @@ def fx_quote(provider: Annotated[str, typer.Option("--provider")], pair: Annotat
              valid_for: Annotated[int, typer.Option("--valid-for", help="Seconds the quote is locked.")] = 60,
              db: DbOpt = DEFAULT_DB) -> None:
     """Lock a rate for N seconds; prints the quote id an instruction may carry (`quote_id`)."""
-    base, _, quote = pair.partition("/")
-    if not base or not quote:
-        _fail("--pair must look like IDR/MYR", 2)
-    if valid_for <= 0:
-        _fail("--valid-for must be positive", 2)
-    node = _open(db, write=True)
-    with node:
-        t = now_ms()
-        qid = f"Q-{uuid.uuid4()}"
-        _run(node, PostRate(provider, base, quote, rate, t + valid_for * 1000, t, qid))
-        sys.stdout.write(qid + "\n")
+    sys.stdout.write(_post_rate(provider, pair, rate, valid_for, "--valid-for", db, quote=True) + "\n")
 
 
 @fx_app.command("rates")

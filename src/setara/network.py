@@ -188,29 +188,8 @@ class Network:
                 }
                 for c in self.currencies.values()
             ],
-            "members": [
-                {
-                    "id": m.id,
-                    "bic": m.bic,
-                    "country": m.country,
-                    "name": m.name,
-                    "lei": m.lei,
-                    "roles": list(m.roles),
-                    "lists": list(m.lists),
-                    "suspended": m.suspended,
-                }
-                for m in self.members.values()
-            ],
-            "accounts": [
-                {
-                    "member": a.member,
-                    "currency": a.currency,
-                    "opening_minor": a.opening_minor,
-                    "credit_line_minor": a.credit_line_minor,
-                    "net_debit_cap_minor": a.net_debit_cap_minor,
-                }
-                for a in self.accounts.values()
-            ],
+            "members": [_member_cfg(m) for m in self.members.values()],
+            "accounts": [_account_cfg(a) for a in self.accounts.values()],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
             "liquidity_saving": self.lsm.to_config(),
         }
