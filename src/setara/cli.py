@@ -20,6 +20,7 @@ from typing import Annotated, NoReturn
 import orjson
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from setara.engine import Cancel as CancelCmd
 from setara.engine import ChangeNetwork as ChangeNetworkCmd
@@ -243,7 +244,6 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
     out = sys.stdout
     counts: dict[str, int] = {}
     started = time.perf_counter()
-    show = err.is_terminal
     with node:
         try:
             if first.lstrip().startswith(b"<"):
@@ -259,19 +259,28 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
                     for name, doc in result.replies:
                         (replies / name).write_bytes(doc)
             else:
-                for acks in node.submit_file(None if file == "-" else file, prefix=first if file == "-" else b"",
-                                             source=file, batch_lines=batch):
-                    out.write("".join(a.text() + "\n" for a in acks))
-                    out.flush()
-                    for a in acks:
-                        counts[a.status] = counts.get(a.status, 0) + 1
-                    if show:
-                        err.print(f"\r{sum(counts.values())} lines", end="")
+                size = os.path.getsize(file) if file != "-" and os.path.isfile(file) else None
+                with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(),
+                              TextColumn("instructions"), TimeElapsedColumn(), console=err,
+                              disable=not err.is_terminal) as progress:
+                    # The total is estimated from the file size and refined as lines come back.
+                    task = progress.add_task("submit", total=None)
+                    done = 0
+                    for acks in node.submit_file(None if file == "-" else file,
+                                                 prefix=first if file == "-" else b"", source=file, batch_lines=batch):
+                        out.write("".join(a.text() + "\n" for a in acks))
+                        out.flush()
+                        for a in acks:
+                            counts[a.status] = counts.get(a.status, 0) + 1
+                        done += len(acks)
+                        estimate = size // max(1, len(first)) if size else None
+                        progress.update(task, completed=done,
+                                        total=max(done, estimate) if estimate else None)
         except (SetaraError, StoreError) as e:
             _fail(str(e))
     secs = time.perf_counter() - started
     total = sum(counts.values())
-    err.print(("\n" if show else "") + f"{total} instructions in {secs:.2f} s: "
+    err.print(f"{total} instructions in {secs:.2f} s: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), highlight=False)
 
 
