@@ -130,3 +130,13 @@ def test_a_designated_member_is_frozen_when_it_joins(screened_db: Path, tmp_path
     acks = submit(screened_db, tmp_path, {"id": "f1", "debtor": "BANK_ID1", "creditor": "BANK_X",
                                           "currency": "IDR", "amount": "1.00"})
     assert acks[0].startswith("f1 REJECTED RR04")
+
+
+def test_country_measures_apply_without_any_list(tmp_path: Path) -> None:
+    net = tmp_path / "network.toml"
+    net.write_bytes(run_cli("network", "example").stdout)
+    db = tmp_path / "s.db"
+    run_cli("init", "--network", str(net), "--db", str(db))
+    acks = submit(db, tmp_path, pay("k1", creditor_name="Acme Trading", creditor_country="KP"),
+                  pay("k2", creditor_name="Acme Trading"))
+    assert acks[0].startswith("k1 REJECTED RR04") and acks[1] == "k2 SETTLED"

@@ -66,15 +66,15 @@ def _open(db: str, *, write: bool) -> Node:
         node = Node.open(db, write=write)
     except StoreError as e:
         _fail(str(e))
-    rows = node.store.execute("SELECT COUNT(*) FROM list_versions")
-    if not rows or not rows[0][0]:
-        err.print("[yellow]warning:[/yellow] no sanctions list is loaded: screening finds no hit "
-                  "(load one with `setara lists import`)", highlight=False)
-    elif write:
-        # Imported only when lists exist: the matcher brings ICU, rapidfuzz and numpy with it.
-        from setara.screening import PaymentScreening
+    from setara.screening import PaymentScreening
 
-        node.screening = PaymentScreening.from_store(node.store)
+    # Cheap without lists: the matcher (ICU, rapidfuzz, numpy) loads only when a name is screened.
+    screening = PaymentScreening.from_store(node.store)
+    if not screening.loaded:
+        err.print("[yellow]warning:[/yellow] no sanctions list is loaded: screening finds no hit "
+                  "(load one with `setara lists import`); country measures still apply", highlight=False)
+    if write:
+        node.screening = screening
     return node
 
 

@@ -18,20 +18,15 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from setara.compliance import (
-    BLOCK_THRESHOLD,
-    REVIEW_THRESHOLD,
-    ListData,
-    Match,
-    Screener,
-    country_rule_hit,
-)
 from setara.instructions import Instruction
 from setara.network import Network
 from setara.service import ScreeningDecision
 from setara.store import Store
+
+if TYPE_CHECKING:
+    from setara.compliance import ListData, Match, Screener
 
 __all__ = ["ListVersion", "PaymentScreening", "latest_lists", "list_status", "store_list"]
 
@@ -73,6 +68,8 @@ def list_status(store: Store) -> list[ListVersion]:
 
 
 def latest_lists(store: Store) -> dict[str, tuple[int, ListData]]:
+    from setara.compliance.lists import ListData
+
     out: dict[str, tuple[int, ListData]] = {}
     for v in list_status(store):
         blob = store.execute("SELECT data FROM list_versions WHERE n = ?", (v.version,))[0][0]
@@ -84,10 +81,12 @@ class PaymentScreening:
     """Screens instructions for the service; one Screener per combination of lists in force."""
 
     def __init__(self, lists: dict[str, tuple[int, ListData]],
-                 review_threshold: float = REVIEW_THRESHOLD, block_threshold: float = BLOCK_THRESHOLD) -> None:
+                 review_threshold: float | None = None, block_threshold: float | None = None) -> None:
+        from setara.compliance.matcher import BLOCK_THRESHOLD, REVIEW_THRESHOLD
+
         self.lists = lists
-        self.review_threshold = review_threshold
-        self.block_threshold = block_threshold
+        self.review_threshold = REVIEW_THRESHOLD if review_threshold is None else review_threshold
+        self.block_threshold = BLOCK_THRESHOLD if block_threshold is None else block_threshold
         self._screeners: dict[tuple[str, ...], Screener] = {}
 
     @classmethod
@@ -104,6 +103,8 @@ class PaymentScreening:
             return None
         sc = self._screeners.get(key)
         if sc is None:
+            from setara.compliance.matcher import Screener
+
             if len(self._screeners) >= SCREENERS_CACHED_MAX:
                 self._screeners.pop(next(iter(self._screeners)))
             sc = Screener([self.lists[s][1] for s in key], review_threshold=self.review_threshold,
@@ -135,6 +136,8 @@ class PaymentScreening:
             countries = [c for c in (p.get("debtor_country"), p.get("creditor_country")) if c]
             countries += [c for c in p.get("debtor_bic_countries", ()) if c]
             address = " | ".join(x for x in (p.get("debtor_address"), p.get("creditor_address")) if x) or None
+            from setara.compliance.countries import country_rule_hit
+
             why = country_rule_hit(countries, address, bics, network.comprehensive_sanction_countries)
             if why is not None:
                 return ScreeningDecision("block", f"country-rule: {why}"[:200], (
@@ -185,6 +188,7 @@ def _country_for(field: str, p: dict[str, Any]) -> str | None:
 def rescreen(node: Any) -> dict[str, int]:
     """After a list changes: screen members (designated ones are frozen) and every queued payment
     again (hits go on hold). Held payments stay held for the officer to decide."""
+    from setara.compliance.countries import country_rule_hit
     from setara.engine import QUEUED, Freeze, Hold
     from setara.service import now_ms
 

@@ -3,26 +3,41 @@
 The public API is what this module exports; the submodules are implementation.
 """
 
-from setara.compliance.countries import COMPREHENSIVE_UN_COUNTRIES, country_code, country_rule_hit
-from setara.compliance.lists import (
-    OFFICIAL_URLS,
-    SOURCES,
-    Entity,
-    ListData,
-    fetch_list,
-    load_list,
-    load_list_path,
-    update_list,
-)
-from setara.compliance.matcher import (
-    BLOCK_THRESHOLD,
-    REVIEW_THRESHOLD,
-    Match,
-    Screener,
-    run_screen,
-    score_names,
-)
-from setara.compliance.normalize import normalize_name
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Submodules load on first use: the settlement path needs the country rule long before (and often
+# without) the matcher, which brings ICU, rapidfuzz and numpy.
+_LAZY = {
+    "COMPREHENSIVE_UN_COUNTRIES": "countries",
+    "country_code": "countries",
+    "country_rule_hit": "countries",
+    "OFFICIAL_URLS": "lists",
+    "SOURCES": "lists",
+    "Entity": "lists",
+    "ListData": "lists",
+    "fetch_list": "lists",
+    "load_list": "lists",
+    "load_list_path": "lists",
+    "update_list": "lists",
+    "BLOCK_THRESHOLD": "matcher",
+    "REVIEW_THRESHOLD": "matcher",
+    "Match": "matcher",
+    "Screener": "matcher",
+    "run_screen": "matcher",
+    "score_names": "matcher",
+    "normalize_name": "normalize",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'setara.compliance' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"setara.compliance.{module}"), name)
+
 
 __all__ = [
     "BLOCK_THRESHOLD",
