@@ -82,12 +82,22 @@ class PaymentScreening:
 
     def __init__(self, lists: dict[str, tuple[int, ListData]],
                  review_threshold: float | None = None, block_threshold: float | None = None) -> None:
-        from setara.compliance.matcher import BLOCK_THRESHOLD, REVIEW_THRESHOLD
-
         self.lists = lists
-        self.review_threshold = REVIEW_THRESHOLD if review_threshold is None else review_threshold
-        self.block_threshold = BLOCK_THRESHOLD if block_threshold is None else block_threshold
+        self._thresholds = (review_threshold, block_threshold)
         self._screeners: dict[tuple[str, ...], Screener] = {}
+
+    @property
+    def review_threshold(self) -> float:
+        # The matcher (and its defaults) load only when a name is actually screened.
+        from setara.compliance.matcher import REVIEW_THRESHOLD
+
+        return REVIEW_THRESHOLD if self._thresholds[0] is None else self._thresholds[0]
+
+    @property
+    def block_threshold(self) -> float:
+        from setara.compliance.matcher import BLOCK_THRESHOLD
+
+        return BLOCK_THRESHOLD if self._thresholds[1] is None else self._thresholds[1]
 
     @classmethod
     def from_store(cls, store: Store) -> PaymentScreening:
