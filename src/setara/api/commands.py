@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
             _fail(str(e))
         if not api.state.api.screening_loaded:
             sys.stderr.write("warning: no sanctions list is loaded: screening finds no hit "
-                             "(stop the server and load one with `setara lists import`)\n")
+                             "(load one with `setara lists import`; the server picks it up)\n")
         _tune_gc()
         sys.stderr.write(f"setara: serving {db} on http://{host}:{port} (dashboard /, OpenAPI /docs)\n")
         try:
