@@ -5,8 +5,7 @@ The public API is what this module exports; the submodules are implementation.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from setara._lazy import lazy_getattr
 
 # Submodules load on first use: the settlement path needs the country rule long before (and often
 # without) the matcher, which brings ICU, rapidfuzz and numpy.
@@ -32,11 +31,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'setara.compliance' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"setara.compliance.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

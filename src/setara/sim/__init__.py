@@ -12,8 +12,7 @@ See docs/simulator.md and docs/demo.md.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from setara._lazy import lazy_getattr
 
 # Submodules load on first use: the `setara` CLI registers `demo` and `simulate` on every start and
 # must not pay for numpy and the solvers unless it simulates.
@@ -37,11 +36,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'setara.sim' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"setara.sim.{module}"), name)
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 __all__ = [

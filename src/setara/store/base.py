@@ -32,6 +32,30 @@ PAYMENT_COLUMNS = (
 )
 
 
+def payments_query(member: str | None, status: str | None, after_id: str | None, limit: int | None,
+                   placeholder: str) -> tuple[str, list[Any]]:
+    """The payments read model's one query, for both backends (they differ only in placeholder):
+    a member's payments (as debtor or creditor), by status, paged by id, else in block order."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if member is not None:
+        clauses.append(f"(debtor = {placeholder} OR creditor = {placeholder})")
+        params += [member, member]
+    if status is not None:
+        clauses.append(f"status = {placeholder}")
+        params.append(status)
+    if after_id is not None:
+        clauses.append(f"id > {placeholder}")
+        params.append(after_id)
+    sql = f"SELECT {', '.join(PAYMENT_COLUMNS)} FROM payments"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    sql += " ORDER BY id" if (after_id is not None or limit is not None) else " ORDER BY block, rowid"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
+    return sql, params
+
+
 class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, wrong schema, moved under us)."""
 
@@ -167,8 +191,9 @@ class Store(ABC):
     def latest_snapshot(self) -> tuple[int, bytes, str] | None:
         """(block seq, state, sha256 of state)."""
 
-    @abstractmethod
-    def projected_upto(self) -> int: ...
+    def projected_upto(self) -> int:
+        v = self.meta("projected_upto")
+        return int(v) if v else 0
 
     @abstractmethod
     def iter_payments(self, *, member: str | None = None, status: str | None = None,

@@ -44,6 +44,7 @@ from setara.store.base import (
     Projection,
     Store,
     StoreError,
+    payments_query,
 )
 
 __all__ = ["MIGRATIONS", "PostgresStore", "split_url"]
@@ -553,30 +554,10 @@ class PostgresStore(Store):
         row = self._one("SELECT block, state, state_hash FROM snapshots ORDER BY block DESC LIMIT 1")
         return None if row is None else (int(row[0]), _as_bytes(row[1]), str(row[2]))
 
-    def projected_upto(self) -> int:
-        v = self.meta("projected_upto")
-        return int(v) if v else 0
-
     def iter_payments(self, *, member: str | None = None, status: str | None = None,
                       after_id: str | None = None, limit: int | None = None) -> Iterator[PaymentRow]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if member is not None:
-            clauses.append("(debtor = %s OR creditor = %s)")
-            params += [member, member]
-        if status is not None:
-            clauses.append("status = %s")
-            params.append(status)
-        if after_id is not None:
-            clauses.append("id > %s")
-            params.append(after_id)
-        query = f"SELECT {_COLS} FROM payments"
-        if clauses:
-            query += " WHERE " + " AND ".join(clauses)
         # payments.id is COLLATE "C": byte order, as SQLite compares text, whatever the database's.
-        query += " ORDER BY id" if (after_id is not None or limit is not None) else " ORDER BY block, rowid"
-        if limit is not None:
-            query += f" LIMIT {int(limit)}"
+        query, params = payments_query(member, status, after_id, limit, "%s")
         if limit is not None and limit <= _PAYMENTS_PER_FETCH:
             for r in self._all(query, params):
                 yield PaymentRow(*r)

@@ -19,6 +19,7 @@ from setara.store.base import (
     Projection,
     Store,
     StoreError,
+    payments_query,
 )
 
 # MIGRATIONS[i] takes the schema from version i to i+1 (index 0 creates version 1).
@@ -222,29 +223,9 @@ class SqliteStore(Store):
             "SELECT block, state, state_hash FROM snapshots ORDER BY block DESC LIMIT 1").fetchone()
         return None if row is None else (int(row[0]), _as_bytes(row[1]), str(row[2]))
 
-    def projected_upto(self) -> int:
-        v = self.meta("projected_upto")
-        return int(v) if v else 0
-
     def iter_payments(self, *, member: str | None = None, status: str | None = None,
                       after_id: str | None = None, limit: int | None = None) -> Iterator[PaymentRow]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if member is not None:
-            clauses.append("(debtor = ? OR creditor = ?)")
-            params += [member, member]
-        if status is not None:
-            clauses.append("status = ?")
-            params.append(status)
-        if after_id is not None:
-            clauses.append("id > ?")
-            params.append(after_id)
-        sql = f"SELECT {', '.join(PAYMENT_COLUMNS)} FROM payments"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id" if (after_id is not None or limit is not None) else " ORDER BY block, rowid"
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
+        sql, params = payments_query(member, status, after_id, limit, "?")
         cur = self._db.execute(sql, params)
         while rows := cur.fetchmany(4096):
             for r in rows:
