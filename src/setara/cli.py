@@ -34,7 +34,7 @@ from setara.engine import (
 )
 from setara.money import AmountError, format_amount, parse_amount
 from setara.network import NetworkError, example_toml, load_network, parse_network_change
-from setara.service import Node, SetaraError, now_ms
+from setara.service import Node, SetaraError, now_ms, tune_gc
 from setara.store import StoreError, open_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -241,6 +241,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
     lines = _input_lines(file)
     first = next(lines, b"")
     node = _open(db, write=True)
+    tune_gc()
     out = sys.stdout
     counts: dict[str, int] = {}
     started = time.perf_counter()

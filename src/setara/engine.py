@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from typing import Any
@@ -43,6 +43,7 @@ __all__ = [
     "QUEUED",
     "REJECTED",
     "SETTLED",
+    "SUBMIT_FIELDS",
     "CloseCycle",
     "Command",
     "Engine",
@@ -52,8 +53,11 @@ __all__ = [
     "Notice",
     "Payment",
     "StatusEvent",
+    "column",
     "command_from_dict",
     "command_kind",
+    "log_commands",
+    "submits_rows",
 ]
 
 SETTLED, QUEUED, HELD, REJECTED, CANCELLED = "SETTLED", "QUEUED", "HELD", "REJECTED", "CANCELLED"
@@ -231,6 +235,43 @@ def command_from_dict(kind: str, data: dict[str, Any] | list[Any]) -> Command:
     return cmd
 
 
+SUBMIT_FIELDS = ("id", "debtor", "creditor", "currency", "amount_minor", "priority", "fingerprint",
+                 "parties_digest", "screening", "screening_ref", "time_ms", "to_currency", "quote_id", "uetr")
+SUBMITS_MAX = 50_000
+
+
+def column(value: Any, start: int, end: int) -> Sequence[Any]:
+    """Rows start..end of one field of a batch of submissions: a batch stores a field either as a
+    list, one value per payment, or as one value that every payment shares."""
+    return value[start:end] if isinstance(value, list) else [value] * (end - start)
+
+
+def submits_rows(batch: dict[str, Any]) -> list[list[Any]]:
+    """The Submit rows (see Submit.as_row) of a logged batch `["submits", {field: column}]`. One
+    such log entry stands for as many commands as it has rows."""
+    try:
+        n = len(batch["id"])
+        if not isinstance(batch["id"], list) or n > SUBMITS_MAX:
+            raise EngineError("a batch of submissions needs a list of at most "
+                              f"{SUBMITS_MAX} ids")
+        cols = [column(batch[f], 0, n) for f in SUBMIT_FIELDS]
+    except (KeyError, TypeError) as e:
+        raise EngineError(f"a batch of submissions is malformed ({e})") from None
+    if any(len(c) != n for c in cols):
+        raise EngineError("a batch of submissions has columns of different lengths")
+    return [list(r) for r in zip(*cols, strict=True)]
+
+
+def log_commands(entries: Iterable[Sequence[Any]]) -> Iterator[tuple[int, Command]]:
+    """The commands of a block's log, with the index of the entry each came from."""
+    for n, (kind, body) in enumerate(entries):
+        if kind == "submits":
+            for row in submits_rows(body):
+                yield n, Submit(*row)
+        else:
+            yield n, command_from_dict(kind, body)
+
+
 # ====================================================================== events
 
 
@@ -344,6 +385,7 @@ class Engine:
         self._out: list[Event] = []
         self._now = 0
         self._work: deque[tuple[str, str]] = deque()
+        self._fast: dict[tuple[str, str, str], int] = {}
 
     # ------------------------------------------------------------------ queries
     def status(self, pid: str) -> str | None:
@@ -394,7 +436,15 @@ class Engine:
         self._now = cmd.time_ms
         if isinstance(cmd, Submit):
             self._submit(cmd)
-        elif isinstance(cmd, Fund):
+        else:
+            # Any other command may change what `_fast_limit` depends on.
+            self._fast.clear()
+            self._apply_other(cmd)
+        self.applied += 1
+        return self._out
+
+    def _apply_other(self, cmd: Command) -> None:
+        if isinstance(cmd, Fund):
             self._fund(cmd)
         elif isinstance(cmd, Cancel):
             self._cancel(cmd)
@@ -422,8 +472,6 @@ class Engine:
             self._init(cmd)
         else:  # pragma: no cover - the Command union is closed
             raise EngineError(f"unknown command {cmd!r}")
-        self.applied += 1
-        return self._out
 
     # ------------------------------------------------------------------ network
     def _init(self, cmd: Init) -> None:
@@ -531,50 +579,116 @@ class Engine:
         self.reasons[pid] = [code, reason]
         self._out.append(StatusEvent(pid, status, code, reason, time_ms))
 
-    def _submit(self, cmd: Submit) -> None:
-        # The most frequent command: written for speed (locals, one lookup per fact).
+    def _static_refusal(self, debtor: str, creditor: str, currency: str) -> tuple[str, str] | None:
+        """Why a payment between these members in this currency is refused whatever its amount,
+        or None. Depends only on state that Submit never changes (membership, suspension,
+        freezes, accounts), which is what lets `settle_run` cache it between other commands."""
         net = self.network
         if net is None:
             raise EngineError("the network is not initialised (run `setara init`)")
+        members = net.members
+        d = members.get(debtor)
+        if d is None:
+            return ("RC01", f"debtor {debtor} is not a member")
+        c = members.get(creditor)
+        if c is None:
+            return ("RC01", f"creditor {creditor} is not a member")
+        if debtor == creditor:
+            return ("AG01", "debtor and creditor are the same member")
+        if d.suspended:
+            return ("AG01", f"debtor {debtor} is suspended")
+        if c.suspended:
+            return ("AG01", f"creditor {creditor} is suspended")
+        frozen = self.frozen
+        if frozen and (debtor in frozen or creditor in frozen):
+            who = debtor if debtor in frozen else creditor
+            return ("RR04", f"regulatory: assets of {who} are frozen ({frozen[who]})")
+        if currency not in net.currencies:
+            return ("AM03", f"currency {currency} is not in the network")
+        if (debtor, currency) not in self.ledger.balances:
+            return ("AC01", f"debtor {debtor} has no {currency} account")
+        return None
+
+    def _amount_limit(self, currency: str) -> int:
+        ccy = self._net().currencies[currency]
+        return ccy.max_amount_minor if ccy.max_amount_minor is not None else self.supply(currency)
+
+    def _fast_limit(self, debtor: str, creditor: str, currency: str) -> int:
+        """The largest amount a same-currency payment of this pair may settle at once by the fast
+        rule, or -1 where the pair never qualifies (refused, or settled in cycles, or the day is
+        closed). Cached until the next command that is not a Submit."""
+        key = (debtor, creditor, currency)
+        limit = -1
+        if self._static_refusal(debtor, creditor, currency) is None and self.day_open \
+                and self._net().currencies[currency].settlement == "rtgs" \
+                and (creditor, currency) in self.ledger.balances:
+            limit = self._amount_limit(currency)
+        self._fast[key] = limit
+        return limit
+
+    def settle_run(self, batch: dict[str, Any], start: int) -> int:
+        """The common case in bulk: from row `start` of a batch of submissions (see `submits_rows`),
+        settle the longest run of payments that each settle at once and release no queued payment,
+        without building commands or events. Returns the run's length; 0 when row `start` is not
+        that case and nothing changed (then apply it as a Submit).
+
+        Settling a run here and applying its rows one by one through `apply` give the same state;
+        verify replays every logged batch through `apply` and compares.
+        """
+        if batch["screening"] != "clear" or batch["to_currency"] is not None:
+            return 0
+        ids, debtors, creditors = batch["id"], batch["debtor"], batch["creditor"]
+        end = len(ids)
+        currencies = column(batch["currency"], start, end)
+        priorities = column(batch["priority"], start, end)
+        fast, final, live = self._fast, self.final, self.live
+        queues, pvp = self.queues, self.pvp_waiting
+        # No command of a run queues anything, so whether any queue is in play holds for all of it.
+        watched = any(queues.values()) or any(pvp.values())
+        move = self.ledger.move
+        k = 0
+        for pid, debtor, creditor, currency, amount, priority, fp in zip(
+                ids[start:], debtors[start:], creditors[start:], currencies, batch["amount_minor"][start:],
+                priorities, batch["fingerprint"][start:], strict=True):
+            limit = fast.get((debtor, creditor, currency))
+            if limit is None:
+                limit = self._fast_limit(debtor, creditor, currency)
+            if not 0 < amount <= limit or pid in final or pid in live:
+                break
+            credit = (creditor, currency)
+            if watched:
+                q = queues.get((debtor, currency))
+                if (q and q.blocks(priority)) or queues.get(credit) or pvp.get(credit):
+                    break  # it waits, or its liquidity releases queued payments: the full path
+            if not move((debtor, currency), credit, amount):
+                break
+            final[pid] = fp << 2  # | SETTLED (0)
+            k += 1
+        self.applied += k
+        return k
+
+    def _submit(self, cmd: Submit) -> None:
+        net = self._net()
         pid, debtor, creditor, currency = cmd.id, cmd.debtor, cmd.creditor, cmd.currency
         if pid in self.final or pid in self.live:
             # The shell answers duplicates before logging; a replayed log never repeats an id.
             raise EngineError(f"payment {pid} already exists")
-        members = net.members
-        d = members.get(debtor)
-        if d is None:
-            return self._reject(cmd, "RC01", f"debtor {debtor} is not a member")
-        c = members.get(creditor)
-        if c is None:
-            return self._reject(cmd, "RC01", f"creditor {creditor} is not a member")
-        if debtor == creditor:
-            return self._reject(cmd, "AG01", "debtor and creditor are the same member")
-        if d.suspended:
-            return self._reject(cmd, "AG01", f"debtor {debtor} is suspended")
-        if c.suspended:
-            return self._reject(cmd, "AG01", f"creditor {creditor} is suspended")
-        frozen = self.frozen
-        if frozen and (debtor in frozen or creditor in frozen):
-            who = debtor if debtor in frozen else creditor
-            return self._reject(cmd, "RR04", f"regulatory: assets of {who} are frozen ({frozen[who]})")
-        ccy = net.currencies.get(currency)
-        if ccy is None:
-            return self._reject(cmd, "AM03", f"currency {currency} is not in the network")
+        why = self._static_refusal(debtor, creditor, currency)
+        if why is not None:
+            return self._reject(cmd, *why)
+        ccy = net.currencies[currency]
         balances = self.ledger.balances
-        if (debtor, currency) not in balances:
-            return self._reject(cmd, "AC01", f"debtor {debtor} has no {currency} account")
         amount = cmd.amount_minor
         if amount <= 0:
             return self._reject(cmd, "AM12", "amount must be greater than zero")
-        limit = ccy.max_amount_minor if ccy.max_amount_minor is not None else -balances[(ccy.agent, currency)]
-        if amount > limit:
+        if amount > self._amount_limit(currency):
             return self._reject(cmd, "AM12", f"amount exceeds the {currency} maximum")
         to_currency = cmd.to_currency
         if (creditor, to_currency or currency) not in balances:
             return self._reject(cmd, "AC01", f"creditor {creditor} has no {to_currency or currency} account")
         screening = cmd.screening
         if to_currency is None and screening == "clear" and self.day_open and ccy.settlement == "rtgs":
-            # Fast path, the common case: a same-currency payment that settles at once.
+            # Settles at once unless a queue of the debtor's comes first or liquidity is short.
             q = self.queues.get((debtor, currency))
             if not q or not q.blocks(cmd.priority):
                 posting = self.ledger.post_one(pid, currency, debtor, creditor, amount)

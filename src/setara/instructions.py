@@ -24,6 +24,7 @@ __all__ = [
     "fingerprint",
     "parse_json_instruction",
     "parse_json_line",
+    "parse_plain",
     "parties_digest",
 ]
 
@@ -114,9 +115,8 @@ def parse_json_instruction(obj: dict[str, Any], network: Network) -> Instruction
     pid = obj.get("id")
     if type(pid) is not str or not _ID_RE.match(pid):
         raise Rejection("FF01", "field id must be 1-64 printable characters without spaces")
-    unknown = obj.keys() - INSTRUCTION_FIELDS
-    if unknown:
-        raise Rejection("FF01", f"unknown field {sorted(unknown)[0]}", pid)
+    if not obj.keys() <= INSTRUCTION_FIELDS:
+        raise Rejection("FF01", f"unknown field {sorted(obj.keys() - INSTRUCTION_FIELDS)[0]}", pid)
     debtor = obj.get("debtor")
     creditor = obj.get("creditor")
     currency = obj.get("currency")
@@ -208,6 +208,38 @@ def fingerprint(ins: Instruction) -> int:
                          ins.to_currency, ins.uetr, ins.end_to_end_id, ins.parties],
                         option=orjson.OPT_SORT_KEYS)
     return int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big") >> 4
+
+
+_PLAIN_KEYS = frozenset({"id", "debtor", "creditor", "currency", "amount"})
+_blake2b = hashlib.blake2b
+
+
+def parse_plain(obj: dict[str, Any], network: Network) -> tuple[str, str, str, str, int, int, int] | None:
+    """The common instruction, fast: exactly the five required fields, all valid. Returns what
+    `parse_json_instruction` and `fingerprint` would give for it, as (id, debtor, creditor,
+    currency, amount_minor, priority, fingerprint); None for anything else, valid or not, which
+    `parse_json_instruction` then judges."""
+    if len(obj) != 5 or obj.keys() != _PLAIN_KEYS:
+        return None
+    pid, debtor, creditor, currency, raw = obj["id"], obj["debtor"], obj["creditor"], obj["currency"], obj["amount"]
+    if type(pid) is not str or type(debtor) is not str or type(creditor) is not str \
+            or type(currency) is not str or type(raw) is not str or debtor == creditor \
+            or not _ID_RE.match(pid):
+        return None
+    members = network.members
+    ccy = network.currencies.get(currency)
+    if ccy is None or debtor not in members or creditor not in members:
+        return None
+    try:
+        amount = parse_amount(raw, ccy.currency.minor_units)
+    except AmountError:
+        return None
+    if amount <= 0:
+        return None
+    # The same bytes `fingerprint` hashes for an instruction with nothing but these fields.
+    body = orjson.dumps([debtor, creditor, currency, amount, 1, None, None, None, {}])
+    return (pid, debtor, creditor, currency, amount, 1,
+            int.from_bytes(_blake2b(body, digest_size=8).digest(), "big") >> 4)
 
 
 def parties_digest(ins: Instruction, key: bytes) -> str:

@@ -196,12 +196,20 @@ class Ledger:
                 return self.post([(payment_id, [Leg(currency, debit, credit, amount_minor)])])[0]
             except InsufficientFunds:
                 return None
-        if balances[d] - amount_minor < self.floors[d] + self.reserved.get(d, 0):
-            return None
-        balances[d] -= amount_minor
-        balances[c] += amount_minor
+        seq = self.move(d, c, amount_minor)
+        return Posting(seq, payment_id, currency, debit, credit, amount_minor, "") if seq else None
+
+    def move(self, debit: Account, credit: Account, amount_minor: int) -> int:
+        """Move an amount between two existing accounts of one currency, for a payment that holds
+        no reservation; returns the posting's sequence number, or 0 (nothing changed) when the
+        debit account cannot cover it."""
+        balances = self.balances
+        if balances[debit] - amount_minor < self.floors[debit] + self.reserved.get(debit, 0):
+            return 0
+        balances[debit] -= amount_minor
+        balances[credit] += amount_minor
         seq = self.seq = self.seq + 1
-        return Posting(seq, payment_id, currency, debit, credit, amount_minor, "")
+        return seq
 
     # ------------------------------------------------------------------ invariants
     def check(self) -> None:

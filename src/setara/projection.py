@@ -12,12 +12,24 @@ from typing import Any
 
 import orjson
 
-from setara.engine import Submit, command_from_dict
+from setara.engine import SETTLED, Submit, column, log_commands
 from setara.store import PaymentRow, Projection, Store
 
-__all__ = ["project"]
+__all__ = ["project", "status_rows"]
 
 PROJECT_PAYMENTS_PER_TX = 50_000
+
+
+def status_rows(log: list[Any], events: dict[str, Any]) -> list[list[Any]]:
+    """A block's status events: those stored, and those of its batches of submissions, which are
+    logged only for payments that settled on arrival and so carry no stored status."""
+    rows: list[list[Any]] = events["status"]
+    for kind, body in log:
+        if kind == "submits":
+            ids = body["id"]
+            rows = rows + [[pid, SETTLED, None, None, t, None, None, None]
+                           for pid, t in zip(ids, column(body["time_ms"], 0, len(ids)), strict=True)]
+    return rows
 
 
 def project(store: Store) -> int:
@@ -33,11 +45,9 @@ def project(store: Store) -> int:
             events = orjson.loads(b.events)
             intake = orjson.loads(b.intake) if b.intake else {"payments": {}}
             private = intake.get("payments", {})
-            for kind, body in cmds:
-                if kind != "submit":
+            for _, c in log_commands(cmds):
+                if not isinstance(c, Submit):
                     continue
-                c = command_from_dict(kind, body)
-                assert isinstance(c, Submit)
                 priv = private.get(c.id)
                 pending[c.id] = PaymentRow(
                     c.id, c.debtor, c.creditor, c.currency, c.amount_minor, c.to_currency,
@@ -46,7 +56,7 @@ def project(store: Store) -> int:
                     priv[0] if priv else None, priv[1] if priv else None,
                     orjson.dumps(priv[2]) if priv and priv[2] else None,
                 )
-            for pid, status, code, reason, t, credit, provider, rate in events["status"]:
+            for pid, status, code, reason, t, credit, provider, rate in status_rows(cmds, events):
                 row = pending.get(pid)
                 if row is not None:
                     row.status, row.reason_code, row.reason, row.updated_ms = status, code, reason, t

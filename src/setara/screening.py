@@ -68,10 +68,10 @@ def list_status(store: Store) -> list[ListVersion]:
 
 
 def latest_lists(store: Store) -> dict[str, tuple[int, ListData]]:
-    from setara.compliance.lists import ListData
-
     out: dict[str, tuple[int, ListData]] = {}
     for v in list_status(store):
+        from setara.compliance.lists import ListData  # only when a list is loaded: it pulls in ICU
+
         blob = store.execute("SELECT data FROM list_versions WHERE n = ?", (v.version,))[0][0]
         out[v.source] = (v.version, ListData.from_bytes(bytes(blob)))
     return out

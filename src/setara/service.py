@@ -7,6 +7,7 @@ rows and everything derived from the events before anyone is told the outcome.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 import time
@@ -23,6 +24,7 @@ from setara.engine import (
     QUEUED,
     REJECTED,
     SETTLED,
+    SUBMIT_FIELDS,
     Command,
     Engine,
     EngineError,
@@ -31,21 +33,22 @@ from setara.engine import (
     SettleSet,
     StatusEvent,
     Submit,
-    command_from_dict,
+    column,
     command_kind,
+    log_commands,
 )
 from setara.instructions import (
     Instruction,
     fingerprint,
 )
-from setara.intake import ParsedLine, parallel_parse, parse_lines, prepare
+from setara.intake import Segment, parallel_parse, parse_lines, prepare
 from setara.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
 from setara.network import Network
 from setara.projection import project
 from setara.store import Block, Store, StoreError, block_hash, open_store
 
 __all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "SetaraError", "now_ms",
-           "queue_problem"]
+           "queue_problem", "tune_gc"]
 
 BATCH_LINES_DEFAULT = 2000
 BATCH_LINES_MAX = 50_000
@@ -83,6 +86,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def tune_gc() -> None:
+    """Keep the cyclic collector out of bulk work and request latency.
+
+    Everything loaded so far (the engine, the libraries) is long-lived: freezing it takes it out of
+    every later collection, and a larger first-generation threshold makes collections rarer (a
+    submit allocates a few short-lived lists per instruction, and each default collection pass
+    would cost more than the instruction). Objects are still freed by reference counting as usual;
+    only cyclic garbage waits longer.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1000)
+
+
 @dataclass(frozen=True, slots=True)
 class ScreeningDecision:
     decision: str  # clear | review | block
@@ -91,6 +108,11 @@ class ScreeningDecision:
 
 
 class Screening(Protocol):
+    """Decides on an instruction before the engine sees it. Names are what is screened: an
+    instruction without party data gets one decision whatever its id, members and amount (the
+    members themselves are screened when they join and on every list change), which the intake
+    relies on to decide once for a whole chunk of such instructions."""
+
     def decide(self, ins: Instruction, network: Network) -> ScreeningDecision: ...
 
 
@@ -116,16 +138,19 @@ class Ack:
         return f"{head} {self.status}"
 
 
-_Sealed = tuple[Block, list[tuple[str, str, int, int]], "tuple[int, bytes, str] | None"]
+# A sealed block, the balances it changed, and the engine's state after it (uncompressed) when a
+# snapshot is due.
+_Sealed = tuple[Block, list[tuple[str, str, int, int]], "tuple[int, bytes] | None"]
 
 
 class _Builder:
     """What one block collects before its group commit."""
 
-    __slots__ = ("cmds", "notices", "payments_private", "postings", "rejections", "status", "time_ms")
+    __slots__ = ("cmds", "n_cmds", "notices", "payments_private", "postings", "rejections", "status", "time_ms")
 
     def __init__(self) -> None:
-        self.cmds: list[list[Any]] = []
+        self.cmds: list[list[Any]] = []  # log entries; a batch of submissions is one entry
+        self.n_cmds = 0
         self.postings: list[list[Any]] = []
         self.status: list[list[Any]] = []
         self.notices: list[list[Any]] = []
@@ -135,6 +160,13 @@ class _Builder:
 
     def __bool__(self) -> bool:
         return bool(self.cmds or self.rejections)
+
+
+def _packed_snapshot(block_seq: int, state: bytes) -> tuple[int, bytes, str]:
+    # Compressed: a million final payments make ~27 MB of JSON; storing it whole would hold that
+    # twice more (the driver copies what it binds) at the moment memory is highest.
+    packed = zlib.compress(state, 1)
+    return (block_seq, packed, hashlib.sha256(packed).hexdigest())
 
 
 class Node:
@@ -224,8 +256,8 @@ class Node:
                     journal_block_hash(journal_head, b.journal) != b.journal_head:
                 raise StoreError(f"block {b.seq} breaks the hash chain; run `setara verify`")
             try:
-                for kind, body in orjson.loads(b.log):
-                    engine.apply(command_from_dict(kind, body))
+                for _, cmd in log_commands(orjson.loads(b.log)):
+                    engine.apply(cmd)
             except (EngineError, TypeError, KeyError, ValueError) as e:
                 raise StoreError(f"block {b.seq} does not replay: {e}") from None
             seq, prev_hash, journal_head, cmds = b.seq, b.hash, b.journal_head, cmds + b.n_cmds
@@ -272,6 +304,7 @@ class Node:
             b.cmds.append(["submit", row if row is not None else cmd.as_row()])  # type: ignore[union-attr]
         else:
             b.cmds.append([command_kind(cmd), cmd])
+        b.n_cmds += 1
         b.time_ms = cmd.time_ms
         touched = self._touched
         postings, status = b.postings, b.status
@@ -334,11 +367,11 @@ class Node:
         seq = self.block_seq + 1
         first = self.cmd_count + 1
         log = orjson.dumps(b.cmds)
-        h = block_hash(self.block_hash, seq, first, len(b.cmds), log)
+        h = block_hash(self.block_hash, seq, first, b.n_cmds, log)
         journal = orjson.dumps(b.postings)
         jhead = journal_block_hash(self.journal_head, journal)
         block = Block(
-            seq=seq, first_cmd=first, n_cmds=len(b.cmds), time_ms=b.time_ms, log=log, hash=h,
+            seq=seq, first_cmd=first, n_cmds=b.n_cmds, time_ms=b.time_ms, log=log, hash=h,
             journal=journal, journal_head=jhead,
             events=orjson.dumps({"status": b.status, "notices": b.notices}),
             intake=orjson.dumps({"payments": b.payments_private, "rejections": b.rejections}),
@@ -346,34 +379,30 @@ class Node:
         led = self.engine.ledger
         balances = [(m, c, led.balances[(m, c)], led.available((m, c))) for m, c in self._touched]
         self._touched = set()
-        cmds_after = self.cmd_count + len(b.cmds)
+        cmds_after = self.cmd_count + b.n_cmds
         snapshot = None
         if cmds_after - self.snapshot_cmds >= max(SNAPSHOT_MIN_COMMANDS, self.snapshot_cmds // 2):
-            snapshot = self._snapshot_tuple(seq)
+            snapshot = (seq, self.engine.state_bytes())
             self.snapshot_block, self.snapshot_cmds = seq, cmds_after
         self.block_seq, self.cmd_count, self.block_hash, self.journal_head = seq, cmds_after, h, jhead
         return (block, balances, snapshot)
 
     def _write(self, sealed: _Sealed) -> None:
+        block, balances, state = sealed
         try:
-            self.store.append(*sealed)
+            # Compressed here, on the commit thread, off the engine's path.
+            self.store.append(block, balances, None if state is None else _packed_snapshot(*state))
         except StoreError:
             raise
         except Exception as e:  # the engine is now ahead of the store: this process must stop
             raise SetaraError(f"storage failure, nothing acknowledged: {e}") from e
-
-    def _snapshot_tuple(self, block_seq: int) -> tuple[int, bytes, str]:
-        # Compressed: a million final payments make ~27 MB of JSON; storing it whole would hold that
-        # twice more (the driver copies what it binds) at the moment memory is highest.
-        state = zlib.compress(self.engine.state_bytes(), 1)
-        return (block_seq, state, hashlib.sha256(state).hexdigest())
 
     def snapshot(self) -> None:
         if self.block_seq == 0:
             return
         led = self.engine.ledger
         balances = [(m, c, b, led.available((m, c))) for (m, c), b in led.balances.items()]
-        self.store.write_snapshot(self._snapshot_tuple(self.block_seq), balances)
+        self.store.write_snapshot(_packed_snapshot(self.block_seq, self.engine.state_bytes()), balances)
         self.snapshot_block, self.snapshot_cmds = self.block_seq, self.cmd_count
 
     def execute(self, cmds: Iterable[Command]) -> list[list[Any]]:
@@ -455,7 +484,7 @@ class Node:
         chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines, self.screening, clock)
         return self.submit_parsed(chunks, source=source, clock=clock)
 
-    def submit_parsed(self, chunks: Iterable[list[ParsedLine]], *, source: str = "-",
+    def submit_parsed(self, chunks: Iterable[list[Segment]], *, source: str = "-",
                       clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
         """Parsed lines in, one list of acks per chunk once its block is durable.
 
@@ -468,14 +497,7 @@ class Node:
             inflight: tuple[Future[None], list[Ack]] | None = None
             for chunk in chunks:
                 b = self.begin()
-                acks: list[Ack] = []
-                for line_no, row, private, audits, rej in chunk:
-                    if row is None:
-                        assert rej is not None
-                        b.rejections.append([clock(), source, line_no, rej[2], rej[0], rej[1]])
-                        acks.append(Ack(rej[2], line_no, REJECTED, rej[0], rej[1]))
-                    else:
-                        acks.append(self.submit_row(b, row, private, audits, line_no, source))
+                acks = self._stage_chunk(b, chunk, source, clock)
                 sealed = self._seal(b)
                 if inflight is not None:
                     inflight[0].result()
@@ -488,6 +510,55 @@ class Node:
             if inflight is not None:
                 inflight[0].result()
                 yield inflight[1]
+
+    def _stage_chunk(self, b: _Builder, chunk: list[Segment], source: str,
+                     clock: Callable[[], int]) -> list[Ack]:
+        """Stage a chunk of parsed input in block `b`, in input order."""
+        acks: list[Ack] = []
+        ack = acks.append
+        for seg in chunk:
+            if seg[0] == "batch":
+                self._stage_batch(b, seg[1], seg[2], source, acks)
+                continue
+            for line_no, row, private, audits, rej in seg[1]:
+                if row is None:
+                    assert rej is not None
+                    b.rejections.append([clock(), source, line_no, rej[2], rej[0], rej[1]])
+                    ack(Ack(rej[2], line_no, REJECTED, rej[0], rej[1]))
+                else:
+                    ack(self.submit_row(b, row, private, audits, line_no, source))
+        return acks
+
+    def _stage_batch(self, b: _Builder, batch: dict[str, Any], line_nos: list[int], source: str,
+                     acks: list[Ack]) -> None:
+        """Stage a batch of submissions. Runs of payments that settle at once go through the
+        engine's `settle_run` and are logged as one entry; any other row is staged on its own."""
+        n = len(line_nos)
+        i = 0
+        while i < n:
+            first_seq = self.engine.ledger.seq + 1
+            k = self.engine.settle_run(batch, i)
+            if k == 0:
+                row = [column(batch[f], i, i + 1)[0] for f in SUBMIT_FIELDS]
+                acks.append(self.submit_row(b, row, None, None, line_nos[i], source))
+                i += 1
+                continue
+            j = i + k
+            run = batch if k == n else {f: (v[i:j] if isinstance(v, list) else v) for f, v in batch.items()}
+            b.cmds.append(["submits", run])
+            b.n_cmds += k
+            ids, debtors, creditors = run["id"], run["debtor"], run["creditor"]
+            currencies = column(run["currency"], 0, k)
+            seqs = range(first_seq, first_seq + k)
+            b.postings.extend([[s, p, c, d, cr, a, ""] for s, p, c, d, cr, a in zip(
+                seqs, ids, currencies, debtors, creditors, run["amount_minor"], strict=True)])
+            # No status events: a logged run is, by construction, payments that settled on arrival.
+            touched = self._touched
+            touched.update(zip(debtors, currencies, strict=True))
+            touched.update(zip(creditors, currencies, strict=True))
+            acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
+            b.time_ms = column(run["time_ms"], k - 1, k)[0]
+            i = j
 
     def submit_instructions(self, items: Iterable[Instruction], *, source: str = "api",
                             clock: Callable[[], int] = now_ms) -> list[Ack]:

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from setara.engine import Engine, EngineError, Notice, StatusEvent, command_from_dict
+from setara.engine import SETTLED, Engine, EngineError, Notice, StatusEvent, command_kind, log_commands
 from setara.instructions import Instruction, fingerprint
 from setara.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
 from setara.projection import project
@@ -58,19 +58,33 @@ def verify_store(store: Store, progress: Callable[[int], None] | None = None) ->
             stored_events = orjson.loads(b.events)
         except orjson.JSONDecodeError as e:
             raise VerificationError(f"block {seq} is not readable: {e}") from None
-        if len(logged) != b.n_cmds:
-            raise VerificationError(f"block {seq} holds {len(logged)} commands, its header says {b.n_cmds}")
         journal: list[list[Any]] = []
         status: list[list[Any]] = []
         notices: list[list[Any]] = []
-        for n, (kind, body) in enumerate(logged):
+        try:
+            commands = list(log_commands(logged))
+        except (EngineError, TypeError, ValueError, KeyError) as e:
+            raise VerificationError(f"block {seq} holds a malformed command: {e}") from None
+        if len(commands) != b.n_cmds:
+            raise VerificationError(f"block {seq} holds {len(commands)} commands, its header says {b.n_cmds}")
+        # A batch of submissions replays one Submit at a time, through the same rules as any other.
+        for n, cmd in commands:
             cmds += 1
             try:
-                events = engine.apply(command_from_dict(kind, body))
+                events = engine.apply(cmd)
             except (EngineError, TypeError, ValueError, KeyError) as e:
-                raise VerificationError(f"command {cmds} (block {seq}, {kind}) does not replay: {e}") from None
+                raise VerificationError(f"command {cmds} (block {seq}, {command_kind(cmd)}) does not replay: {e}"
+                                        ) from None
             except (InvariantViolation, AssertionError) as e:
                 raise VerificationError(f"command {cmds} (block {seq}): invariant violated: {e}") from None
+            if logged[n][0] == "submits":
+                # Logged only for payments that settled on arrival; they have no stored status.
+                if len(events) != 2 or type(events[0]) is not StatusEvent or events[0].status != SETTLED \
+                        or events[0].payment_id != getattr(cmd, "id", None) \
+                        or type(events[1]) is not Posting:
+                    raise VerificationError(f"command {cmds} (block {seq}): logged as settled on arrival, "
+                                            "but it does not settle at once on replay")
+                events = events[1:]
             for ev in events:
                 if type(ev) is Posting:
                     journal.append([ev.seq, ev.payment_id, ev.currency, ev.debit, ev.credit, ev.amount_minor,

@@ -50,7 +50,9 @@ def register(app: typer.Typer) -> None:
         if not api.state.api.screening_loaded:
             sys.stderr.write("warning: no sanctions list is loaded: screening finds no hit "
                              "(load one with `setara lists import`; the server picks it up)\n")
-        _tune_gc()
+        from setara.service import tune_gc
+
+        tune_gc()
         sys.stderr.write(f"setara: serving {db} on http://{host}:{port} (dashboard /, OpenAPI /docs)\n")
         try:
             uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
@@ -126,20 +128,6 @@ def _check_bind(host: str, port: int) -> None:
             s.bind(addr)
         except OSError as e:
             _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic collector's full passes out of request latency.
-
-    Everything loaded so far (the engine, the libraries) is long-lived: freezing it takes it out of
-    every later collection, and a larger first-generation threshold makes collections rarer. Objects
-    are still freed by reference counting as usual; only cyclic garbage waits longer.
-    """
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(50_000, 50, 100)
 
 
 def _open_store(db: str):  # type: ignore[no-untyped-def]

@@ -22,6 +22,7 @@ import orjson
 from setara.engine import PostRate
 from setara.instructions import Instruction
 from setara.network import Network
+from setara.projection import status_rows
 from setara.service import Node, ScreeningDecision
 
 from .day import Day, base_network, generate_day, usd_value
@@ -253,7 +254,7 @@ def _analyse(db: Path, day: Day, network: Network, bounds: Any, lsm: list[dict[s
                 if (credit, ccy) in bal:
                     bal[(credit, ccy)] += amount
             ev = orjson.loads(blk.events)
-            for pid, st, *_rest in ev["status"]:
+            for pid, st, *_rest in status_rows(orjson.loads(blk.log), ev):
                 p = pays.get(pid)
                 if p is None:
                     continue
