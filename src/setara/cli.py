@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+import operator
 import os
 import sys
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -34,7 +36,7 @@ from setara.engine import (
 )
 from setara.money import AmountError, format_amount, parse_amount
 from setara.network import NetworkError, example_toml, load_network, parse_network_change
-from setara.service import Node, SetaraError, now_ms, tune_gc
+from setara.service import Ack, Node, SetaraError, now_ms, tune_gc
 from setara.store import StoreError, open_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -228,6 +230,9 @@ def _input_lines(path: str) -> Iterator[bytes]:
         yield from f
 
 
+_status_of = operator.attrgetter("status")
+
+
 @app.command("submit")
 def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML file, or - for stdin.")],
            db: DbOpt = DEFAULT_DB,
@@ -243,7 +248,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
     node = _open(db, write=True)
     tune_gc()
     out = sys.stdout
-    counts: dict[str, int] = {}
+    counts: Counter[str] = Counter()
     started = time.perf_counter()
     with node:
         try:
@@ -253,8 +258,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
                 data = first + b"".join(lines)
                 result = submit_xml(node, data, source=file, xsd_dir=xsd_dir)
                 out.write("".join(a.text() + "\n" for a in result.acks))
-                for a in result.acks:
-                    counts[a.status] = counts.get(a.status, 0) + 1
+                counts.update(Counter(map(_status_of, result.acks)))
                 if replies is not None:
                     replies.mkdir(parents=True, exist_ok=True)
                     for name, doc in result.replies:
@@ -269,10 +273,9 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
                     done = 0
                     for acks in node.submit_file(None if file == "-" else file,
                                                  prefix=first if file == "-" else b"", source=file, batch_lines=batch):
-                        out.write("".join(a.text() + "\n" for a in acks))
+                        out.write("\n".join(map(Ack.text, acks)) + "\n")
                         out.flush()
-                        for a in acks:
-                            counts[a.status] = counts.get(a.status, 0) + 1
+                        counts.update(Counter(map(_status_of, acks)))
                         done += len(acks)
                         estimate = size // max(1, len(first)) if size else None
                         progress.update(task, completed=done,

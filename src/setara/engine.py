@@ -53,6 +53,7 @@ __all__ = [
     "Notice",
     "Payment",
     "StatusEvent",
+    "apply_logged",
     "column",
     "command_from_dict",
     "command_kind",
@@ -246,6 +247,16 @@ def column(value: Any, start: int, end: int) -> Sequence[Any]:
     return value[start:end] if isinstance(value, list) else [value] * (end - start)
 
 
+def _first_repeat(ids: Sequence[str], *known: dict[str, Any]) -> int:
+    """Index of the first id already in `known` or earlier in `ids` (len(ids) if none)."""
+    seen: set[str] = set()
+    for i, pid in enumerate(ids):
+        if pid in seen or any(pid in k for k in known):
+            return i
+        seen.add(pid)
+    return len(ids)
+
+
 def submits_rows(batch: dict[str, Any]) -> list[list[Any]]:
     """The Submit rows (see Submit.as_row) of a logged batch `["submits", {field: column}]`. One
     such log entry stands for as many commands as it has rows."""
@@ -260,6 +271,24 @@ def submits_rows(batch: dict[str, Any]) -> list[list[Any]]:
     if any(len(c) != n for c in cols):
         raise EngineError("a batch of submissions has columns of different lengths")
     return [list(r) for r in zip(*cols, strict=True)]
+
+
+def apply_logged(engine: Engine, entries: Iterable[Sequence[Any]]) -> None:
+    """Apply a block's log entries, as when a node loads: batches of submissions go through
+    `settle_run` (to the same state as `apply`, which `verify` uses instead)."""
+    for kind, body in entries:
+        if kind != "submits":
+            engine.apply(command_from_dict(kind, body))
+            continue
+        rows: list[list[Any]] | None = None
+        i, n = 0, len(body["id"])
+        while i < n:
+            k = engine.settle_run(body, i)
+            if k == 0:
+                rows = rows or submits_rows(body)
+                engine.apply(Submit(*rows[i]))
+                k = 1
+            i += k
 
 
 def log_commands(entries: Iterable[Sequence[Any]]) -> Iterator[tuple[int, Command]]:
@@ -637,34 +666,37 @@ class Engine:
         """
         if batch["screening"] != "clear" or batch["to_currency"] is not None:
             return 0
-        ids, debtors, creditors = batch["id"], batch["debtor"], batch["creditor"]
-        end = len(ids)
-        currencies = column(batch["currency"], start, end)
-        priorities = column(batch["priority"], start, end)
-        fast, final, live = self._fast, self.final, self.live
+        ids = batch["id"][start:]
+        n = len(ids)
+        final, live = self.final, self.live
+        if not (final.keys().isdisjoint(ids) and live.keys().isdisjoint(ids) and len(set(ids)) == n):
+            n = _first_repeat(ids, final, live)  # the full path answers a repeated id
+            ids = ids[:n]
+        triples = list(zip(batch["debtor"][start:start + n], batch["creditor"][start:start + n],
+                           column(batch["currency"], start, start + n), strict=True))
+        # One entry per debtor/creditor/currency: the largest amount that settles at once by the
+        # fast rule (-1: never), and the two accounts by position.
+        accounts: dict[tuple[str, str], int] = {}
+        entries: dict[tuple[str, str, str], tuple[int, int, int]] = {}
         queues, pvp = self.queues, self.pvp_waiting
-        # No command of a run queues anything, so whether any queue is in play holds for all of it.
-        watched = any(queues.values()) or any(pvp.values())
-        move = self.ledger.move
-        k = 0
-        for pid, debtor, creditor, currency, amount, priority, fp in zip(
-                ids[start:], debtors[start:], creditors[start:], currencies, batch["amount_minor"][start:],
-                priorities, batch["fingerprint"][start:], strict=True):
-            limit = fast.get((debtor, creditor, currency))
+        for t in set(triples):
+            debtor, creditor, currency = t
+            limit = self._fast.get(t)
             if limit is None:
                 limit = self._fast_limit(debtor, creditor, currency)
-            if not 0 < amount <= limit or pid in final or pid in live:
-                break
-            credit = (creditor, currency)
-            if watched:
-                q = queues.get((debtor, currency))
-                if (q and q.blocks(priority)) or queues.get(credit) or pvp.get(credit):
-                    break  # it waits, or its liquidity releases queued payments: the full path
-            if not move((debtor, currency), credit, amount):
-                break
-            final[pid] = fp << 2  # | SETTLED (0)
-            k += 1
-        self.applied += k
+            debit, credit = (debtor, currency), (creditor, currency)
+            # A payment behind a queue waits, and liquidity to an account with payments waiting
+            # releases them: both are for the full path, which does it in order.
+            if limit < 0 or queues.get(debit) or queues.get(credit) or pvp.get(credit):
+                entries[t] = (-1, 0, 0)
+            else:
+                entries[t] = (limit, accounts.setdefault(debit, len(accounts)),
+                              accounts.setdefault(credit, len(accounts)))
+        k = self.ledger.move_run(list(accounts), [entries[t] for t in triples], batch["amount_minor"][start:])
+        if k:
+            final.update(zip(ids[:k], [fp << 2 for fp in batch["fingerprint"][start:start + k]],  # | SETTLED
+                             strict=True))
+            self.applied += k
         return k
 
     def _submit(self, cmd: Submit) -> None:

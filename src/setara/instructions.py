@@ -210,7 +210,6 @@ def fingerprint(ins: Instruction) -> int:
     return int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big") >> 4
 
 
-_PLAIN_KEYS = frozenset({"id", "debtor", "creditor", "currency", "amount"})
 _blake2b = hashlib.blake2b
 
 
@@ -219,9 +218,13 @@ def parse_plain(obj: dict[str, Any], network: Network) -> tuple[str, str, str, s
     `parse_json_instruction` and `fingerprint` would give for it, as (id, debtor, creditor,
     currency, amount_minor, priority, fingerprint); None for anything else, valid or not, which
     `parse_json_instruction` then judges."""
-    if len(obj) != 5 or obj.keys() != _PLAIN_KEYS:
+    if len(obj) != 5:
         return None
-    pid, debtor, creditor, currency, raw = obj["id"], obj["debtor"], obj["creditor"], obj["currency"], obj["amount"]
+    try:  # five keys, all five of these: exactly the plain instruction's fields
+        pid, debtor, creditor, currency, raw = obj["id"], obj["debtor"], obj["creditor"], obj["currency"], \
+            obj["amount"]
+    except KeyError:
+        return None
     if type(pid) is not str or type(debtor) is not str or type(creditor) is not str \
             or type(currency) is not str or type(raw) is not str or debtor == creditor \
             or not _ID_RE.match(pid):

@@ -79,50 +79,51 @@ class _Chunk:
         self.time_ms = time_ms
         self.segments: list[Segment] = []
         self._rows: list[ParsedLine] = []
-        self._plain: list[tuple[Any, ...]] = []  # (id, debtor, creditor, currency, amount, priority, fp)
-        self._line_nos: list[int] = []
-        self._ref: str | None = None  # screening reference shared by the open batch
-        self.size = 0
+        # The open batch: (id, debtor, creditor, currency, amount, priority, fp) and line numbers.
+        self.plain: list[tuple[Any, ...]] = []
+        self.line_nos: list[int] = []
+        self.batch_ref: str | None = None  # screening reference of the open batch; None: none open
 
-    def add_plain(self, line_no: int, plain: tuple[Any, ...], ref: str) -> None:
-        if ref != self._ref:
-            self._close_batch()
-            self._ref = ref
+    def open_batch(self, ref: str) -> None:
+        """Make the open batch one for payments with screening reference `ref`."""
+        self._close_batch()
         if self._rows:
             self.segments.append(("rows", self._rows))
             self._rows = []
-        self._plain.append(plain)
-        self._line_nos.append(line_no)
-        self.size += 1
+        self.batch_ref = ref
 
     def add(self, parsed: ParsedLine) -> None:
         row = parsed[1]
         if row is not None and not row[7] and row[8] == "clear" and row[10] == self.time_ms \
                 and row[11] is None and row[12] is None and row[13] is None and parsed[2] is None \
                 and parsed[3] is None:
-            self.add_plain(parsed[0], tuple(row[:7]), row[9])
+            if self.batch_ref != row[9]:
+                self.open_batch(row[9])
+            self.plain.append(tuple(row[:7]))
+            self.line_nos.append(parsed[0])
             return
         self._close_batch()
         self._rows.append(parsed)
-        self.size += 1
 
     def _close_batch(self) -> None:
-        if not self._plain:
+        ref, self.batch_ref = self.batch_ref, None
+        if not self.plain:
             return
         ids, debtors, creditors, currencies, amounts, priorities, fps = (
-            list(c) for c in zip(*self._plain, strict=True))
+            list(c) for c in zip(*self.plain, strict=True))
         batch = {
             "id": ids, "debtor": debtors, "creditor": creditors,
             # a value every payment shares is stored once: smaller blocks, cheaper to write and read
             "currency": currencies[0] if currencies.count(currencies[0]) == len(currencies) else currencies,
             "amount_minor": amounts,
             "priority": priorities[0] if priorities.count(priorities[0]) == len(priorities) else priorities,
-            "fingerprint": fps, "parties_digest": "", "screening": "clear", "screening_ref": self._ref,
+            "fingerprint": fps, "parties_digest": "", "screening": "clear", "screening_ref": ref,
             "time_ms": self.time_ms, "to_currency": None, "quote_id": None, "uetr": None,
         }
-        self.segments.append(("batch", batch, self._line_nos))
-        self._plain = []
-        self._line_nos = []
+        self.segments.append(("batch", batch, self.line_nos[:]))
+        # emptied in place: the intake loop holds their append methods
+        self.plain.clear()
+        self.line_nos.clear()
 
     def take(self) -> list[Segment]:
         self._close_batch()
@@ -137,8 +138,10 @@ def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, sc
     """The in-process form: chunks of parsed lines (blank lines skipped, numbering kept), as
     segments in input order. A chunk's instructions are stamped with one time, when it starts."""
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
-    cur = _Chunk(clock())
     plain_ref: str | None = None  # screening's verdict on instructions without party data
+    cur = _Chunk(clock())
+    add_plain, add_line_no = cur.plain.append, cur.line_nos.append
+    size = 0
     for n, raw in enumerate(lines, start=first_line_no):
         plain = None
         if len(raw) <= LINE_BYTES_MAX:
@@ -153,15 +156,23 @@ def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, sc
                 d = screening.decide(Instruction(*plain[:5]), net)
                 plain_ref = d.ref if d.decision == "clear" and not d.audits else ""
             if plain_ref:
-                cur.add_plain(n, plain, plain_ref)
+                if cur.batch_ref != plain_ref:
+                    cur.open_batch(plain_ref)
+                add_plain(plain)
+                add_line_no(n)
             else:
                 cur.add(_parse_one(n, raw, net, key, screening, cur.time_ms))
         elif not raw.isspace():
             cur.add(_parse_one(n, raw, net, key, screening, cur.time_ms))
-        if cur.size >= chunk:
+        else:
+            continue
+        size += 1
+        if size >= chunk:
             yield cur.take()
             cur = _Chunk(clock())
-    if cur.size:
+            add_plain, add_line_no = cur.plain.append, cur.line_nos.append
+            size = 0
+    if size:
         yield cur.take()
 
 

@@ -63,14 +63,16 @@ class Currency:
 
 def parse_amount(text: str, minor_units: int, *, allow_negative: bool = False) -> int:
     """Decimal string in major units -> integer minor units; exact or refused."""
-    if type(text) is str and text.isascii():
-        # The common form ("1234.56"), without a regular expression: this runs once per payment.
+    if type(text) is str:
+        # The common forms ("1234.56", "1234"), without a regular expression: this runs once per
+        # payment. isdigit() alone would admit other scripts' digits; isascii() keeps them out.
+        # At most 18 digits in all, so below AMOUNT_MINOR_MAX without checking.
         whole, dot, frac = text.partition(".")
-        if whole.isdigit() and len(whole) <= 18 and len(frac) <= minor_units < 5 and (frac.isdigit() or not dot):
-            minor = int(whole) * _POW10[minor_units]
-            if frac:
-                minor += int(frac) * _POW10[minor_units - len(frac)]
-            return minor
+        if len(frac) == minor_units and len(whole) + minor_units <= 18 and whole.isdigit() and text.isascii() \
+                and (frac.isdigit() if dot else not minor_units):
+            return int(whole + frac)
+        if not dot and len(whole) + minor_units <= 18 and whole.isdigit() and whole.isascii() and minor_units < 5:
+            return int(whole) * _POW10[minor_units]
     if not isinstance(text, str):
         raise AmountError("amount must be a decimal string")
     text = text.strip()

@@ -33,9 +33,9 @@ from setara.engine import (
     SettleSet,
     StatusEvent,
     Submit,
+    apply_logged,
     column,
     command_kind,
-    log_commands,
 )
 from setara.instructions import (
     Instruction,
@@ -256,8 +256,7 @@ class Node:
                     journal_block_hash(journal_head, b.journal) != b.journal_head:
                 raise StoreError(f"block {b.seq} breaks the hash chain; run `setara verify`")
             try:
-                for _, cmd in log_commands(orjson.loads(b.log)):
-                    engine.apply(cmd)
+                apply_logged(engine, orjson.loads(b.log))
             except (EngineError, TypeError, KeyError, ValueError) as e:
                 raise StoreError(f"block {b.seq} does not replay: {e}") from None
             seq, prev_hash, journal_head, cmds = b.seq, b.hash, b.journal_head, cmds + b.n_cmds
@@ -265,7 +264,9 @@ class Node:
 
     def close(self) -> None:
         try:
-            if self.writable and self.cmd_count - self.snapshot_cmds >= max(1000, self.cmd_count // 10):
+            # A tail shorter than half the log replays quickly on the next open; a larger one, or
+            # any worth a snapshot in a small store, is snapshotted now.
+            if self.writable and self.cmd_count - self.snapshot_cmds >= max(1000, self.cmd_count // 2):
                 self.snapshot()
         finally:
             if self._writer_cm is not None:
@@ -381,7 +382,8 @@ class Node:
         self._touched = set()
         cmds_after = self.cmd_count + b.n_cmds
         snapshot = None
-        if cmds_after - self.snapshot_cmds >= max(SNAPSHOT_MIN_COMMANDS, self.snapshot_cmds // 2):
+        # Each snapshot writes the whole state, so they come at doubling intervals: O(n) in all.
+        if cmds_after - self.snapshot_cmds >= max(SNAPSHOT_MIN_COMMANDS, self.snapshot_cmds):
             snapshot = (seq, self.engine.state_bytes())
             self.snapshot_block, self.snapshot_cmds = seq, cmds_after
         self.block_seq, self.cmd_count, self.block_hash, self.journal_head = seq, cmds_after, h, jhead
