@@ -1,0 +1,226 @@
+"""The bulk path of submit: runs of plain payments settled by `settle_run` and logged as one entry.
+
+Its claim is equivalence: whatever the state, settling a batch through `settle_run` (falling back
+to `apply` where it stops) leaves the engine exactly where applying each row through `apply`
+would, and the intake's fast parser agrees with the general one on every instruction it accepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from setara.engine import (
+    SETTLED,
+    SUBMIT_FIELDS,
+    Command,
+    Engine,
+    EngineError,
+    Freeze,
+    Posting,
+    SetSuspended,
+    StatusEvent,
+    Submit,
+    submits_rows,
+)
+from setara.instructions import Rejection, fingerprint, parse_json_instruction, parse_plain
+from setara.intake import parse_lines
+from setara.network import example_toml, load_network
+from setara.service import Node, NullScreening
+from setara.store import open_store
+from setara.verify import VerificationError, verify_store
+from tests.test_engine import T
+from tests.test_properties import commands, run
+
+MEMBERS = ["A", "B", "C", "FX", "Z"]  # Z is not a member
+
+
+@st.composite
+def batches(draw: st.DrawFn) -> dict[str, Any]:
+    n = draw(st.integers(1, 40))
+    ids = [draw(st.sampled_from([f"b{i}", f"b{max(0, i - 2)}", "p1", "p3"])) for i in range(n)]
+    shared_ccy = draw(st.booleans())
+    return {
+        "id": ids,
+        "debtor": [draw(st.sampled_from(MEMBERS)) for _ in range(n)],
+        "creditor": [draw(st.sampled_from(MEMBERS)) for _ in range(n)],
+        "currency": "IDR" if shared_ccy else [draw(st.sampled_from(["IDR", "IDR", "THB", "KRW", "XXX"]))
+                                              for _ in range(n)],
+        "amount_minor": [draw(st.integers(-5, 12_000)) for _ in range(n)],
+        "priority": draw(st.sampled_from([1, 0, [draw(st.integers(0, 1)) for _ in range(n)]])),
+        "fingerprint": [hash(p) & 0xFFFF for p in ids],
+        "parties_digest": "", "screening": "clear", "screening_ref": "t", "time_ms": T + 10**6,
+        "to_currency": None, "quote_id": None, "uetr": None,
+    }
+
+
+@st.composite
+def disturbances(draw: st.DrawFn) -> list[Command]:
+    """Commands the fast rule depends on: suspensions and asset freezes."""
+    out: list[Command] = []
+    for m in draw(st.lists(st.sampled_from(["A", "B", "C"]), max_size=2)):
+        out.append(SetSuspended(m, True, T + 1) if draw(st.booleans()) else Freeze(m, True, "test", T + 1))
+    return out
+
+
+def _bulk(e: Engine, batch: dict[str, Any]) -> tuple[list[int], list[Any]]:
+    """What the node does with a batch: settle_run, and the full path where it stops."""
+    rows = submits_rows(batch)
+    fast: list[int] = []
+    events: list[Any] = []
+    i = 0
+    while i < len(rows):
+        k = e.settle_run(batch, i)
+        if k:
+            fast.extend(range(i, i + k))
+            i += k
+            continue
+        with contextlib.suppress(EngineError):  # a repeated id: the shell answers it before logging
+            events.extend(e.apply(Submit(*rows[i])))
+        i += 1
+    return fast, events
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(commands(), disturbances(), batches())
+def test_settle_run_reaches_the_state_apply_reaches(before: list[Command], extra: list[Command],
+                                                     batch: dict[str, Any]) -> None:
+    bulk, _ = run(before + extra)
+    one_by_one, _ = run(before + extra)
+    fast, _ = _bulk(bulk, batch)
+    bulk.check()
+    for i, row in enumerate(submits_rows(batch)):
+        try:
+            events = one_by_one.apply(Submit(*row))
+        except EngineError:
+            continue
+        if i in fast:  # what settle_run settled, apply settles at once, alone
+            assert [type(ev) for ev in events] == [StatusEvent, Posting]
+            assert isinstance(events[0], StatusEvent) and events[0].status == SETTLED
+    assert bulk.state_hash() == one_by_one.state_hash()
+    assert bulk.applied == one_by_one.applied
+
+
+_text = st.one_of(st.sampled_from(["BANK_ID1", "BANK_ID2", "BANK_MY1", "IDR", "MYR", "KRW", "XXX", "", " BANK_ID1",
+                                   "b 1", "b1", "x" * 65, "١٢", "12.5", "1,5"]), st.text(max_size=6))
+_amount = st.one_of(st.sampled_from(["1", "0", "-1", "1.5", "1.50", "1.505", "12.", ".5", " 7", "1e3", "1_0",
+                                     "٣", "0.01", "9" * 16 + ".99", "9" * 17 + ".99", "1" + "0" * 18]),
+                    st.decimals(allow_nan=False, allow_infinity=False, places=3).map(str),
+                    st.integers(-10, 10**19), st.floats(allow_nan=False), st.none(), st.booleans())
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.fixed_dictionaries({"id": st.one_of(_text, st.integers()), "debtor": _text, "creditor": _text,
+                              "currency": st.one_of(_text, st.lists(st.just("IDR"))), "amount": _amount}),
+       st.dictionaries(st.sampled_from(["priority", "uetr", "debtor_name", "note"]), st.just("URGENT"),
+                       max_size=1))
+def test_fast_parser_agrees_with_the_general_one(obj: dict[str, Any], extra: dict[str, Any]) -> None:
+    net = load_network(example_toml())
+    obj = {**obj, **extra}
+    plain = parse_plain(obj, net)
+    try:
+        ins = parse_json_instruction(obj, net)
+    except Rejection:
+        assert plain is None
+        return
+    if extra:
+        assert plain is None  # only the five-field form takes the fast path
+        return
+    assert plain == (ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority,
+                     fingerprint(ins))
+
+
+def _lines(rows: list[dict[str, Any]]) -> list[bytes]:
+    return [orjson.dumps(r) + b"\n" for r in rows]
+
+
+def test_intake_batches_plain_lines_and_keeps_order() -> None:
+    net = load_network(example_toml())
+    plain = {"debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR", "amount": "1.00"}
+    lines = [*_lines([{"id": "a", **plain}, {"id": "b", **plain}]), b"not json\n", b"\n",
+             *_lines([{"id": "c", **plain, "debtor_name": "Budi"}, {"id": "d", **plain},
+                      {"id": "e", **plain, "priority": "URGENT"}])]
+    (chunk,) = list(parse_lines(iter(lines), net, b"k" * 32, 100, NullScreening(), lambda: T))
+    kinds = [seg[0] for seg in chunk]
+    assert kinds == ["batch", "rows", "batch"]
+    assert chunk[0][1]["id"] == ["a", "b"] and chunk[0][2] == [1, 2]
+    assert [r[0] for r in chunk[1][1]] == [3, 5]  # the malformed line, then the one naming a party
+    assert chunk[2][1]["id"] == ["d", "e"] and chunk[2][1]["priority"] == [1, 0] and chunk[2][2] == [6, 7]
+    assert set(chunk[0][1]) == set(SUBMIT_FIELDS)
+
+
+def _store(tmp_path: Path) -> str:
+    path = str(tmp_path / "s.db")
+    Node.create(path, load_network(example_toml()), T).close()
+    return path
+
+
+def test_batch_with_repeats_and_queueing_answers_every_line_in_order(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    pay = {"creditor": "BANK_ID2", "currency": "IDR"}
+    rows = [{"id": "a", "debtor": "BANK_ID1", "amount": "5.00", **pay},
+            {"id": "a", "debtor": "BANK_ID1", "amount": "5.00", **pay},  # the same again: idempotent
+            {"id": "a", "debtor": "BANK_ID1", "amount": "6.00", **pay},  # the id re-used: DUPL
+            {"id": "big", "debtor": "BANK_ID3", "amount": "9000000000.00", **pay},  # queues
+            {"id": "b", "debtor": "BANK_ID3", "amount": "1.00", **pay},  # behind the queue: FIFO
+            {"id": "c", "debtor": "BANK_ID1", "amount": "1.00", **pay}]
+    with Node.open(path, write=True) as node:
+        acks = [a.text() for chunk in node.submit_lines(_lines(rows)) for a in chunk]
+        state = node.engine.state_hash()
+    assert acks == ["a SETTLED", "a SETTLED", "a REJECTED DUPL id already used for a different instruction",
+                    "big QUEUED", "b QUEUED", "c SETTLED"]
+    store = open_store(path)
+    try:
+        assert verify_store(store).state_hash == state
+    finally:
+        store.close()
+
+
+def test_loading_replays_batches_to_the_state_verify_reaches(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    members = ["BANK_ID1", "BANK_ID2", "BANK_ID3", "FX_MERDEKA"]
+    rows = [{"id": f"x{i}", "debtor": members[i % 4], "creditor": members[(i + 1) % 4], "currency": "IDR",
+             "amount": f"{1 + i % 97}.00"} for i in range(3000)]
+    with Node.open(path, write=True) as node:
+        for _ in node.submit_lines(_lines(rows), batch_lines=700):
+            pass
+        state = node.engine.state_hash()
+    store = open_store(path)
+    try:
+        store.execute("DELETE FROM snapshots")  # open must replay every block
+        logged = [kind for b in store.iter_blocks() for kind, _ in orjson.loads(b.log)]
+        assert logged.count("submits") == 5
+        assert verify_store(store).state_hash == state
+    finally:
+        store.close()
+    with Node.open(path, write=False) as node:
+        assert node.engine.state_hash() == state
+        node.catch_up()
+        assert node.store.get_payment("x2999") is not None
+        assert node.store.get_payment("x2999").status == SETTLED  # type: ignore[union-attr]
+
+
+def test_verify_fails_on_a_batch_that_would_not_settle_on_arrival(tmp_path: Path) -> None:
+    """A logged batch claims its payments settled on arrival; replay must bear that out."""
+    path = _store(tmp_path)
+    with Node.open(path, write=True) as node:
+        b = node.begin()
+        b.cmds.append(["submits", {
+            "id": ["huge"], "debtor": ["BANK_ID1"], "creditor": ["BANK_ID2"], "currency": "IDR",
+            "amount_minor": [10**17], "priority": 1, "fingerprint": [1], "parties_digest": "",
+            "screening": "clear", "screening_ref": "t", "time_ms": T, "to_currency": None, "quote_id": None,
+            "uetr": None}])
+        b.n_cmds += 1
+        node.flush(b, check=False)
+    store = open_store(path)
+    try:
+        with pytest.raises(VerificationError, match="does not settle at once on replay"):
+            verify_store(store)
+    finally:
+        store.close()
