@@ -224,3 +224,36 @@ def test_verify_fails_on_a_batch_that_would_not_settle_on_arrival(tmp_path: Path
             verify_store(store)
     finally:
         store.close()
+
+
+def test_several_intake_workers_answer_like_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Workers take chunks in turn; acks, line numbers and order are those of a single worker."""
+    members = ["BANK_ID1", "BANK_ID2", "BANK_ID3", "FX_MERDEKA"]
+    lines: list[bytes] = []
+    for i in range(1000):
+        if i % 97 == 5:
+            lines.append(b"\n")
+        elif i % 89 == 7:
+            lines.append(b"{broken\n")
+        else:
+            d, c = members[i % 4], members[(i * 7 + 1) % 4]
+            amount = "90000000000.00" if i % 113 == 3 else f"{1 + i % 50}.00"
+            lines += _lines([{"id": f"w{i % 900}", "debtor": d, "creditor": c, "currency": "IDR", "amount": amount}])
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"".join(lines))
+    answers = []
+    for workers in ("1", "3"):
+        monkeypatch.setenv("SETARA_INTAKE_WORKERS", workers)
+        path = str(tmp_path / f"w{workers}.db")
+        Node.create(path, load_network(example_toml()), T).close()
+        with Node.open(path, write=True) as node:
+            answers.append([(a.line_no, a.text()) for chunk in node.submit_file(str(src), batch_lines=37)
+                            for a in chunk])
+        store = open_store(path)
+        try:
+            verify_store(store)
+        finally:
+            store.close()
+    assert answers[0] == answers[1]
+    assert [n for n, _ in answers[0]] == [n for n, raw in enumerate(lines, start=1) if raw.strip()]
+    assert any("line:" in text for _, text in answers[0]) and any("QUEUED" in text for _, text in answers[0])

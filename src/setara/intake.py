@@ -14,7 +14,9 @@ import marshal
 import multiprocessing as mp
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from itertools import islice
 from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +37,7 @@ from setara.network import Network
 if TYPE_CHECKING:
     from setara.service import Screening
 
-__all__ = ["ParsedLine", "Segment", "parallel_parse", "parse_lines", "prepare"]
+__all__ = ["ParsedLine", "Segment", "intake_workers", "parallel_parse", "parse_chunk", "parse_lines", "prepare"]
 
 # (line_no, Submit row or None, private data or None, screening audits or None, rejection or None)
 ParsedLine = tuple[int, list[Any] | None, list[Any] | None, list[dict[str, Any]] | None,
@@ -43,6 +45,7 @@ ParsedLine = tuple[int, list[Any] | None, list[Any] | None, list[dict[str, Any]]
 # ("rows", [ParsedLine, ...]) or ("batch", {Submit field: column or shared value}, [line_no, ...])
 Segment = tuple[Any, ...]
 CHUNK_LINES_MAX = 50_000
+INTAKE_WORKERS_MAX = 4
 
 
 def prepare(ins: Instruction, net: Network, key: bytes, screening: Screening, time_ms: int,
@@ -133,15 +136,14 @@ class _Chunk:
         return self.segments
 
 
-def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, screening: Screening,
-                clock: Callable[[], int], first_line_no: int = 1) -> Iterator[list[Segment]]:
-    """The in-process form: chunks of parsed lines (blank lines skipped, numbering kept), as
-    segments in input order. A chunk's instructions are stamped with one time, when it starts."""
+def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: bytes, screening: Screening,
+                time_ms: int) -> list[Segment]:
+    """Parse consecutive input lines (the first is line `first_line_no`) into segments in input
+    order; blank lines are skipped, numbering kept. They are stamped with `time_ms`."""
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     plain_ref: str | None = None  # screening's verdict on instructions without party data
-    cur = _Chunk(clock())
+    cur = _Chunk(time_ms)
     add_plain, add_line_no = cur.plain.append, cur.line_nos.append
-    size = 0
     for n, raw in enumerate(lines, start=first_line_no):
         plain = None
         if len(raw) <= LINE_BYTES_MAX:
@@ -161,19 +163,19 @@ def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, sc
                 add_plain(plain)
                 add_line_no(n)
             else:
-                cur.add(_parse_one(n, raw, net, key, screening, cur.time_ms))
+                cur.add(_parse_one(n, raw, net, key, screening, time_ms))
         elif not raw.isspace():
-            cur.add(_parse_one(n, raw, net, key, screening, cur.time_ms))
-        else:
-            continue
-        size += 1
-        if size >= chunk:
-            yield cur.take()
-            cur = _Chunk(clock())
-            add_plain, add_line_no = cur.plain.append, cur.line_nos.append
-            size = 0
-    if size:
-        yield cur.take()
+            cur.add(_parse_one(n, raw, net, key, screening, time_ms))
+    return cur.take()
+
+
+def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, screening: Screening,
+                clock: Callable[[], int], first_line_no: int = 1) -> Iterator[list[Segment]]:
+    """The in-process form: `parse_chunk` over each `chunk` lines."""
+    n = first_line_no
+    while block := list(islice(lines, chunk)):
+        yield parse_chunk(block, n, net, key, screening, clock())
+        n += len(block)
 
 
 def _detach_from_parent(keep: int) -> None:
@@ -198,17 +200,26 @@ def _detach_from_parent(keep: int) -> None:
 
 
 def _worker(conn: Connection, path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int,
-            screening: Screening, clock: Callable[[], int]) -> None:
+            screening: Screening, clock: Callable[[], int], me: int, workers: int) -> None:
+    """Parse chunks me, me + workers, me + 2 * workers, ... of the input (chunks of `chunk` lines)
+    and send them in that order; the other workers parse the rest. Every worker reads the whole
+    input, which costs little beside parsing, so chunk boundaries and line numbers need no
+    coordination."""
     _detach_from_parent(conn.fileno())
     try:
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115 - closed on exit
         lines: Iterator[bytes] = iter(f)
         if prefix:
             lines = _chain_first(prefix, lines)
-        for part in parse_lines(lines, net, key, chunk, screening, clock):
+        others = chunk * (workers - 1)
+        deque(islice(lines, chunk * me), maxlen=0)  # skip what the workers before this one parse
+        n = 1 + chunk * me
+        while block := list(islice(lines, chunk)):
             # marshal: the cheapest encoding to decode on the engine's side, and both ends are the
             # same interpreter (a fork), so its version-specific format is no concern.
-            conn.send_bytes(marshal.dumps(part))
+            conn.send_bytes(marshal.dumps(parse_chunk(block, n, net, key, screening, clock())))
+            deque(islice(lines, others), maxlen=0)
+            n += chunk + others
         conn.send_bytes(marshal.dumps(None))
     except BrokenPipeError:  # the engine process went away; nothing to do
         pass
@@ -224,35 +235,60 @@ def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
+def intake_workers() -> int:
+    """How many processes parse input beside the engine's: SETARA_INTAKE_WORKERS, else one per
+    CPU but the engine process's own, up to INTAKE_WORKERS_MAX."""
+    env = os.environ.get("SETARA_INTAKE_WORKERS")
+    if env is not None:
+        try:
+            return max(1, min(int(env), INTAKE_WORKERS_MAX))
+        except ValueError:
+            raise ValueError(f"SETARA_INTAKE_WORKERS must be a number, not {env!r}") from None
+    return max(1, min((os.cpu_count() or 2) - 1, INTAKE_WORKERS_MAX))
+
+
 def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int,
                    screening: Screening, clock: Callable[[], int]) -> Iterator[list[Segment]]:
-    """Parse `path` (None: stdin, after `prefix`, the bytes already read from it) in a worker
-    process; yield chunks in input order. Falls back to in-process parsing where fork is absent."""
+    """Parse `path` (None: stdin, after `prefix`, the bytes already read from it) in worker
+    processes; yield chunks in input order. A file is shared by `intake_workers()` workers taking
+    chunks in turn; stdin, which only one process can read, by one. Falls back to in-process
+    parsing where fork is absent."""
     chunk = max(1, min(chunk, CHUNK_LINES_MAX))
     if "fork" not in mp.get_all_start_methods():
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115
         lines: Iterator[bytes] = iter(f)
         yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk, screening, clock)
         return
+    workers = 1 if path is None else intake_workers()
     ctx = mp.get_context("fork")
-    recv, send = ctx.Pipe(duplex=False)
-    # Forked, so the worker shares the network, the screening lists and their indexes as they are.
-    proc = ctx.Process(target=_worker, args=(send, path, prefix, net, key, chunk, screening, clock), daemon=True)
-    proc.start()
-    send.close()
+    conns: list[Connection] = []
+    procs = []
     try:
+        for me in range(workers):
+            recv, send = ctx.Pipe(duplex=False)
+            # Forked, so workers share the network, the screening lists and their indexes as they are.
+            proc = ctx.Process(target=_worker, args=(send, path, prefix, net, key, chunk, screening, clock, me,
+                                                     workers), daemon=True)
+            proc.start()
+            send.close()
+            conns.append(recv)
+            procs.append(proc)
+        turn = 0
         while True:
             try:
-                msg = marshal.loads(recv.recv_bytes())
+                msg = marshal.loads(conns[turn].recv_bytes())
             except EOFError:
-                raise RuntimeError("the intake worker stopped unexpectedly") from None
-            if msg is None:
+                raise RuntimeError("an intake worker stopped unexpectedly") from None
+            if msg is None:  # chunk `turn` of this round does not exist: the input has ended
                 break
             if isinstance(msg, dict):
                 raise RuntimeError(f"intake worker: {msg.get('error')}")
             yield msg
+            turn = (turn + 1) % workers
     finally:
-        recv.close()
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
+        for c in conns:
+            c.close()
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()

@@ -515,19 +515,24 @@ class Node:
 
     def _stage_chunk(self, b: _Builder, chunk: list[Segment], source: str,
                      clock: Callable[[], int]) -> list[Ack]:
-        """Stage a chunk of parsed input in block `b`, in input order."""
+        """Stage a chunk of parsed input in block `b`, in input order. Its instructions are
+        accepted now: they are stamped with this process's clock (intake workers parse chunks
+        side by side, so their own stamps need not follow input order)."""
         acks: list[Ack] = []
         ack = acks.append
+        now = clock()
         for seg in chunk:
             if seg[0] == "batch":
+                seg[1]["time_ms"] = now
                 self._stage_batch(b, seg[1], seg[2], source, acks)
                 continue
             for line_no, row, private, audits, rej in seg[1]:
                 if row is None:
                     assert rej is not None
-                    b.rejections.append([clock(), source, line_no, rej[2], rej[0], rej[1]])
+                    b.rejections.append([now, source, line_no, rej[2], rej[0], rej[1]])
                     ack(Ack(rej[2], line_no, REJECTED, rej[0], rej[1]))
                 else:
+                    row[10] = now
                     ack(self.submit_row(b, row, private, audits, line_no, source))
         return acks
 
