@@ -29,7 +29,7 @@ from setara.engine import (
     Submit,
     submits_rows,
 )
-from setara.instructions import Rejection, fingerprint, parse_json_instruction, parse_plain
+from setara.instructions import Rejection, fingerprint, parse_json_instruction, parse_plain, parse_plain_many
 from setara.intake import parse_lines
 from setara.network import example_toml, load_network
 from setara.service import Node, NullScreening
@@ -257,3 +257,47 @@ def test_several_intake_workers_answer_like_one(tmp_path: Path, monkeypatch: pyt
     assert answers[0] == answers[1]
     assert [n for n, _ in answers[0]] == [n for n, raw in enumerate(lines, start=1) if raw.strip()]
     assert any("line:" in text for _, text in answers[0]) and any("QUEUED" in text for _, text in answers[0])
+
+
+_ODD = {"id": ["b 1", "x" * 65, "é", 7], "debtor": ["BANK_XX", "BANK_ID2", 3], "creditor": ["BANK_ID1", ""],
+        "currency": ["KRW", "MYR", "idr"], "amount": ["0.00", "7", "7.5", "١.00", "9" * 17 + ".00", " 1.00", 5]}
+
+
+@st.composite
+def plain_chunks(draw: st.DrawFn) -> list[Any]:
+    """Mostly valid plain lines in one currency, now and then one odd field, key or line."""
+    out: list[Any] = []
+    for i in range(draw(st.integers(1, 8))):
+        line: Any = {"id": f"a{i}", "debtor": draw(st.sampled_from(["BANK_ID1", "BANK_ID3"])),
+                     "creditor": "BANK_ID2", "currency": "IDR",
+                     "amount": draw(st.sampled_from(["1.00", "12.50", "9" * 16 + ".99", "0.01"]))}
+        odd = draw(st.sampled_from([None] * 12 + [*_ODD, "extra", "list"]))
+        if odd == "extra":
+            line["priority"] = "NORMAL"
+        elif odd == "list":
+            line = [1]
+        elif odd is not None:
+            line[odd] = draw(st.sampled_from(_ODD[odd]))
+        out.append(line)
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(plain_chunks())
+def test_parsing_many_lines_at_once_agrees_with_one_by_one(objs: list[Any]) -> None:
+    net = load_network(example_toml())
+    many = parse_plain_many(objs, net)
+    one_by_one = [parse_plain(o, net) if isinstance(o, dict) else None for o in objs]
+    if many is None:  # judged line by line instead (an odd line, or an amount without its decimals)
+        return
+    assert list(zip(many["id"], many["debtor"], many["creditor"], many["currency"], many["amount_minor"],
+                    [1] * len(objs), many["fingerprint"], strict=True)) == one_by_one
+
+
+def test_parsing_many_takes_a_clean_chunk_whole() -> None:
+    net = load_network(example_toml())
+    objs = [{"id": f"c{i}", "debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR", "amount": "3.25"}
+            for i in range(50)]
+    many = parse_plain_many(objs, net)
+    assert many is not None and many["amount_minor"] == [325] * 50
+    assert parse_plain_many([*objs, {**objs[0], "amount": "3.2"}], net) is None  # one odd line: line by line

@@ -30,6 +30,7 @@ from setara.instructions import (
     parse_json_instruction,
     parse_json_line,
     parse_plain,
+    parse_plain_many,
     parties_digest,
 )
 from setara.network import Network
@@ -70,6 +71,21 @@ def _parse_one(line_no: int, raw: bytes, net: Network, key: bytes, screening: Sc
         return (line_no, None, None, None, (r.code, r.text, r.payment_id))
     row, private, audits = prepare(ins, net, key, screening, time_ms)
     return (line_no, row, private, audits, None)
+
+
+def _batch_segment(ids: list[str], debtors: list[str], creditors: list[str], currencies: list[str],
+                   amounts: list[int], priorities: list[int], fps: list[int], screening_ref: str, time_ms: int,
+                   line_nos: list[int]) -> Segment:
+    batch = {
+        "id": ids, "debtor": debtors, "creditor": creditors,
+        # a value every payment shares is stored once: smaller blocks, cheaper to write and read
+        "currency": currencies[0] if currencies.count(currencies[0]) == len(currencies) else currencies,
+        "amount_minor": amounts,
+        "priority": priorities[0] if priorities.count(priorities[0]) == len(priorities) else priorities,
+        "fingerprint": fps, "parties_digest": "", "screening": "clear", "screening_ref": screening_ref,
+        "time_ms": time_ms, "to_currency": None, "quote_id": None, "uetr": None,
+    }
+    return ("batch", batch, line_nos)
 
 
 class _Chunk:
@@ -114,16 +130,9 @@ class _Chunk:
             return
         ids, debtors, creditors, currencies, amounts, priorities, fps = (
             list(c) for c in zip(*self.plain, strict=True))
-        batch = {
-            "id": ids, "debtor": debtors, "creditor": creditors,
-            # a value every payment shares is stored once: smaller blocks, cheaper to write and read
-            "currency": currencies[0] if currencies.count(currencies[0]) == len(currencies) else currencies,
-            "amount_minor": amounts,
-            "priority": priorities[0] if priorities.count(priorities[0]) == len(priorities) else priorities,
-            "fingerprint": fps, "parties_digest": "", "screening": "clear", "screening_ref": ref,
-            "time_ms": self.time_ms, "to_currency": None, "quote_id": None, "uetr": None,
-        }
-        self.segments.append(("batch", batch, self.line_nos[:]))
+        assert ref is not None
+        self.segments.append(_batch_segment(ids, debtors, creditors, currencies, amounts, priorities, fps, ref,
+                                            self.time_ms, self.line_nos[:]))
         # emptied in place: the intake loop holds their append methods
         self.plain.clear()
         self.line_nos.clear()
@@ -141,6 +150,20 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
     """Parse consecutive input lines (the first is line `first_line_no`) into segments in input
     order; blank lines are skipped, numbering kept. They are stamped with `time_ms`."""
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    if lines and max(map(len, lines)) <= LINE_BYTES_MAX:
+        # A bulk file's chunk is usually nothing but plain payments: judged all at once.
+        try:
+            cols = parse_plain_many(list(map(loads, lines)), net)
+        except decode_error:
+            cols = None
+        if cols is not None:
+            ids = cols["id"]
+            d = screening.decide(Instruction(ids[0], cols["debtor"][0], cols["creditor"][0], cols["currency"][0],
+                                             cols["amount_minor"][0]), net)
+            if d.decision == "clear" and not d.audits:
+                return [_batch_segment(ids, cols["debtor"], cols["creditor"], cols["currency"],
+                                       cols["amount_minor"], [1] * len(ids), cols["fingerprint"], d.ref, time_ms,
+                                       list(range(first_line_no, first_line_no + len(lines))))]
     plain_ref: str | None = None  # screening's verdict on instructions without party data
     cur = _Chunk(time_ms)
     add_plain, add_line_no = cur.plain.append, cur.line_nos.append

@@ -29,10 +29,10 @@ ISO4217_MINOR_UNITS: dict[str, int] = {
     "BRL": 2, "ZAR": 2, "TRY": 2, "EGP": 2, "NGN": 2, "KES": 2, "MXN": 2, "ISK": 0, "UGX": 0,
 }
 
-_CODE_RE = re.compile(r"^[A-Z]{3}$")
+_CODE_RE = re.compile(r"[A-Z]{3}")
 # Optional sign, digits, optional fraction. No exponents, no grouping, no spaces: a payment
 # amount is never written "1e3" or "1,000" by a bank system that means it.
-_AMOUNT_RE = re.compile(r"^(-?)([0-9]+)(?:\.([0-9]+))?$")
+_AMOUNT_RE = re.compile(r"(-?)([0-9]+)(?:\.([0-9]+))?")
 _AMOUNT_TEXT_MAX = 40
 # No currency's supply comes near this; it keeps every amount and sum inside a signed 64-bit
 # database integer.
@@ -50,7 +50,7 @@ class Currency:
     minor_units: int
 
     def __post_init__(self) -> None:
-        if not _CODE_RE.match(self.code):
+        if not _CODE_RE.fullmatch(self.code):
             raise ValueError(f"currency code {self.code!r} is not three upper-case letters")
         if not 0 <= self.minor_units <= 4:
             raise ValueError(f"currency {self.code}: minor_units must be 0..4, got {self.minor_units}")
@@ -78,7 +78,7 @@ def parse_amount(text: str, minor_units: int, *, allow_negative: bool = False) -
     text = text.strip()
     if len(text) > _AMOUNT_TEXT_MAX:
         raise AmountError("amount is too long")
-    m = _AMOUNT_RE.match(text)
+    m = _AMOUNT_RE.fullmatch(text)
     if m is None:
         raise AmountError(f"amount {text!r} is not a decimal number")
     sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""

@@ -35,9 +35,9 @@ SETTLEMENT_MODES = ("rtgs", "cycles")
 # The UN list binds every member; jurisdictions add theirs (issue 6 reads these names).
 LIST_SOURCES = frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})
 
-_MEMBER_ID_RE = re.compile(r"^[A-Z0-9_]{1,16}$")
-_BIC_RE = re.compile(r"^[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?$")
-_LEI_RE = re.compile(r"^[A-Z0-9]{18}[0-9]{2}$")
+_MEMBER_ID_RE = re.compile(r"[A-Z0-9_]{1,16}")
+_BIC_RE = re.compile(r"[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
+_LEI_RE = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
 _ISO3166 = frozenset(
     "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR "
     "BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ "
@@ -296,7 +296,7 @@ def _amount(text: Any, units: int, where: str) -> int:
 
 
 def validate_bic(bic: str, where: str) -> str:
-    m = _BIC_RE.match(bic)
+    m = _BIC_RE.fullmatch(bic)
     if m is None:
         raise NetworkError(f"{where}: {bic!r} is not a valid BIC (ISO 9362: 8 or 11 characters)")
     if m.group(1) not in _ISO3166:
@@ -305,7 +305,7 @@ def validate_bic(bic: str, where: str) -> str:
 
 
 def _validate_lei(lei: str, where: str) -> str:
-    if not _LEI_RE.match(lei):
+    if not _LEI_RE.fullmatch(lei):
         raise NetworkError(f"{where}: {lei!r} is not a valid LEI (ISO 17442: 20 characters)")
     digits = "".join(str(int(ch, 36)) for ch in lei)
     if int(digits) % 97 != 1:
@@ -317,7 +317,7 @@ def _parse_member(m: Any, where: str) -> Member:
     if not isinstance(m, dict):
         raise NetworkError(f"{where}: expected a table")
     mid = _req(m, "id", where, str)
-    if not _MEMBER_ID_RE.match(mid):
+    if not _MEMBER_ID_RE.fullmatch(mid):
         raise NetworkError(f"{where}.id: {mid!r} must be 1-16 characters A-Z, 0-9 or _")
     bic = validate_bic(_req(m, "bic", where, str), f"{where}.bic")
     country = _req(m, "country", where, str)
@@ -409,7 +409,7 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
         if code in currencies:
             raise NetworkError(f"{where}.code: currency {code} declared twice")
         agent = _req(c, "agent", where, str)
-        if not _MEMBER_ID_RE.match(agent):
+        if not _MEMBER_ID_RE.fullmatch(agent):
             raise NetworkError(f"{where}.agent: {agent!r} must be 1-16 characters A-Z, 0-9 or _")
         agent_bic = validate_bic(_req(c, "agent_bic", where, str), f"{where}.agent_bic")
         mode = _opt(c, "settlement", where, str, "rtgs")
