@@ -679,7 +679,7 @@ class Engine:
         accounts: dict[tuple[str, str], int] = {}
         entries: dict[tuple[str, str, str], tuple[int, int, int]] = {}
         queues, pvp = self.queues, self.pvp_waiting
-        for t in set(triples):
+        for t in dict.fromkeys(triples):  # in first-seen order: no set iteration in the engine
             debtor, creditor, currency = t
             limit = self._fast.get(t)
             if limit is None:
