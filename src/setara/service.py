@@ -12,6 +12,7 @@ import hashlib
 import os
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ __all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "Se
 
 BATCH_LINES_DEFAULT = 2000
 BATCH_LINES_MAX = 50_000
+COMMITS_IN_FLIGHT = 2  # blocks applied in memory beyond the one being committed
 SNAPSHOT_MIN_COMMANDS = 50_000
 # How long a second writer waits for the lock before refusing (SETARA_LOCK_TIMEOUT_S overrides).
 LOCK_TIMEOUT_S = float(os.environ.get("SETARA_LOCK_TIMEOUT_S", "30"))
@@ -491,28 +493,32 @@ class Node:
                       clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
         """Parsed lines in, one list of acks per chunk once its block is durable.
 
-        Commits are pipelined: while one block is written and fsynced on a writer thread (SQLite
-        and psycopg release the GIL for that), the next chunk is applied in memory. A block's acks
-        are released only once its own commit has returned, and blocks are written strictly in
-        order, so nothing is acknowledged before it is durable.
+        Commits are pipelined: while blocks are written and fsynced on a writer thread (SQLite
+        and psycopg release the GIL for that), the next chunks are applied in memory, up to
+        COMMITS_IN_FLIGHT blocks ahead. A block's acks are released only once its own commit has
+        returned, and blocks are written strictly in order (a block whose predecessor failed is
+        refused by the store), so nothing is acknowledged before it is durable.
         """
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="setara-commit") as writer:
-            inflight: tuple[Future[None], list[Ack]] | None = None
+            inflight: deque[tuple[Future[None] | None, list[Ack]]] = deque()
             for chunk in chunks:
                 b = self.begin()
                 acks = self._stage_chunk(b, chunk, source, clock)
                 sealed = self._seal(b)
-                if inflight is not None:
-                    inflight[0].result()
-                    yield inflight[1]
-                    inflight = None
-                if sealed is not None:
-                    inflight = (writer.submit(self._write, sealed), acks)
-                elif acks:
-                    yield acks
-            if inflight is not None:
-                inflight[0].result()
-                yield inflight[1]
+                inflight.append((None if sealed is None else writer.submit(self._write, sealed), acks))
+                while inflight and (len(inflight) > COMMITS_IN_FLIGHT or inflight[0][0] is None
+                                    or inflight[0][0].done()):
+                    yield from self._released(inflight.popleft())
+            while inflight:
+                yield from self._released(inflight.popleft())
+
+    @staticmethod
+    def _released(item: tuple[Future[None] | None, list[Ack]]) -> Iterator[list[Ack]]:
+        future, acks = item
+        if future is not None:
+            future.result()  # durable, or raise: then neither these acks nor later ones go out
+        if acks:
+            yield acks
 
     def _stage_chunk(self, b: _Builder, chunk: list[Segment], source: str,
                      clock: Callable[[], int]) -> list[Ack]:
