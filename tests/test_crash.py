@@ -27,10 +27,11 @@ def write_file(path: Path, n: int, seed: int) -> None:
                                 "amount": f"{rng.randint(1, 10**7)}.{rng.randint(0, 99):02d}"}) + "\n")
 
 
-def submit_and_kill(db: Path, src: Path, kill_after_acks: int) -> list[str]:
+def submit_and_kill(db: Path, src: Path, kill_after_acks: int, intake_workers: int = 1) -> list[str]:
     proc = subprocess.Popen([sys.executable, "-m", "setara.cli", "submit", str(src), "--db", str(db),
                              "--batch", "500"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1",
+                                 "SETARA_INTAKE_WORKERS": str(intake_workers)})
     acked: list[str] = []
     assert proc.stdout is not None
     for line in proc.stdout:
@@ -51,8 +52,9 @@ def test_sigkill_during_submit_loses_nothing_acknowledged(tmp_path: Path) -> Non
     write_file(src, 20_000, seed=3)
     rng = random.Random(11)
     all_acked: set[str] = set()
-    for _ in range(3):
-        acked = submit_and_kill(db, src, rng.randint(500, 15_000))
+    for round_no in range(3):
+        # one round with several intake workers: they must die with the killed engine process
+        acked = submit_and_kill(db, src, rng.randint(500, 15_000), intake_workers=1 + round_no % 2)
         all_acked.update(acked)
         out = run_cli("export", "payments", "--db", str(db)).stdout.decode()
         stored = [r["id"] for r in csv.DictReader(io.StringIO(out))]
