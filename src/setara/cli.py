@@ -22,7 +22,6 @@ from typing import Annotated, NoReturn
 import orjson
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from setara.engine import Cancel as CancelCmd
 from setara.engine import ChangeNetwork as ChangeNetworkCmd
@@ -265,6 +264,8 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
                         (replies / name).write_bytes(doc)
             else:
                 size = os.path.getsize(file) if file != "-" and os.path.isfile(file) else None
+                from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
                 with Progress(TextColumn("submitting"), BarColumn(), MofNCompleteColumn(),
                               TextColumn("instructions"), TimeElapsedColumn(), console=err,
                               disable=not err.is_terminal) as progress:
@@ -284,7 +285,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
             _fail(str(e))
     secs = time.perf_counter() - started
     total = sum(counts.values())
-    err.print(f"{total} instructions in {secs:.2f} s: "
+    err.print(f"{total} instructions in {secs:.3f} s: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), highlight=False)
 
 
