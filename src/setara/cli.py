@@ -5,7 +5,6 @@ when the command did its job (even if some input lines were REJECTED), 1 for a f
 system or of verification, 2 for a usage error or unreadable input.
 """
 
-from __future__ import annotations
 
 import csv
 import io

@@ -4,7 +4,6 @@
 the key list); messages go to stderr as one line, without a traceback.
 """
 
-from __future__ import annotations
 
 import sys
 from typing import Annotated, NoReturn

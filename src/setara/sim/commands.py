@@ -1,6 +1,5 @@
 """`setara demo` and `setara simulate`. The lead wires `register(app)` into setara.cli."""
 
-from __future__ import annotations
 
 import sys
 import time
