@@ -206,7 +206,10 @@ def _amount(raw: Any, minor_units: int, pid: str) -> int:
 
 def fingerprint(ins: Instruction) -> int:
     """60-bit digest of everything that makes two submissions 'the same instruction' (60 bits so the
-    engine can pack a status beside it and still serialise a signed 64-bit integer)."""
+    engine can pack a status beside it and still serialise a signed 64-bit integer).
+
+    `parse_plain` and `parse_plain_many` compute it inline for plain instructions (tests/test_bulk.py
+    holds them to this definition): change all three together."""
     body = orjson.dumps([ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority,
                          ins.to_currency, ins.uetr, ins.end_to_end_id, ins.parties],
                         option=orjson.OPT_SORT_KEYS)
