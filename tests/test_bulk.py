@@ -301,3 +301,24 @@ def test_parsing_many_takes_a_clean_chunk_whole() -> None:
     many = parse_plain_many(objs, net)
     assert many is not None and many["amount_minor"] == [325] * 50
     assert parse_plain_many([*objs, {**objs[0], "amount": "3.2"}], net) is None  # one odd line: line by line
+
+
+def test_a_closed_day_sends_a_batch_down_the_full_path(tmp_path: Path) -> None:
+    """Payments accepted while the day is closed wait for `day open`, batch or not."""
+    from setara.engine import DayClose, DayOpen
+
+    path = _store(tmp_path)
+    rows = [{"id": f"d{i}", "debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR", "amount": "1.00"}
+            for i in range(20)]
+    with Node.open(path, write=True) as node:
+        node.run(DayClose(T + 1))
+        acks = [a.status for chunk in node.submit_lines(_lines(rows)) for a in chunk]
+        assert acks == ["QUEUED"] * 20
+        node.run(DayOpen(T + 2))
+        assert all(node.engine.status(f"d{i}") == SETTLED for i in range(20))
+        state = node.engine.state_hash()
+    store = open_store(path)
+    try:
+        assert verify_store(store).state_hash == state
+    finally:
+        store.close()
