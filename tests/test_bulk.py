@@ -322,3 +322,21 @@ def test_a_closed_day_sends_a_batch_down_the_full_path(tmp_path: Path) -> None:
         assert verify_store(store).state_hash == state
     finally:
         store.close()
+
+
+def test_alternating_queued_and_settling_payments_answer_in_order(tmp_path: Path) -> None:
+    """Half the lines queue behind a stuck payment, half settle: runs of one, in input order."""
+    path = _store(tmp_path)
+    rows = [{"id": "stuck", "debtor": "BANK_TH1", "creditor": "BANK_ID1", "currency": "IDR",
+             "amount": "90000000000.00"}]
+    rows += [{"id": f"m{i}", "debtor": "BANK_TH1" if i % 2 else "BANK_ID2", "creditor": "BANK_ID3",
+              "currency": "IDR", "amount": "1.00"} for i in range(300)]
+    with Node.open(path, write=True) as node:
+        acks = [a.text() for chunk in node.submit_lines(_lines(rows), batch_lines=64) for a in chunk]
+        state = node.engine.state_hash()
+    assert acks == ["stuck QUEUED"] + [f"m{i} {'QUEUED' if i % 2 else 'SETTLED'}" for i in range(300)]
+    store = open_store(path)
+    try:
+        assert verify_store(store).state_hash == state
+    finally:
+        store.close()

@@ -25,7 +25,6 @@ from setara.engine import (
     QUEUED,
     REJECTED,
     SETTLED,
-    SUBMIT_FIELDS,
     Command,
     Engine,
     EngineError,
@@ -37,6 +36,7 @@ from setara.engine import (
     apply_logged,
     column,
     command_kind,
+    submits_rows,
 )
 from setara.instructions import (
     Instruction,
@@ -549,12 +549,13 @@ class Node:
         engine's `settle_run` and are logged as one entry; any other row is staged on its own."""
         n = len(line_nos)
         i = 0
+        rows: list[list[Any]] | None = None  # the batch as Submit rows, made once if needed
         while i < n:
             first_seq = self.engine.ledger.seq + 1
             k = self.engine.settle_run(batch, i)
             if k == 0:
-                row = [column(batch[f], i, i + 1)[0] for f in SUBMIT_FIELDS]
-                acks.append(self.submit_row(b, row, None, None, line_nos[i], source))
+                rows = rows or submits_rows(batch)
+                acks.append(self.submit_row(b, rows[i], None, None, line_nos[i], source))
                 i += 1
                 continue
             j = i + k
