@@ -340,3 +340,21 @@ def test_alternating_queued_and_settling_payments_answer_in_order(tmp_path: Path
         assert verify_store(store).state_hash == state
     finally:
         store.close()
+
+
+def test_submit_from_stdin_answers_every_line(tmp_path: Path) -> None:
+    """`setara submit -`: the engine process reads on past what it has buffered; nothing is lost."""
+    from tests.conftest import run_cli
+
+    net = tmp_path / "n.toml"
+    net.write_bytes(run_cli("network", "example").stdout)
+    db = str(tmp_path / "s.db")
+    run_cli("init", "--network", str(net), "--db", db)
+    rows = _lines([{"id": f"s{i}", "debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR",
+                    "amount": "1.00"} for i in range(5000)])
+    data = b"".join([*rows[:3], b"\n", b"garbage\n", *rows[3:]])
+    out = run_cli("submit", "-", "--db", db, input=data).stdout.decode().splitlines()
+    assert len(out) == 5001
+    assert out[:3] == ["s0 SETTLED", "s1 SETTLED", "s2 SETTLED"]
+    assert out[3].startswith("line:5 REJECTED FF01")  # the blank line 4 is skipped, its number kept
+    assert out[-1] == "s4999 SETTLED"

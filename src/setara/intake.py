@@ -222,7 +222,7 @@ def _detach_from_parent(keep: int) -> None:
             os._exit(1)
 
 
-def _worker(conn: Connection, path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int,
+def _worker(conn: Connection, path: str, net: Network, key: bytes, chunk: int,
             screening: Screening, clock: Callable[[], int], me: int, workers: int) -> None:
     """Parse chunks me, me + workers, me + 2 * workers, ... of the input (chunks of `chunk` lines)
     and send them in that order; the other workers parse the rest. Every worker reads the whole
@@ -230,10 +230,7 @@ def _worker(conn: Connection, path: str | None, prefix: bytes, net: Network, key
     coordination."""
     _detach_from_parent(conn.fileno())
     try:
-        f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115 - closed on exit
-        lines: Iterator[bytes] = iter(f)
-        if prefix:
-            lines = _chain_first(prefix, lines)
+        lines: Iterator[bytes] = iter(open(path, "rb"))  # noqa: SIM115 - closed on exit
         others = chunk * (workers - 1)
         deque(islice(lines, chunk * me), maxlen=0)  # skip what the workers before this one parse
         n = 1 + chunk * me
@@ -274,15 +271,16 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
                    screening: Screening, clock: Callable[[], int]) -> Iterator[list[Segment]]:
     """Parse `path` (None: stdin, after `prefix`, the bytes already read from it) in worker
     processes; yield chunks in input order. A file is shared by `intake_workers()` workers taking
-    chunks in turn; stdin, which only one process can read, by one. Falls back to in-process
-    parsing where fork is absent."""
+    chunks in turn. Stdin is parsed in this process: a forked child's stdin is closed (by
+    multiprocessing), and what this process has read ahead into its buffer is not in the pipe
+    any more. So is everything where fork is absent."""
     chunk = max(1, min(chunk, CHUNK_LINES_MAX))
-    if "fork" not in mp.get_all_start_methods():
+    if path is None or "fork" not in mp.get_all_start_methods():
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115
         lines: Iterator[bytes] = iter(f)
         yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk, screening, clock)
         return
-    workers = 1 if path is None else intake_workers()
+    workers = intake_workers()
     ctx = mp.get_context("fork")
     conns: list[Connection] = []
     procs = []
@@ -290,8 +288,8 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
         for me in range(workers):
             recv, send = ctx.Pipe(duplex=False)
             # Forked, so workers share the network, the screening lists and their indexes as they are.
-            proc = ctx.Process(target=_worker, args=(send, path, prefix, net, key, chunk, screening, clock, me,
-                                                     workers), daemon=True)
+            proc = ctx.Process(target=_worker, args=(send, path, net, key, chunk, screening, clock, me, workers),
+                               daemon=True)
             proc.start()
             send.close()
             conns.append(recv)
