@@ -358,3 +358,16 @@ def test_submit_from_stdin_answers_every_line(tmp_path: Path) -> None:
     assert out[:3] == ["s0 SETTLED", "s1 SETTLED", "s2 SETTLED"]
     assert out[3].startswith("line:5 REJECTED FF01")  # the blank line 4 is skipped, its number kept
     assert out[-1] == "s4999 SETTLED"
+
+
+def test_a_bad_intake_workers_setting_is_a_usage_error(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"")
+    proc = subprocess.run([sys.executable, "-m", "setara.cli", "submit", str(src), "--db", str(tmp_path / "s.db")],
+                          capture_output=True, env={**os.environ, "SETARA_INTAKE_WORKERS": "many"}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.decode().strip() == "error: SETARA_INTAKE_WORKERS must be a number, not 'many'"

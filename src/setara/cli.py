@@ -32,6 +32,7 @@ from setara.engine import (
     PostRate,
     SetSuspended,
 )
+from setara.intake import intake_workers
 from setara.money import AmountError, format_amount, parse_amount
 from setara.network import NetworkError, example_toml, load_network, parse_network_change
 from setara.service import Ack, Node, SetaraError, now_ms, tune_gc
@@ -241,6 +242,10 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
                "--xsd-dir", help="Validate ISO 20022 input against the official XSDs in this directory "
                "(or set SETARA_ISO20022_XSD_DIR).")] = None) -> None:
     """Submit instructions; prints `<id> <STATUS>` (and a reason) per instruction once it is durable."""
+    try:
+        intake_workers()  # a bad SETARA_INTAKE_WORKERS is a usage error, found before any work
+    except ValueError as e:
+        _fail(str(e), 2)
     lines = _input_lines(file)
     first = next(lines, b"")
     node = _open(db, write=True)
