@@ -155,6 +155,15 @@ def test_intake_batches_plain_lines_and_keeps_order() -> None:
     assert set(chunk[0][1]) == set(SUBMIT_FIELDS)
 
 
+def _verified_state(path: str) -> str:
+    """`verify` on the store at `path`; its state hash."""
+    store = open_store(path)
+    try:
+        return verify_store(store).state_hash
+    finally:
+        store.close()
+
+
 def _store(tmp_path: Path) -> str:
     path = str(tmp_path / "s.db")
     Node.create(path, load_network(example_toml()), T).close()
@@ -175,11 +184,7 @@ def test_batch_with_repeats_and_queueing_answers_every_line_in_order(tmp_path: P
         state = node.engine.state_hash()
     assert acks == ["a SETTLED", "a SETTLED", "a REJECTED DUPL id already used for a different instruction",
                     "big QUEUED", "b QUEUED", "c SETTLED"]
-    store = open_store(path)
-    try:
-        assert verify_store(store).state_hash == state
-    finally:
-        store.close()
+    assert _verified_state(path) == state
 
 
 def test_loading_replays_batches_to_the_state_verify_reaches(tmp_path: Path) -> None:
@@ -249,11 +254,7 @@ def test_several_intake_workers_answer_like_one(tmp_path: Path, monkeypatch: pyt
         with Node.open(path, write=True) as node:
             answers.append([(a.line_no, a.text()) for chunk in node.submit_file(str(src), batch_lines=37)
                             for a in chunk])
-        store = open_store(path)
-        try:
-            verify_store(store)
-        finally:
-            store.close()
+        _verified_state(path)
     assert answers[0] == answers[1]
     assert [n for n, _ in answers[0]] == [n for n, raw in enumerate(lines, start=1) if raw.strip()]
     assert any("line:" in text for _, text in answers[0]) and any("QUEUED" in text for _, text in answers[0])
@@ -317,11 +318,7 @@ def test_a_closed_day_sends_a_batch_down_the_full_path(tmp_path: Path) -> None:
         node.run(DayOpen(T + 2))
         assert all(node.engine.status(f"d{i}") == SETTLED for i in range(20))
         state = node.engine.state_hash()
-    store = open_store(path)
-    try:
-        assert verify_store(store).state_hash == state
-    finally:
-        store.close()
+    assert _verified_state(path) == state
 
 
 def test_alternating_queued_and_settling_payments_answer_in_order(tmp_path: Path) -> None:
@@ -335,11 +332,7 @@ def test_alternating_queued_and_settling_payments_answer_in_order(tmp_path: Path
         acks = [a.text() for chunk in node.submit_lines(_lines(rows), batch_lines=64) for a in chunk]
         state = node.engine.state_hash()
     assert acks == ["stuck QUEUED"] + [f"m{i} {'QUEUED' if i % 2 else 'SETTLED'}" for i in range(300)]
-    store = open_store(path)
-    try:
-        assert verify_store(store).state_hash == state
-    finally:
-        store.close()
+    assert _verified_state(path) == state
 
 
 def test_submit_from_stdin_answers_every_line(tmp_path: Path) -> None:
