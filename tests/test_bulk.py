@@ -364,3 +364,14 @@ def test_a_bad_intake_workers_setting_is_a_usage_error(tmp_path: Path) -> None:
                           capture_output=True, env={**os.environ, "SETARA_INTAKE_WORKERS": "many"}, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.decode().strip() == "error: SETARA_INTAKE_WORKERS must be a number, not 'many'"
+
+
+def test_a_byte_order_mark_at_the_start_is_ignored(tmp_path: Path) -> None:
+    path = _store(tmp_path)
+    rows = _lines([{"id": f"bom{i}", "debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR",
+                    "amount": "1.00"} for i in range(3)])
+    rows[0] = b"\xef\xbb\xbf" + rows[0]
+    rows[1] = rows[1].replace(b"\n", b"\r\n")
+    with Node.open(path, write=True) as node:
+        acks = [a.text() for chunk in node.submit_lines(rows) for a in chunk]
+    assert acks == ["bom0 SETTLED", "bom1 SETTLED", "bom2 SETTLED"]

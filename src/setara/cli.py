@@ -32,7 +32,7 @@ from setara.engine import (
     PostRate,
     SetSuspended,
 )
-from setara.intake import intake_workers
+from setara.intake import UTF8_BOM, intake_workers
 from setara.money import AmountError, format_amount, parse_amount
 from setara.network import NetworkError, example_toml, load_network, parse_network_change
 from setara.service import Ack, Node, SetaraError, now_ms, tune_gc
@@ -255,7 +255,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
     started = time.perf_counter()
     with node:
         try:
-            if first.lstrip().startswith(b"<"):
+            if first.removeprefix(UTF8_BOM).lstrip().startswith(b"<"):
                 from setara.messaging import submit_xml
 
                 data = first + b"".join(lines)

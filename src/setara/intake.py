@@ -47,6 +47,7 @@ ParsedLine = tuple[int, list[Any] | None, list[Any] | None, list[dict[str, Any]]
 Segment = tuple[Any, ...]
 CHUNK_LINES_MAX = 50_000
 INTAKE_WORKERS_MAX = 4
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def prepare(ins: Instruction, net: Network, key: bytes, screening: Screening, time_ms: int,
@@ -150,6 +151,9 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
     """Parse consecutive input lines (the first is line `first_line_no`) into segments in input
     order; blank lines are skipped, numbering kept. They are stamped with `time_ms`."""
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
+    if first_line_no == 1 and lines and lines[0].startswith(UTF8_BOM):
+        # Files saved by some Windows tools begin with one; JSON parsers may ignore it (RFC 8259).
+        lines = [lines[0][len(UTF8_BOM):], *lines[1:]]
     if lines and max(map(len, lines)) <= LINE_BYTES_MAX:
         # A bulk file's chunk is usually nothing but plain payments: judged all at once.
         try:
