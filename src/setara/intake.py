@@ -14,6 +14,7 @@ import marshal
 import multiprocessing as mp
 import os
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
@@ -205,7 +206,7 @@ def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, sc
         n += len(block)
 
 
-def _detach_from_parent(keep: int) -> None:
+def _detach_from_parent(*keep: int) -> None:
     """A forked worker inherits every descriptor of the engine process, among them the writer lock
     and the read end of its own pipe. Holding either would outlive a killed parent (a stale lock, a
     worker blocked forever), so close all but what it needs and ask to die with the parent."""
@@ -214,7 +215,7 @@ def _detach_from_parent(keep: int) -> None:
     except OSError:
         fds = list(range(3, 1024))
     for fd in fds:
-        if fd > 2 and fd != keep:
+        if fd > 2 and fd not in keep:
             with contextlib.suppress(OSError):
                 os.close(fd)
     with contextlib.suppress(Exception):
@@ -259,6 +260,45 @@ def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
     yield from rest
 
 
+def _piped_worker(conn: Connection, raw: Connection, net: Network, key: bytes, screening: Screening,
+                  clock: Callable[[], int]) -> None:
+    """Parse chunks of lines handed over by the engine process (stdin, which a forked child cannot
+    read itself) and send them back in order."""
+    _detach_from_parent(conn.fileno(), raw.fileno())
+    try:
+        n = 1
+        while (block := marshal.loads(raw.recv_bytes())) is not None:
+            if isinstance(block, dict):  # the feeder could not read the input
+                raise OSError(block.get("error"))
+            conn.send_bytes(marshal.dumps(parse_chunk(block, n, net, key, screening, clock())))
+            n += len(block)
+        conn.send_bytes(marshal.dumps(None))
+    except BrokenPipeError:  # the engine process went away; nothing to do
+        pass
+    except BaseException as e:  # report, never hang the reader
+        with contextlib.suppress(BrokenPipeError, OSError):
+            conn.send_bytes(marshal.dumps({"error": f"{type(e).__name__}: {e}"}))
+    finally:
+        conn.close()
+        raw.close()
+
+
+def _feed(raw: Connection, lines: Iterator[bytes], chunk: int) -> None:
+    """A thread of the engine process: hand the input to the piped worker, chunk by chunk (the
+    pipe's small buffer holds it back while the worker is busy)."""
+    try:
+        while block := list(islice(lines, chunk)):
+            raw.send_bytes(marshal.dumps(block))
+        raw.send_bytes(marshal.dumps(None))
+    except (BrokenPipeError, ConnectionResetError):  # the worker is gone; the reader reports why
+        pass
+    except BaseException as e:
+        with contextlib.suppress(OSError):
+            raw.send_bytes(marshal.dumps({"error": f"reading the input: {type(e).__name__}: {e}"}))
+    finally:
+        raw.close()
+
+
 def intake_workers() -> int:
     """How many processes parse input beside the engine's: SETARA_INTAKE_WORKERS, else one per
     CPU but the engine process's own, up to INTAKE_WORKERS_MAX."""
@@ -275,29 +315,42 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
                    screening: Screening, clock: Callable[[], int]) -> Iterator[list[Segment]]:
     """Parse `path` (None: stdin, after `prefix`, the bytes already read from it) in worker
     processes; yield chunks in input order. A file is shared by `intake_workers()` workers taking
-    chunks in turn. Stdin is parsed in this process: a forked child's stdin is closed (by
-    multiprocessing), and what this process has read ahead into its buffer is not in the pipe
-    any more. So is everything where fork is absent."""
+    chunks in turn. Stdin goes to one worker through a pipe, fed by a thread of this process: a
+    forked child's stdin is closed (by multiprocessing), and what this process has read ahead
+    into its buffer is not in the pipe any more. Where fork is absent, this process parses."""
     chunk = max(1, min(chunk, CHUNK_LINES_MAX))
-    if path is None or "fork" not in mp.get_all_start_methods():
+    if "fork" not in mp.get_all_start_methods():
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115
         lines: Iterator[bytes] = iter(f)
         yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk, screening, clock)
         return
-    workers = intake_workers()
+    workers = 1 if path is None else intake_workers()
     ctx = mp.get_context("fork")
     conns: list[Connection] = []
     procs = []
     try:
-        for me in range(workers):
+        if path is None:
+            raw_recv, raw_send = ctx.Pipe(duplex=False)
             recv, send = ctx.Pipe(duplex=False)
-            # Forked, so workers share the network, the screening lists and their indexes as they are.
-            proc = ctx.Process(target=_worker, args=(send, path, net, key, chunk, screening, clock, me, workers),
-                               daemon=True)
+            proc = ctx.Process(target=_piped_worker, args=(send, raw_recv, net, key, screening, clock), daemon=True)
             proc.start()
             send.close()
+            raw_recv.close()
             conns.append(recv)
             procs.append(proc)
+            stdin: Iterator[bytes] = iter(sys.stdin.buffer)
+            threading.Thread(target=_feed, args=(raw_send, _chain_first(prefix, stdin) if prefix else stdin, chunk),
+                             name="setara-intake-feed", daemon=True).start()
+        else:
+            for me in range(workers):
+                recv, send = ctx.Pipe(duplex=False)
+                # Forked, so workers share the network, the screening lists and their indexes as they are.
+                proc = ctx.Process(target=_worker, args=(send, path, net, key, chunk, screening, clock, me, workers),
+                                   daemon=True)
+                proc.start()
+                send.close()
+                conns.append(recv)
+                procs.append(proc)
         turn = 0
         while True:
             try:
