@@ -1,10 +1,11 @@
-"""Parallel intake of JSON Lines: decoding, validation and digests in a second process.
+"""Parallel intake of JSON Lines: decoding, validation and digests in worker processes.
 
-Reading and validating a line costs about as much as settling it, and both are pure Python, so a
-second process does the former while the engine process does the latter (the GIL rules out
-threads). The worker is a pure function of the input and the network's reference data; it sends
-compact tuples in input order, in chunks, through a pipe whose small buffer applies backpressure.
-The engine process decides everything that depends on state (duplicates, liquidity, suspension).
+Reading and validating a line costs about as much as settling it, and both are pure Python, so
+workers do the former while the engine process does the latter (the GIL rules out threads). A
+worker is a pure function of the input and the network's reference data; it sends chunks in input
+order, as segments (batches of plain payments column by column, rows for the rest), through a pipe
+whose small buffer applies backpressure. The engine process decides everything that depends on
+state (duplicates, liquidity, suspension).
 """
 
 from __future__ import annotations
