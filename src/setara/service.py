@@ -484,7 +484,7 @@ class Node:
     def submit_file(self, path: str | None, *, prefix: bytes = b"", source: str = "-",
                     batch_lines: int = BATCH_LINES_DEFAULT,
                     clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
-        """Like submit_lines for a file (None: stdin after `prefix`), parsed in a second process."""
+        """Like submit_lines for a file (None: stdin after `prefix`), parsed in worker processes."""
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
         chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines, self.screening, clock)
         return self.submit_parsed(chunks, source=source, clock=clock)
