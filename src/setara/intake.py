@@ -228,24 +228,18 @@ def _detach_from_parent(*keep: int) -> None:
             os._exit(1)
 
 
-def _worker(conn: Connection, path: str, net: Network, key: bytes, chunk: int,
-            screening: Screening, clock: Callable[[], int], me: int, workers: int) -> None:
-    """Parse chunks me, me + workers, me + 2 * workers, ... of the input (chunks of `chunk` lines)
-    and send them in that order; the other workers parse the rest. Every worker reads the whole
-    input, which costs little beside parsing, so chunk boundaries and line numbers need no
-    coordination."""
-    _detach_from_parent(conn.fileno())
+Blocks = Iterator[tuple[int, list[bytes]]]  # (number of the first line, the lines)
+
+
+def _worker(conn: Connection, blocks: Blocks, keep: tuple[int, ...], net: Network, key: bytes,
+            screening: Screening, clock: Callable[[], int]) -> None:
+    """Parse blocks of lines and send them, in order, to the engine process."""
+    _detach_from_parent(conn.fileno(), *keep)
     try:
-        lines: Iterator[bytes] = iter(open(path, "rb"))  # noqa: SIM115 - closed on exit
-        others = chunk * (workers - 1)
-        deque(islice(lines, chunk * me), maxlen=0)  # skip what the workers before this one parse
-        n = 1 + chunk * me
-        while block := list(islice(lines, chunk)):
+        for first_line_no, block in blocks:
             # marshal: the cheapest encoding to decode on the engine's side, and both ends are the
             # same interpreter (a fork), so its version-specific format is no concern.
-            conn.send_bytes(marshal.dumps(parse_chunk(block, n, net, key, screening, clock())))
-            deque(islice(lines, others), maxlen=0)
-            n += chunk + others
+            conn.send_bytes(marshal.dumps(parse_chunk(block, first_line_no, net, key, screening, clock())))
         conn.send_bytes(marshal.dumps(None))
     except BrokenPipeError:  # the engine process went away; nothing to do
         pass
@@ -256,32 +250,39 @@ def _worker(conn: Connection, path: str, net: Network, key: bytes, chunk: int,
         conn.close()
 
 
-def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
-    yield first
-    yield from rest
+def _file_blocks(path: str, chunk: int, me: int, workers: int) -> Blocks:
+    """Chunks me, me + workers, me + 2 * workers, ... of a file (chunks of `chunk` lines); the
+    other workers take the rest. Every worker reads the whole file, which costs little beside
+    parsing, so chunk boundaries and line numbers need no coordination. Opened on first use, in
+    the worker."""
+    with open(path, "rb") as f:
+        lines: Iterator[bytes] = iter(f)
+        others = chunk * (workers - 1)
+        deque(islice(lines, chunk * me), maxlen=0)  # skip what the workers before this one parse
+        n = 1 + chunk * me
+        while block := list(islice(lines, chunk)):
+            yield n, block
+            deque(islice(lines, others), maxlen=0)
+            n += chunk + others
 
 
-def _piped_worker(conn: Connection, raw: Connection, net: Network, key: bytes, screening: Screening,
-                  clock: Callable[[], int]) -> None:
-    """Parse chunks of lines handed over by the engine process (stdin, which a forked child cannot
-    read itself) and send them back in order."""
-    _detach_from_parent(conn.fileno(), raw.fileno())
+def _piped_blocks(raw: Connection) -> Blocks:
+    """Blocks handed over by the engine process's feeder thread (stdin, which a forked child
+    cannot read itself)."""
     try:
         n = 1
         while (block := marshal.loads(raw.recv_bytes())) is not None:
             if isinstance(block, dict):  # the feeder could not read the input
                 raise OSError(block.get("error"))
-            conn.send_bytes(marshal.dumps(parse_chunk(block, n, net, key, screening, clock())))
+            yield n, block
             n += len(block)
-        conn.send_bytes(marshal.dumps(None))
-    except BrokenPipeError:  # the engine process went away; nothing to do
-        pass
-    except BaseException as e:  # report, never hang the reader
-        with contextlib.suppress(BrokenPipeError, OSError):
-            conn.send_bytes(marshal.dumps({"error": f"{type(e).__name__}: {e}"}))
     finally:
-        conn.close()
         raw.close()
+
+
+def _chain_first(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
+    yield first
+    yield from rest
 
 
 def _feed(raw: Connection, lines: Iterator[bytes], chunk: int) -> None:
@@ -330,28 +331,25 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
     conns: list[Connection] = []
     procs = []
     try:
+        feed: tuple[Connection, Iterator[bytes]] | None = None
         if path is None:
             raw_recv, raw_send = ctx.Pipe(duplex=False)
+            stdin: Iterator[bytes] = iter(sys.stdin.buffer)
+            feed = (raw_send, _chain_first(prefix, stdin) if prefix else stdin)
+            sources: list[tuple[Blocks, tuple[int, ...]]] = [(_piped_blocks(raw_recv), (raw_recv.fileno(),))]
+        else:
+            sources = [(_file_blocks(path, chunk, me, workers), ()) for me in range(workers)]
+        for blocks, keep in sources:
             recv, send = ctx.Pipe(duplex=False)
-            proc = ctx.Process(target=_piped_worker, args=(send, raw_recv, net, key, screening, clock), daemon=True)
+            # Forked, so workers share the network, the screening lists and their indexes as they are.
+            proc = ctx.Process(target=_worker, args=(send, blocks, keep, net, key, screening, clock), daemon=True)
             proc.start()
             send.close()
-            raw_recv.close()
             conns.append(recv)
             procs.append(proc)
-            stdin: Iterator[bytes] = iter(sys.stdin.buffer)
-            threading.Thread(target=_feed, args=(raw_send, _chain_first(prefix, stdin) if prefix else stdin, chunk),
-                             name="setara-intake-feed", daemon=True).start()
-        else:
-            for me in range(workers):
-                recv, send = ctx.Pipe(duplex=False)
-                # Forked, so workers share the network, the screening lists and their indexes as they are.
-                proc = ctx.Process(target=_worker, args=(send, path, net, key, chunk, screening, clock, me, workers),
-                                   daemon=True)
-                proc.start()
-                send.close()
-                conns.append(recv)
-                procs.append(proc)
+        if feed is not None:
+            raw_recv.close()
+            threading.Thread(target=_feed, args=(*feed, chunk), name="setara-intake-feed", daemon=True).start()
         turn = 0
         while True:
             try:
