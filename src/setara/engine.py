@@ -282,15 +282,9 @@ def apply_logged(engine: Engine, entries: Iterable[Sequence[Any]]) -> None:
         if kind != "submits":
             engine.apply(command_from_dict(kind, body))
             continue
-        rows: list[list[Any]] | None = None
-        i, n = 0, len(body["id"])
-        while i < n:
-            k = engine.settle_run(body, i)
-            if k == 0:
-                rows = rows or submits_rows(body)
-                engine.apply(Submit(*rows[i]))
-                k = 1
-            i += k
+        for _, _, row in engine.settle_batch(body):
+            if row is not None:
+                engine.apply(Submit(*row))
 
 
 def log_commands(entries: Iterable[Sequence[Any]]) -> Iterator[tuple[int, Command]]:
@@ -685,6 +679,22 @@ class Engine:
             window *= 2
         self.applied += done
         return done
+
+    def settle_batch(self, batch: dict[str, Any]) -> Iterator[tuple[int, int, list[Any] | None]]:
+        """Walk a batch of submissions: yields (i, k, None) when `settle_run` settled rows i..i+k-1,
+        and (i, 0, row) when row i is for the full path, which the caller applies (as a Submit, or
+        through the shell's duplicate handling) before asking for the next."""
+        rows: list[list[Any]] | None = None  # made once, if any row needs it
+        i, n = 0, len(batch["id"])
+        while i < n:
+            k = self.settle_run(batch, i)
+            if k:
+                yield i, k, None
+                i += k
+            else:
+                rows = rows or submits_rows(batch)
+                yield i, 0, rows[i]
+                i += 1
 
     def _settle_window(self, batch: dict[str, Any], start: int, end: int) -> int:
         ids = batch["id"][start:end]

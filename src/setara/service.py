@@ -36,7 +36,6 @@ from setara.engine import (
     apply_logged,
     column,
     command_kind,
-    submits_rows,
 )
 from setara.instructions import (
     Instruction,
@@ -548,17 +547,12 @@ class Node:
         """Stage a batch of submissions. Runs of payments that settle at once go through the
         engine's `settle_run` and are logged as one entry; any other row is staged on its own."""
         n = len(line_nos)
-        i = 0
-        rows: list[list[Any]] | None = None  # the batch as Submit rows, made once if needed
-        while i < n:
-            first_seq = self.engine.ledger.seq + 1
-            k = self.engine.settle_run(batch, i)
-            if k == 0:
-                rows = rows or submits_rows(batch)
-                acks.append(self.submit_row(b, rows[i], None, None, line_nos[i], source))
-                i += 1
+        for i, k, row in self.engine.settle_batch(batch):
+            if row is not None:
+                acks.append(self.submit_row(b, row, None, None, line_nos[i], source))
                 continue
             j = i + k
+            first_seq = self.engine.ledger.seq - k + 1
             run = batch if k == n else {f: (v[i:j] if isinstance(v, list) else v) for f, v in batch.items()}
             b.cmds.append(["submits", run])
             b.n_cmds += k
@@ -573,7 +567,6 @@ class Node:
             touched.update(zip(creditors, currencies, strict=True))
             acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
             b.time_ms = column(run["time_ms"], k - 1, k)[0]
-            i = j
 
     def submit_instructions(self, items: Iterable[Instruction], *, source: str = "api",
                             clock: Callable[[], int] = now_ms) -> list[Ack]:
