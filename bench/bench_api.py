@@ -29,8 +29,8 @@ from pathlib import Path
 import httpx
 
 from setara.api.keys import issue_key
-from setara.network import example_toml, load_network
-from setara.service import Node
+from setara.core.network import example_toml, load_network
+from setara.node import Node
 from setara.store import open_store
 
 MEMBERS = ("BANK_ID1", "BANK_ID2", "BANK_ID3", "BANK_MY1", "BANK_MY2", "BANK_TH1")

@@ -27,8 +27,8 @@ from collections.abc import Iterator
 import orjson
 import psycopg
 
-from setara.network import example_toml, load_network
-from setara.service import Node
+from setara.core.network import example_toml, load_network
+from setara.node import Node
 from setara.store.postgres import split_url
 
 MEMBERS = ["BANK_ID1", "BANK_ID2", "BANK_ID3", "BANK_MY1", "BANK_MY2", "BANK_TH1", "BANK_TH2", "BANK_PH1",

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from setara.network import Network, example_toml, load_network
-from setara.service import Node
+from setara.core.network import Network, example_toml, load_network
+from setara.node import Node
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"

@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 from setara.api import create_app
 from setara.api.app import AUTH_CACHE_S
 from setara.api.keys import issue_key, list_keys, revoke_key
-from setara.network import example_toml, load_network
-from setara.service import Node
+from setara.core.network import example_toml, load_network
+from setara.node import Node
 from setara.store import open_store
 
 T0 = 1_700_000_000_000

@@ -23,8 +23,8 @@ httpx = pytest.importorskip("httpx")
 pytest.importorskip("uvicorn")
 
 from setara.api.keys import issue_key  # noqa: E402
-from setara.network import example_toml, load_network  # noqa: E402
-from setara.service import Node  # noqa: E402
+from setara.core.network import example_toml, load_network  # noqa: E402
+from setara.node import Node  # noqa: E402
 from setara.store import open_store  # noqa: E402
 
 MEMBERS = ("BANK_ID1", "BANK_ID2", "BANK_ID3")

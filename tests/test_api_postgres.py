@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from setara.api import create_app
 from setara.api.keys import issue_key
-from setara.network import example_toml, load_network
-from setara.service import Node
+from setara.core.network import example_toml, load_network
+from setara.node import Node
 from setara.store import open_store
 
 PG_URL = os.environ.get("SETARA_TEST_PG", "postgresql://127.0.0.1:5432/test")

@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 
 from setara.api import create_app  # noqa: E402
 from setara.api.keys import issue_key  # noqa: E402
-from setara.network import example_toml, load_network  # noqa: E402
-from setara.service import Node  # noqa: E402
+from setara.core.network import example_toml, load_network  # noqa: E402
+from setara.node import Node  # noqa: E402
 from setara.store import open_store  # noqa: E402
 
 EXAMPLES = 8

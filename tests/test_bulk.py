@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from setara.engine import (
+from setara.core import (
     SETTLED,
     SUBMIT_FIELDS,
     Command,
@@ -27,14 +27,16 @@ from setara.engine import (
     SetSuspended,
     StatusEvent,
     Submit,
+    settle_run,
     submits_rows,
 )
-from setara.instructions import Rejection, fingerprint, parse_json_instruction, parse_plain, parse_plain_many
-from setara.intake import parse_lines
-from setara.network import example_toml, load_network
-from setara.service import Node, NullScreening
+from setara.core.instructions import Rejection, fingerprint, parse_json_instruction, parse_plain, parse_plain_many
+from setara.core.network import example_toml, load_network
+from setara.node import Node
+from setara.node.intake import parse_lines
+from setara.node.verify import VerificationError, verify_store
+from setara.ports import NullScreening
 from setara.store import open_store
-from setara.verify import VerificationError, verify_store
 from tests.test_engine import T
 from tests.test_properties import commands, run
 
@@ -76,7 +78,7 @@ def _bulk(e: Engine, batch: dict[str, Any]) -> tuple[list[int], list[Any]]:
     events: list[Any] = []
     i = 0
     while i < len(rows):
-        k = e.settle_run(batch, i)
+        k = settle_run(e, batch, i)
         if k:
             fast.extend(range(i, i + k))
             i += k
@@ -306,7 +308,7 @@ def test_parsing_many_takes_a_clean_chunk_whole() -> None:
 
 def test_a_closed_day_sends_a_batch_down_the_full_path(tmp_path: Path) -> None:
     """Payments accepted while the day is closed wait for `day open`, batch or not."""
-    from setara.engine import DayClose, DayOpen
+    from setara.core import DayClose, DayOpen
 
     path = _store(tmp_path)
     rows = [{"id": f"d{i}", "debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR", "amount": "1.00"}

@@ -25,9 +25,10 @@ uvicorn = pytest.importorskip("uvicorn")
 
 from setara.api import create_app  # noqa: E402
 from setara.api.keys import issue_key  # noqa: E402
-from setara.instructions import Instruction  # noqa: E402
-from setara.network import Network, example_toml, load_network  # noqa: E402
-from setara.service import Node, ScreeningDecision  # noqa: E402
+from setara.core.instructions import Instruction  # noqa: E402
+from setara.core.network import Network, example_toml, load_network  # noqa: E402
+from setara.node import Node  # noqa: E402
+from setara.ports import ScreeningDecision  # noqa: E402
 from setara.store import open_store  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"

@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from typer.testing import CliRunner
 
+from setara.node.verify import verify_store
 from setara.sim.commands import register
 from setara.store import open_store
-from setara.verify import verify_store
 
 
 def _app() -> typer.Typer:

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from setara.engine import (
+from setara.core import (
     CANCELLED,
     HELD,
     QUEUED,
@@ -26,8 +26,8 @@ from setara.engine import (
     StatusEvent,
     Submit,
 )
-from setara.ledger import Posting
-from setara.network import Network, parse_network
+from setara.core.ledger import Posting
+from setara.core.network import Network, parse_network
 
 T = 1_767_225_600_000
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from setara.engine import Engine, apply_logged, log_commands
-from setara.ledger import GENESIS
+from setara.core import Engine, apply_logged, log_commands
+from setara.core.ledger import GENESIS
 from setara.store import block_hash
 
 GOLDEN = Path(__file__).parent / "golden" / "day.json"

@@ -18,8 +18,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from setara.network import example_toml
-from setara.projection import project
+from setara.core.network import example_toml
+from setara.node.projection import project
 from setara.store import open_store
 
 PG_URL = os.environ.get("SETARA_TEST_PG", "postgresql://127.0.0.1:5432/test")

@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 import orjson
 import pytest
 
-from setara.network import Network, example_toml, load_network
-from setara.service import Node
+from setara.core.network import Network, example_toml, load_network
+from setara.node import Node
+from setara.node.verify import verify_store
 from setara.store import StoreError, open_store
 from setara.store.postgres import PostgresStore, split_url, translate_sql
-from setara.verify import verify_store
 
 PG_URL = os.environ.get("SETARA_TEST_PG", "postgresql://127.0.0.1:5432/test")
 T0 = 1_750_000_000_000
@@ -185,7 +185,7 @@ def test_reads_stream_while_the_writer_appends(pg_url: Callable[..., str], net: 
 
 
 def test_concurrent_projectors_apply_each_block_once(pg_url: Callable[..., str], net: Network) -> None:
-    from setara.projection import project
+    from setara.node.projection import project
 
     url = pg_url()
     with Node.create(url, net, T0) as node:

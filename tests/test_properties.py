@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from setara.engine import (
+from setara.core import (
     QUEUED,
     SETTLED,
     Cancel,
@@ -25,10 +25,10 @@ from setara.engine import (
     StatusEvent,
     Submit,
 )
-from setara.instructions import Instruction
-from setara.ledger import Posting
-from setara.service import Node
-from setara.verify import verify_store
+from setara.core.instructions import Instruction
+from setara.core.ledger import Posting
+from setara.node import Node
+from setara.node.verify import verify_store
 from tests.test_engine import T, small_network
 
 MEMBERS = ["A", "B", "C", "FX"]
@@ -115,7 +115,7 @@ def test_stored_node_is_idempotent_and_verifies(tmp_path_factory: Any, rows: lis
                                                 ) -> None:
     """Through the durable node: re-submitting settles nothing twice; verify replays to the same hash."""
     path = str(tmp_path_factory.mktemp("prop") / "s.db")
-    from setara.network import example_toml, load_network
+    from setara.core.network import example_toml, load_network
 
     Node.create(path, load_network(example_toml()), T).close()
     ins = [Instruction(f"id{k}", d, c, "IDR", amt) for d, c, amt, k in rows if d != c]
@@ -147,7 +147,7 @@ def test_two_separate_runs_of_one_log_agree(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from setara.network import example_toml, load_network
+    from setara.core.network import example_toml, load_network
 
     path = str(tmp_path / "s.db")
     Node.create(path, load_network(example_toml()), T).close()

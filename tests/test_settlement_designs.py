@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from setara.engine import QUEUED, SETTLED, CloseCycle, Engine, EngineError, Fund, Init, Notice, StatusEvent
-from setara.instructions import Instruction
-from setara.network import parse_network
-from setara.service import Node
+from setara.core import QUEUED, SETTLED, CloseCycle, Engine, EngineError, Fund, Init, Notice, StatusEvent
+from setara.core.instructions import Instruction
+from setara.core.network import parse_network
+from setara.node import Node
+from setara.node.verify import verify_store
 from setara.store import open_store
-from setara.verify import verify_store
 from tests.test_engine import T, pay, statuses
 
 _MEMBERS = [("A", "AAAAIDJA"), ("B", "BBBBIDJA"), ("C", "CCCCIDJA"), ("D", "DDDDIDJA")]
@@ -141,7 +141,7 @@ def test_joint_cycle_close_nets_pvp_across_currencies() -> None:
     doc["members"].append({"id": "FX", "bic": "FXFXIDJA", "country": "ID", "roles": ["member", "fx_provider"],
                            "opening": {"IDR": "0", "MYR": "0"}})
     e = engine_of(doc)
-    from setara.engine import PostRate
+    from setara.core import PostRate
 
     e.apply(PostRate("FX", "IDR", "MYR", "1", T + 10**9, T))
     # A pays B in MYR through FX, which holds nothing; the flows come back round, so everyone nets to 0.

@@ -19,12 +19,12 @@ from typing import Any
 import orjson
 import pytest
 
-from setara.network import Network, example_toml, load_network
-from setara.service import Node
+from setara.core.network import Network, example_toml, load_network
+from setara.node import Node
+from setara.node.verify import VerificationError, verify_store
 from setara.store import Block, Projection, StoreError, copy_log, open_store
 from setara.store import base as store_base
 from setara.store.postgres import split_url
-from setara.verify import VerificationError, verify_store
 
 PG_URL = os.environ.get("SETARA_TEST_PG", "postgresql://127.0.0.1:5432/test")
 T0 = 1_750_000_000_000

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from setara.network import example_toml, load_network
+from setara.core.network import example_toml, load_network
 
 MEMBERS = ["BANK_ID1", "BANK_ID2", "BANK_ID3", "BANK_MY1", "BANK_TH1", "FX_MERDEKA", "FX_STRAITS"]
 

@@ -29,12 +29,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from setara.api.keys import Principal, authenticate
 from setara.api.writer import Submitted, Writer, WriterFailed
-from setara.engine import HELD, REJECTED, Cancel, EngineError, Payment, Review
-from setara.instructions import Instruction, Rejection, parse_json_instruction
-from setara.money import format_amount
-from setara.network import Network
-from setara.projection import project
-from setara.service import Node, Screening, SetaraError, now_ms
+from setara.core import HELD, REJECTED, Cancel, EngineError, Payment, Review
+from setara.core.instructions import Instruction, Rejection, parse_json_instruction
+from setara.core.money import format_amount
+from setara.core.network import Network
+from setara.node import Node, SetaraError
+from setara.node.projection import project
+from setara.ports import Screening, now_ms
 from setara.store import PaymentRow, Store, StoreError, open_store
 
 __all__ = ["Api", "ApiProblem", "create_app"]
@@ -127,7 +128,7 @@ class Api:
             return
         self._lists_checked = t
         try:
-            from setara.screening import PaymentScreening
+            from setara.node.screening import PaymentScreening
         except ImportError:  # an engine without list screening: keep the node's own
             return
         rows = node.store.execute("SELECT COALESCE(MAX(n), 0) FROM list_versions")
@@ -135,7 +136,7 @@ class Api:
         if version != self.lists_version:
             node.screening = PaymentScreening.from_store(node.store)
             if self.lists_version:  # a new version while serving: members and queue are screened again
-                from setara.screening import rescreen
+                from setara.node.screening import rescreen
 
                 rescreen(node)
             self.lists_version = version
@@ -535,7 +536,7 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
     def statement(currency: str, who: Who, format: Literal["json", "camt053"] = "json",
                   member: Annotated[str | None, Query(max_length=64)] = None) -> Response:
         """A statement of one account since the network started, as JSON or camt.053."""
-        from setara.messaging import statement_camt053, statement_json
+        from setara.node.messaging import statement_camt053, statement_json
 
         if who.role == "member":
             member = who.member
@@ -558,7 +559,7 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
                                "content": {"application/xml": {}}}})
     async def post_iso(request: Request, who: Member) -> Response:
         """One ISO 20022 message (pacs.008/009/004, camt.056), answered once durable."""
-        from setara.messaging import submit_xml
+        from setara.node.messaging import submit_xml
 
         data = await request.body()
         if len(data) > XML_BYTES_MAX:
@@ -598,12 +599,7 @@ def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
     @app.post("/v1/admin/cycles/{currency}/close", tags=["admin"],
               responses={501: {"description": "this engine has no netting cycles yet"}})
     async def close_cycle(currency: str, who: Operator) -> dict[str, Any]:
-        try:
-            from setara import engine as engine_mod
-
-            close_cls = engine_mod.CloseCycle  # type: ignore[attr-defined]
-        except (ImportError, AttributeError):
-            raise ApiProblem(501, "Not Implemented", "this engine has no deferred-net cycles yet") from None
+        from setara.core import CloseCycle as close_cls
         if currency not in api.network.currencies:
             raise ApiProblem(404, "Not Found", f"currency {currency} is not in the network", field="currency")
 

@@ -36,7 +36,7 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from setara.api.app import create_app
-        from setara.service import SetaraError
+        from setara.node import SetaraError
         from setara.store import StoreError
 
         if not 0 < port < 65536:
@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
         if not api.state.api.screening_loaded:
             sys.stderr.write("warning: no sanctions list is loaded: screening finds no hit "
                              "(load one with `setara lists import`; the server picks it up)\n")
-        from setara.service import tune_gc
+        from setara.node import tune_gc
 
         tune_gc()
         sys.stderr.write(f"setara: serving {db} on http://{host}:{port} (dashboard /, OpenAPI /docs)\n")
@@ -141,7 +141,7 @@ def _open_store(db: str):  # type: ignore[no-untyped-def]
 
 
 def _check_member(db: str, member: str) -> None:
-    from setara.service import Node
+    from setara.node import Node
     from setara.store import StoreError
 
     try:

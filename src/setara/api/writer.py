@@ -19,9 +19,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from setara.engine import EngineError
-from setara.instructions import Instruction
-from setara.service import Ack, Node, now_ms
+from setara.core import EngineError
+from setara.core.instructions import Instruction
+from setara.node import Ack, Node
+from setara.ports import now_ms
 
 __all__ = ["Submitted", "Writer", "WriterFailed"]
 

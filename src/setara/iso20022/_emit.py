@@ -14,7 +14,8 @@ from datetime import UTC, date, datetime
 
 from lxml import etree
 
-from ..money import format_amount
+from setara.core.money import format_amount
+
 from ._model import DEFAULT_HUB_BIC, OriginalRef, ParsedMessage, ParsedTransaction, StatementEntry, TxStatus
 from ._rules import BIC_RE, UETR_RE
 

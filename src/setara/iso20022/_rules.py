@@ -10,7 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterator
 
-from ..money import AmountError, parse_amount
+from setara.core.money import AmountError, parse_amount
+
 from ._model import ParsedTransaction
 
 __all__ = ["AMOUNT_MINOR_MAX", "BIC_RE", "UETR_RE", "hub_validate", "member_for_bic", "settlement_members"]

@@ -31,7 +31,7 @@ def demo(
 ) -> None:
     """Build a sample network, generate a trade day, screen, settle and net it; print a summary and
     write report.html. Prints the report's path on stdout."""
-    from setara.service import SetaraError
+    from setara.node import SetaraError
     from setara.store import StoreError
 
     from .demo import DemoInputError, run_demo

@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from setara.money import AmountError, parse_amount
-from setara.network import Network, example_toml, load_network
+from setara.core.money import AmountError, parse_amount
+from setara.core.network import Network, example_toml, load_network
 
 __all__ = [
     "DAY_END_S",

@@ -19,11 +19,12 @@ from typing import Any
 import numpy as np
 import orjson
 
-from setara.engine import PostRate
-from setara.instructions import Instruction
-from setara.network import Network
-from setara.projection import status_rows
-from setara.service import Node, ScreeningDecision
+from setara.core import PostRate
+from setara.core.instructions import Instruction
+from setara.core.network import Network
+from setara.node import Node
+from setara.node.projection import status_rows
+from setara.ports import ScreeningDecision
 
 from .day import Day, base_network, generate_day, usd_value
 from .report import Page, figure, money_usd

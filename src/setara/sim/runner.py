@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from setara.engine import (
+from setara.core import (
     HELD,
     QUEUED,
     REJECTED,
@@ -41,8 +41,8 @@ from setara.engine import (
     StatusEvent,
     Submit,
 )
-from setara.ledger import Posting
-from setara.network import Network
+from setara.core.ledger import Posting
+from setara.core.network import Network
 
 from .day import Day, usd_value
 
@@ -226,7 +226,7 @@ def run_day(
     """One day through a fresh engine. `liquidity` None keeps the network's own opening balances.
     `screening` maps payment id -> "review" | "block" (default "clear")."""
     from setara.liquidity import solve
-    from setara.service import queue_problem
+    from setara.node import queue_problem
 
     t0 = time.perf_counter()
     cfg = network_config(network, design, liquidity)

@@ -19,8 +19,8 @@ from typing import Any
 
 import orjson
 
-from setara.money import format_amount
-from setara.network import Network, NetworkError, load_network
+from setara.core.money import format_amount
+from setara.core.network import Network, NetworkError, load_network
 
 from .day import REFERENCE_RATES, Day, DayError, base_network, generate_day, load_day
 from .runner import (

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from setara.engine import SETTLED, Submit, column, log_commands
+from setara.core import SETTLED, Submit, column, log_commands
 from setara.store import PaymentRow, Projection, Store
 
 __all__ = ["project", "status_rows"]

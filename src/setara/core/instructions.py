@@ -16,8 +16,8 @@ from typing import Any
 
 import orjson
 
-from setara.money import AmountError, parse_amount
-from setara.network import Network
+from setara.core.money import AmountError, parse_amount
+from setara.core.network import Network
 
 __all__ = [
     "INSTRUCTION_FIELDS",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
-from setara.money import AmountError, Currency, format_amount, parse_amount
+from setara.core.money import AmountError, Currency, format_amount, parse_amount
 
 __all__ = [
     "Account",
@@ -559,4 +559,4 @@ def account_from_cfg(a: Mapping[str, Any]) -> Account:
 
 
 def example_toml() -> str:
-    return resources.files("setara").joinpath("example_network.toml").read_text(encoding="utf-8")
+    return resources.files("setara.core").joinpath("example_network.toml").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ so every posting conserves money by construction; `check` proves it for the whol
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ __all__ = [
     "Leg",
     "Posting",
     "journal_block_hash",
+    "net_effect",
     "posting_hash",
 ]
 
@@ -75,6 +76,18 @@ def posting_hash(prev: bytes, seq: int, payment_id: str, currency: str, debit: s
     """A per-posting chain for exports: each row's hash covers every posting before it."""
     body = f"{seq}|{payment_id}|{currency}|{debit}|{credit}|{amount_minor}|{rate}".encode()
     return hashlib.sha256(prev + body).digest()
+
+
+def net_effect(legs: Iterable[Leg]) -> dict[Account, int]:
+    """What a set of legs does to each account it touches (debits negative), in first-touched
+    order: the one place this arithmetic lives (postings, cycles' net positions, the solver's
+    problem)."""
+    deltas: dict[Account, int] = {}
+    for leg in legs:
+        d, c = (leg.debit, leg.currency), (leg.credit, leg.currency)
+        deltas[d] = deltas.get(d, 0) - leg.amount_minor
+        deltas[c] = deltas.get(c, 0) + leg.amount_minor
+    return deltas
 
 
 class Ledger:
@@ -146,23 +159,18 @@ class Ledger:
         A payment's own reservation (phase one) is consumed by its posting (phase two), so its
         earmarked funds count as available to it and to nothing else.
         """
-        deltas: dict[Account, int] = {}
         released: dict[Account, int] = {}
         for pid, legs in batch:
             for leg in legs:
                 if leg.amount_minor <= 0:
                     raise ValueError(f"payment {pid}: leg amount must be > 0")
-                d = (leg.debit, leg.currency)
-                c = (leg.credit, leg.currency)
-                if d not in self.balances:
-                    raise KeyError(f"no account {d}")
-                if c not in self.balances:
-                    raise KeyError(f"no account {c}")
-                deltas[d] = deltas.get(d, 0) - leg.amount_minor
-                deltas[c] = deltas.get(c, 0) + leg.amount_minor
+                for acct in ((leg.debit, leg.currency), (leg.credit, leg.currency)):
+                    if acct not in self.balances:
+                        raise KeyError(f"no account {acct}")
             res = self.reservations.get(pid)
             if res is not None:
                 released[res[0]] = released.get(res[0], 0) + res[1]
+        deltas = net_effect(leg for _, legs in batch for leg in legs)
         for acct, delta in deltas.items():
             if delta < 0:
                 room = self.available(acct) + released.get(acct, 0)

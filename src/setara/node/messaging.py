@@ -18,10 +18,11 @@ from typing import Any
 import orjson
 
 from setara import iso20022 as iso
-from setara.engine import CANCELLED, HELD, QUEUED, REJECTED, SETTLED, Cancel
-from setara.instructions import TEXT_FIELD_MAX, Instruction
-from setara.money import parse_amount
-from setara.service import Ack, Node, now_ms
+from setara.core import CANCELLED, HELD, QUEUED, REJECTED, SETTLED, Cancel
+from setara.core.instructions import TEXT_FIELD_MAX, Instruction
+from setara.core.money import parse_amount
+from setara.node.node import Ack, Node
+from setara.ports import now_ms
 
 __all__ = ["XmlResult", "account_entries", "statement_camt053", "statement_json", "submit_xml",
            "write_notifications"]
@@ -204,7 +205,7 @@ def statement_camt053(node: Node, member: str, currency: str) -> bytes:
 
 
 def statement_json(node: Node, member: str, currency: str) -> dict[str, Any]:
-    from setara.money import format_amount
+    from setara.core.money import format_amount
 
     net = node.network
     member = net.member_by_bic(member) or member

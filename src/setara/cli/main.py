@@ -22,9 +22,9 @@ import orjson
 import typer
 from rich.console import Console
 
-from setara.engine import Cancel as CancelCmd
-from setara.engine import ChangeNetwork as ChangeNetworkCmd
-from setara.engine import (
+from setara.core import Cancel as CancelCmd
+from setara.core import ChangeNetwork as ChangeNetworkCmd
+from setara.core import (
     DayClose,
     DayOpen,
     EngineError,
@@ -32,10 +32,11 @@ from setara.engine import (
     PostRate,
     SetSuspended,
 )
-from setara.intake import UTF8_BOM, intake_workers
-from setara.money import AmountError, format_amount, parse_amount
-from setara.network import NetworkError, example_toml, load_network, parse_network_change
-from setara.service import Ack, Node, SetaraError, now_ms, tune_gc
+from setara.core.money import AmountError, format_amount, parse_amount
+from setara.core.network import NetworkError, example_toml, load_network, parse_network_change
+from setara.node import Ack, Node, SetaraError, tune_gc
+from setara.node.intake import UTF8_BOM, intake_workers
+from setara.ports import now_ms
 from setara.store import StoreError, open_store
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -67,7 +68,7 @@ def _open(db: str, *, write: bool) -> Node:
         node = Node.open(db, write=write)
     except StoreError as e:
         _fail(str(e))
-    from setara.screening import PaymentScreening
+    from setara.node.screening import PaymentScreening
 
     # Cheap without lists: the matcher (ICU, rapidfuzz, numpy) loads only when a name is screened.
     screening = PaymentScreening.from_store(node.store)
@@ -136,7 +137,7 @@ def network_apply(change: Annotated[Path, typer.Argument(help="Change TOML: [[ad
                   f"{len(body['credit_lines'])} credit line(s) changed")
         if body["add_members"] and getattr(node.screening, "loaded", False):
             # New members are screened when they join (a designated one is frozen at once).
-            from setara.screening import rescreen
+            from setara.node.screening import rescreen
 
             report = rescreen(node)
             err.print(f"screened the members: {report['frozen']} frozen", highlight=False)
@@ -256,7 +257,7 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
     with node:
         try:
             if first.removeprefix(UTF8_BOM).lstrip().startswith(b"<"):
-                from setara.messaging import submit_xml
+                from setara.node.messaging import submit_xml
 
                 data = first + b"".join(lines)
                 result = submit_xml(node, data, source=file, xsd_dir=xsd_dir)
@@ -298,7 +299,7 @@ def statement(member: Annotated[str, typer.Option("--member")], currency: Annota
               fmt: Annotated[str, typer.Option("--format", help="json or camt053")] = "json",
               db: DbOpt = DEFAULT_DB) -> None:
     """A statement of one account (all postings since the network started), to stdout."""
-    from setara.messaging import statement_camt053, statement_json
+    from setara.node.messaging import statement_camt053, statement_json
 
     if fmt not in ("json", "camt053"):
         _fail("--format must be json or camt053", 2)
@@ -318,7 +319,7 @@ def statement(member: Annotated[str, typer.Option("--member")], currency: Annota
 def notify(out_dir: Annotated[Path, typer.Option("--out", help="Directory for camt.054 files.")],
            member: Annotated[str | None, typer.Option("--member")] = None, db: DbOpt = DEFAULT_DB) -> None:
     """Write a camt.054 notification per settled payment and side not yet written."""
-    from setara.messaging import write_notifications
+    from setara.node.messaging import write_notifications
 
     node = _open(db, write=False)
     with node:
@@ -435,7 +436,7 @@ def export_journal(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
         net = node.network
 
         def rows() -> Iterator[dict[str, object]]:
-            from setara.ledger import GENESIS, posting_hash
+            from setara.core.ledger import GENESIS, posting_hash
 
             head = GENESIS  # the posting chain is recomputed here; each block stores its head
             for b in node.store.iter_blocks():
@@ -455,7 +456,7 @@ def export_journal(db: DbOpt = DEFAULT_DB, fmt: FormatOpt = "csv") -> None:
 @app.command("verify")
 def verify(db: DbOpt = DEFAULT_DB) -> None:
     """Replay the log from scratch, check the hash chain and every invariant, print the state hash."""
-    from setara.verify import VerificationError, verify_store
+    from setara.node.verify import VerificationError, verify_store
 
     store = open_store(db)
     try:
@@ -596,7 +597,7 @@ def cycle_close(currency: Annotated[str, typer.Option("--currency", help="A cycl
                                                      "them in one netting.")] = "*",
                 db: DbOpt = DEFAULT_DB) -> None:
     """Close deferred-net cycles: net, unwind members who cannot cover, settle."""
-    from setara.engine import CloseCycle
+    from setara.core import CloseCycle
 
     node = _open(db, write=True)
     with node:
@@ -635,7 +636,7 @@ app.add_typer(holds_app, name="holds")
 def _store_lists(db: str, datas: list[object]) -> None:
     """Record list versions (no writer lock needed), then screen members and the queue again. If
     another process holds the writer lock (`setara serve`), it re-screens when it sees the new version."""
-    from setara.screening import PaymentScreening, rescreen, store_list
+    from setara.node.screening import PaymentScreening, rescreen, store_list
 
     store = open_store(db)
     try:
@@ -706,7 +707,7 @@ def lists_update(source: Annotated[list[str] | None, typer.Option("--source", he
 @lists_app.command("status")
 def lists_status(db: DbOpt = DEFAULT_DB) -> None:
     """The list versions in force, one JSON line each."""
-    from setara.screening import list_status
+    from setara.node.screening import list_status
 
     store = open_store(db)
     try:
@@ -731,7 +732,7 @@ def screen(file: Annotated[str, typer.Argument(help="Names, one per line (name<T
            list_: Annotated[list[str] | None, typer.Option("--list", help="Only these sources.")] = None) -> None:
     """Screen names against the loaded lists; JSON Lines out."""
     from setara.compliance import Screener, run_screen
-    from setara.screening import latest_lists
+    from setara.node.screening import latest_lists
 
     store = open_store(db)
     try:
@@ -785,7 +786,7 @@ def holds_list(db: DbOpt = DEFAULT_DB) -> None:
 
 
 def _review(payment_id: str, release: bool, officer: str, note: str, db: str) -> None:
-    from setara.engine import Review
+    from setara.core import Review
 
     if not note.strip():
         _fail("--note is required: say why", 2)
@@ -826,7 +827,7 @@ app.add_typer(db_app, name="db")
 @db_app.command("upgrade")
 def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
     """Migrate the database schema to this version of setara."""
-    from setara.service import LOCK_TIMEOUT_S
+    from setara.node import LOCK_TIMEOUT_S
 
     store = open_store(db)
     try:
@@ -844,8 +845,8 @@ def db_copy(source: Annotated[str, typer.Option("--from", help="The store to cop
             target: Annotated[str, typer.Option("--to", help="An empty store (path or URL).")]) -> None:
     """Copy a network's block log into an empty store and rebuild it by replay (backup restore, or a
     move between SQLite and PostgreSQL); prints the verified state hash."""
+    from setara.node.verify import VerificationError, verify_store
     from setara.store import copy_log
-    from setara.verify import VerificationError, verify_store
 
     src, dst = open_store(source), open_store(target)
     try:

@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from setara.engine import SETTLED, Engine, EngineError, Notice, StatusEvent, command_kind, log_commands
-from setara.instructions import Instruction, fingerprint
-from setara.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
-from setara.projection import project
+from setara.core import SETTLED, Engine, EngineError, Notice, StatusEvent, command_kind, log_commands
+from setara.core.instructions import Instruction, fingerprint
+from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
+from setara.node.projection import project
 from setara.store import Store, block_hash
 
 __all__ = ["VerificationError", "VerifyReport", "verify_store"]

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from setara.instructions import (
+from setara.core.instructions import (
     LINE_BYTES_MAX,
     Instruction,
     Rejection,
@@ -35,10 +35,10 @@ from setara.instructions import (
     parse_plain_many,
     parties_digest,
 )
-from setara.network import Network
+from setara.core.network import Network
 
 if TYPE_CHECKING:
-    from setara.service import Screening
+    from setara.ports import Screening
 
 __all__ = ["ParsedLine", "Segment", "intake_workers", "parallel_parse", "parse_chunk", "parse_lines", "prepare"]
 

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from setara.instructions import Instruction
-from setara.network import Network
-from setara.service import ScreeningDecision
+from setara.core.instructions import Instruction
+from setara.core.network import Network
+from setara.ports import ScreeningDecision
 from setara.store import Store
 
 if TYPE_CHECKING:
@@ -199,8 +199,8 @@ def rescreen(node: Any) -> dict[str, int]:
     """After a list changes: screen members (designated ones are frozen) and every queued payment
     again (hits go on hold). Held payments stay held for the officer to decide."""
     from setara.compliance.countries import country_rule_hit
-    from setara.engine import QUEUED, Freeze, Hold
-    from setara.service import now_ms
+    from setara.core import QUEUED, Freeze, Hold
+    from setara.ports import now_ms
 
     screening: PaymentScreening = node.screening
     net: Network = node.network

@@ -7,20 +7,20 @@ rows and everything derived from the events before anyone is told the outcome.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import hashlib
 import os
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
-from setara.engine import (
+from setara.core import (
     HELD,
     QUEUED,
     REJECTED,
@@ -36,18 +36,20 @@ from setara.engine import (
     apply_logged,
     column,
     command_kind,
+    settle_batch,
 )
-from setara.instructions import (
+from setara.core.instructions import (
     Instruction,
     fingerprint,
 )
-from setara.intake import Segment, parallel_parse, parse_lines, prepare
-from setara.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
-from setara.network import Network
-from setara.projection import project
+from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash, net_effect
+from setara.core.network import Network
+from setara.node.intake import Segment, parallel_parse, parse_lines, prepare
+from setara.node.projection import project
+from setara.ports import NullScreening, Screening, now_ms
 from setara.store import Block, Store, StoreError, block_hash, open_store
 
-__all__ = ["Ack", "Node", "NullScreening", "Screening", "ScreeningDecision", "SetaraError", "now_ms",
+__all__ = ["Ack", "Node", "SetaraError",
            "queue_problem", "tune_gc"]
 
 BATCH_LINES_DEFAULT = 2000
@@ -68,12 +70,7 @@ def queue_problem(engine: Engine) -> tuple[list[int], list[Any]]:
     for p in engine.queued():
         if p.cycle is not None:
             continue
-        effects: dict[int, int] = {}
-        for leg in p.legs():
-            for acct, delta in (((leg.debit, leg.currency), -leg.amount_minor),
-                                ((leg.credit, leg.currency), leg.amount_minor)):
-                k = index.setdefault(acct, len(index))
-                effects[k] = effects.get(k, 0) + delta
+        effects = {index.setdefault(acct, len(index)): delta for acct, delta in net_effect(p.legs()).items()}
         items.append(Item(p.id, tuple(effects.items()), p.amount_minor, p.priority, p.order))
     led = engine.ledger
     return [led.available(acct) for acct in index], items
@@ -81,10 +78,6 @@ def queue_problem(engine: Engine) -> tuple[list[int], list[Any]]:
 
 class SetaraError(RuntimeError):
     """A failure to report to the user in one line."""
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def tune_gc() -> None:
@@ -100,29 +93,6 @@ def tune_gc() -> None:
     # cyclic garbage it would keep out of the permanent generation.
     gc.freeze()
     gc.set_threshold(50_000, 50, 1000)
-
-
-@dataclass(frozen=True, slots=True)
-class ScreeningDecision:
-    decision: str  # clear | review | block
-    ref: str  # audit reference: list version, score, matched entity
-    audits: tuple[dict[str, Any], ...] = ()
-
-
-class Screening(Protocol):
-    """Decides on an instruction before the engine sees it. Names are what is screened: an
-    instruction without party data gets one decision whatever its id, members and amount (the
-    members themselves are screened when they join and on every list change), which the intake
-    relies on to decide once for a whole chunk of such instructions."""
-
-    def decide(self, ins: Instruction, network: Network) -> ScreeningDecision: ...
-
-
-class NullScreening:
-    """No list loaded: nothing is hit (the CLI warns on stderr that no list is loaded)."""
-
-    def decide(self, ins: Instruction, network: Network) -> ScreeningDecision:
-        return ScreeningDecision("clear", "no-list")
 
 
 @dataclass(slots=True)
@@ -249,6 +219,8 @@ class Node:
                 raise StoreError("the snapshot refers to a block that is missing")
             prev_hash, journal_head = at
             cmds = engine.applied
+            # Time never goes backwards: the snapshot's block carries its last command's time.
+            engine.time_ms = next(iter(store.iter_blocks(after - 1))).time_ms
         else:
             engine = Engine()
         seq = after
@@ -300,6 +272,12 @@ class Node:
 
         Raises EngineError (and changes nothing) when the engine refuses the command.
         """
+        if cmd.time_ms < self.engine.time_ms:
+            # The engine refuses time that goes backwards; the node stamps acceptance time, which a
+            # clock stepped back (or a caller's stale stamp) must not move back.
+            cmd = dataclasses.replace(cmd, time_ms=self.engine.time_ms)
+            if row is not None:
+                row = cmd.as_row()  # type: ignore[union-attr]
         events = self.engine.apply(cmd)
         is_submit = type(cmd) is Submit
         # Submissions are logged as positional rows: half the bytes, twice as fast to write.
@@ -447,7 +425,7 @@ class Node:
 
     def submit_row(self, b: _Builder, row: list[Any], private: list[Any] | None,
                    audits: list[dict[str, Any]] | None, line_no: int, source: str) -> Ack:
-        """Stage a prepared Submit row (see setara.intake.prepare)."""
+        """Stage a prepared Submit row (see setara.node.intake.prepare)."""
         pid = row[0]
         known = self.engine.fingerprint(pid)
         if known is not None:
@@ -526,7 +504,7 @@ class Node:
         side by side, so their own stamps need not follow input order)."""
         acks: list[Ack] = []
         ack = acks.append
-        now = clock()
+        now = max(clock(), self.engine.time_ms)
         for seg in chunk:
             if seg[0] == "batch":
                 seg[1]["time_ms"] = now
@@ -547,7 +525,7 @@ class Node:
         """Stage a batch of submissions. Runs of payments that settle at once go through the
         engine's `settle_run` and are logged as one entry; any other row is staged on its own."""
         n = len(line_nos)
-        for i, k, row in self.engine.settle_batch(batch):
+        for i, k, row in settle_batch(self.engine, batch):
             if row is not None:
                 acks.append(self.submit_row(b, row, None, None, line_nos[i], source))
                 continue

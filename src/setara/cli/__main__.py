@@ -1,0 +1,3 @@
+from setara.cli.main import main
+
+main()

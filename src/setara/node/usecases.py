@@ -1,0 +1,263 @@
+"""The use cases every front end calls: the CLI, the HTTP API and the simulator do the same thing
+the same way, by calling these functions on a writable Node.
+
+Each use case checks what it can say about its input before anything moves, stamps its command
+with the given clock, applies it durably, and answers only after the block holding it is
+committed. Refusals raise `Refused` (the input cannot be done: an unknown id, a payment in the
+wrong state, a bad value), with `kind` telling front ends how to answer (CLI exit 2; HTTP 404,
+409 or 422); failures of the system raise SetaraError (CLI exit 1; HTTP 503).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from setara.core import (
+    HELD,
+    QUEUED,
+    REJECTED,
+    Cancel,
+    ChangeNetwork,
+    CloseCycle,
+    DayClose,
+    DayOpen,
+    EngineError,
+    Freeze,
+    Fund,
+    Hold,
+    Notice,
+    PostRate,
+    Review,
+    SetSuspended,
+    StatusEvent,
+)
+from setara.core.instructions import Instruction
+from setara.core.network import Network, NetworkError, parse_network_change
+from setara.node.node import Node, SetaraError
+from setara.ports import Clock, now_ms
+
+__all__ = [
+    "FundResult",
+    "Refused",
+    "apply_network_change",
+    "cancel_payment",
+    "close_cycle",
+    "close_day",
+    "fund",
+    "open_day",
+    "post_rate",
+    "rescreen",
+    "review_hold",
+    "set_suspended",
+]
+
+RefusalKind = Literal["not_found", "conflict", "invalid"]
+RATE_VALID_S_MAX = 366 * 24 * 3600
+
+
+class Refused(SetaraError):
+    """The use case cannot be done with this input; nothing changed."""
+
+    def __init__(self, kind: RefusalKind, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.field = field
+
+
+def _apply(node: Node, cmd: Any, field: str | None = None) -> list[Any]:
+    """Apply one command durably; the engine's refusal becomes a Refused (invalid input)."""
+    try:
+        return node.execute([cmd])[0]
+    except EngineError as e:
+        raise Refused("invalid", str(e), field) from None
+
+
+def _member(net: Network, member: str, field: str = "member") -> None:
+    if member not in net.members:
+        raise Refused("not_found", f"unknown member {member}", field)
+
+
+def _currency(net: Network, currency: str, field: str = "currency") -> int:
+    units = net.minor_units(currency)
+    if units is None:
+        raise Refused("not_found", f"currency {currency} is not in the network", field)
+    return units
+
+
+# ====================================================================== money in and out
+
+
+@dataclass(frozen=True, slots=True)
+class FundResult:
+    id: str
+    member: str
+    currency: str
+    balance_minor: int
+
+
+def fund(node: Node, member: str, currency: str, amount_minor: int, *, withdraw: bool = False,
+         fund_id: str | None = None, clock: Clock = now_ms) -> FundResult:
+    """The settlement agent issues central bank money into a member's account (or drains it)."""
+    net = node.network
+    _member(net, member)
+    _currency(net, currency)
+    if (member, currency) not in net.accounts:
+        raise Refused("not_found", f"{member} has no {currency} account", "currency")
+    if amount_minor <= 0:
+        raise Refused("invalid", "amount must be greater than zero", "amount")
+    fid = fund_id or f"{'withdraw' if withdraw else 'fund'}:{uuid.uuid4()}"
+    _apply(node, Fund(fid, member, currency, amount_minor, withdraw, clock()), "amount")
+    return FundResult(fid, member, currency, node.engine.ledger.balance((member, currency)))
+
+
+# ====================================================================== payments
+
+
+def cancel_payment(node: Node, payment_id: str, *, clock: Clock = now_ms) -> str:
+    """Cancel a QUEUED or HELD payment; returns its new status."""
+    status = node.engine.status(payment_id)
+    if status is None:
+        raise Refused("not_found", f"unknown payment {payment_id}", "id")
+    if status not in (QUEUED, HELD):
+        raise Refused("conflict", f"payment {payment_id} is {status}; only QUEUED or HELD payments can be cancelled",
+                      "id")
+    _apply(node, Cancel(payment_id, clock()), "id")
+    return node.engine.status(payment_id) or ""
+
+
+def review_hold(node: Node, payment_id: str, *, release: bool, officer: str, note: str,
+                clock: Clock = now_ms) -> str:
+    """A compliance officer's decision on a HELD payment; returns its new status. Both the
+    officer and the reason are required: an anonymous decision is not a review."""
+    if not officer.strip():
+        raise Refused("invalid", "the officer is required: say who decides", "officer")
+    if not note.strip():
+        raise Refused("invalid", "a note is required: say why", "note")
+    status = node.engine.status(payment_id)
+    if status is None:
+        raise Refused("not_found", f"unknown payment {payment_id}", "id")
+    if status != HELD:
+        raise Refused("conflict", f"payment {payment_id} is {status}, not HELD", "id")
+    _apply(node, Review(payment_id, release, officer.strip(), note.strip(), clock()), "id")
+    return node.engine.status(payment_id) or ""
+
+
+# ====================================================================== FX
+
+
+def post_rate(node: Node, provider: str, base: str, quote: str, rate: str, *, valid_for_s: int,
+              locked: bool = False, clock: Clock = now_ms) -> str:
+    """An FX provider posts a rate (or, locked, a quote only instructions naming it may use);
+    returns the quote id, or `provider base/quote rate`."""
+    net = node.network
+    _member(net, provider, "provider")
+    _currency(net, base, "pair")
+    _currency(net, quote, "pair")
+    if not 0 < valid_for_s <= RATE_VALID_S_MAX:
+        raise Refused("invalid", f"validity must be between 1 s and {RATE_VALID_S_MAX} s", "expires_in")
+    t = clock()
+    qid = f"Q-{uuid.uuid4()}" if locked else None
+    _apply(node, PostRate(provider, base, quote, rate, t + valid_for_s * 1000, t, qid), "rate")
+    return qid or f"{provider} {base}/{quote} {rate}"
+
+
+# ====================================================================== the day and cycles
+
+
+def close_day(node: Node, *, clock: Clock = now_ms) -> tuple[int, int]:
+    """End the business day; returns (business day, queued payments rejected at cut-off)."""
+    if not node.engine.day_open:
+        raise Refused("conflict", "the business day is already closed")
+    events = _apply(node, DayClose(clock()))
+    rejected = sum(1 for e in events if type(e) is StatusEvent and e.status == REJECTED)
+    return node.engine.business_day, rejected
+
+
+def open_day(node: Node, *, clock: Clock = now_ms) -> int:
+    if node.engine.day_open:
+        raise Refused("conflict", "the business day is already open")
+    _apply(node, DayOpen(clock()))
+    return node.engine.business_day
+
+
+def close_cycle(node: Node, currency: str, *, clock: Clock = now_ms) -> list[dict[str, Any]]:
+    """Close deferred-net cycles (one currency, or "*" for all in one netting); returns the
+    cycle notices (closed, unwound)."""
+    net = node.network
+    if currency != "*":
+        _currency(net, currency)
+    events = _apply(node, CloseCycle(currency, clock()), "currency")
+    return [{"event": e.kind, **e.data} for e in events
+            if type(e) is Notice and e.kind in ("cycle_closed", "cycle_unwound")]
+
+
+# ====================================================================== membership
+
+
+def set_suspended(node: Node, member: str, suspended: bool, *, clock: Clock = now_ms) -> None:
+    _member(node.network, member)
+    _apply(node, SetSuspended(member, suspended, clock()))
+
+
+def apply_network_change(node: Node, change_toml: str, *, clock: Clock = now_ms) -> dict[str, Any]:
+    """Apply a network change file (add members, change credit lines) as a command in the log;
+    new members are screened when they join (a designated one is frozen at once)."""
+    try:
+        body = parse_network_change(change_toml, node.network)
+    except NetworkError as e:
+        raise Refused("invalid", str(e)) from None
+    _apply(node, ChangeNetwork(body, clock()))
+    report: dict[str, Any] = {"added": [a["member"]["id"] for a in body["add_members"]],
+                              "credit_lines": len(body["credit_lines"]), "frozen": 0}
+    if body["add_members"] and getattr(node.screening, "loaded", False):
+        report["frozen"] = rescreen(node, clock=clock)["frozen"]
+    return report
+
+
+# ====================================================================== compliance
+
+
+def rescreen(node: Node, *, clock: Clock = now_ms) -> dict[str, int]:
+    """After a list changes (or members join): screen members (designated ones are frozen) and
+    every queued payment again (hits go on hold). Held payments stay held for the officer."""
+    from setara.compliance.countries import country_rule_hit
+    from setara.node.screening import PaymentScreening
+
+    screening = node.screening
+    net = node.network
+    report = {"members": 0, "payments": 0, "frozen": 0, "held": 0}
+    cmds: list[Any] = []
+    screener = None
+    block_threshold = 1.0
+    if isinstance(screening, PaymentScreening):
+        screener = screening.screener(sorted({s for m in net.members.values() for s in m.lists} | {"un-xml"}))
+        block_threshold = screening.block_threshold
+    for m in net.members.values():
+        report["members"] += 1
+        why = country_rule_hit([m.country], None, [m.bic], net.comprehensive_sanction_countries)
+        if why is None and screener is not None and m.name:
+            hit = screener.screen(m.name, m.country)
+            if hit.score >= block_threshold:
+                why = f"designated: {hit.list}:{hit.entity_id} {hit.matched_name!r} score {hit.score:.3f}"
+        if why is not None and m.id not in node.engine.frozen:
+            cmds.append(Freeze(m.id, True, why[:200], clock()))
+            report["frozen"] += 1
+    node.catch_up()
+    for p in list(node.engine.live.values()):
+        report["payments"] += 1
+        if p.status != QUEUED:
+            continue
+        parties = node.store.payment_parties(p.id)
+        if not parties:
+            continue
+        ins = Instruction(p.id, p.debtor, p.creditor, p.currency, p.amount_minor, p.priority, p.to_currency,
+                          parties=parties)
+        d = screening.decide(ins, net)
+        if d.decision != "clear":
+            cmds.append(Hold(p.id, d.ref[:200], clock()))
+            report["held"] += 1
+    if cmds:
+        node.execute(cmds)
+    return report
