@@ -108,7 +108,7 @@ def _stored(url: str) -> dict[str, str]:
     store = open_store(url)
     try:
         project(store)
-        rows = store.execute("SELECT id, status FROM payments")
+        rows = store._query("SELECT id, status FROM payments")
     finally:
         store.close()
     return {str(pid): str(status) for pid, status in rows}

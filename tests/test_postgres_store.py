@@ -124,30 +124,30 @@ def test_schema_parameter_isolates_networks_and_their_writer_locks(pg_url: Calla
 def test_execute_speaks_sqlite(pg_url: Callable[..., str], net: Network) -> None:
     with Node.create(pg_url(), net, T0) as node:
         s = node.store
-        assert s.execute("SELECT '?', 'a%b', ?, ? || 'x'", (5, "y")) == [("?", "a%b", 5, "yx")]
-        s.execute("INSERT INTO api_keys (key_id, key_hash, role, member, created_ms) VALUES (?, ?, ?, ?, ?)",
+        assert s._query("SELECT '?', 'a%b', ?, ? || 'x'", (5, "y")) == [("?", "a%b", 5, "yx")]
+        s._query("INSERT INTO api_keys (key_id, key_hash, role, member, created_ms) VALUES (?, ?, ?, ?, ?)",
                   ("k1", "h1", "member", "BANK_ID1", 1))
-        s.execute("INSERT OR IGNORE INTO api_keys (key_id, key_hash, role, created_ms) VALUES (?, ?, ?, ?)",
+        s._query("INSERT OR IGNORE INTO api_keys (key_id, key_hash, role, created_ms) VALUES (?, ?, ?, ?)",
                   ("k1", "other", "operator", 2))
-        s.execute("INSERT OR REPLACE INTO api_keys (key_id, key_hash, role, created_ms) VALUES (?, ?, ?, ?)",
+        s._query("INSERT OR REPLACE INTO api_keys (key_id, key_hash, role, created_ms) VALUES (?, ?, ?, ?)",
                   ("k2", "h2", "auditor", 3))
-        s.execute("INSERT OR REPLACE INTO api_keys (key_id, key_hash, role, created_ms) VALUES (?, ?, ?, ?)",
+        s._query("INSERT OR REPLACE INTO api_keys (key_id, key_hash, role, created_ms) VALUES (?, ?, ?, ?)",
                   ("k2", "h2b", "auditor", 4))
-        assert s.execute("SELECT key_id, key_hash, created_ms FROM api_keys ORDER BY key_id") == \
+        assert s._query("SELECT key_id, key_hash, created_ms FROM api_keys ORDER BY key_id") == \
             [("k1", "h1", 1), ("k2", "h2b", 4)]
         for subject in ("first", "second"):  # n numbered as SQLite numbers an INTEGER PRIMARY KEY
-            s.execute("INSERT INTO screening_audit (time_ms, subject, decision, score, explanation)"
+            s._query("INSERT INTO screening_audit (time_ms, subject, decision, score, explanation)"
                       " VALUES (?, ?, ?, ?, ?)", (1, subject, "clear", 0.25, "-"))
-        assert s.execute("SELECT n, subject, score FROM screening_audit ORDER BY n") == \
+        assert s._query("SELECT n, subject, score FROM screening_audit ORDER BY n") == \
             [(1, "first", 0.25), (2, "second", 0.25)]
-        rows = s.execute("SELECT SUM(balance_minor), COUNT(*) FROM balances WHERE currency = ?", ("IDR",))
+        rows = s._query("SELECT SUM(balance_minor), COUNT(*) FROM balances WHERE currency = ?", ("IDR",))
         assert type(rows[0][0]) is int and type(rows[0][1]) is int  # not Decimal
 
 
 def test_synchronous_commit_is_never_off(pg_url: Callable[..., str]) -> None:
     store = open_store(pg_url("&options=-c%20synchronous_commit%3Doff"))
     try:
-        assert store.execute("SHOW synchronous_commit") == [("on",)]
+        assert store._query("SHOW synchronous_commit") == [("on",)]
     finally:
         store.close()
 
@@ -206,7 +206,7 @@ def test_concurrent_projectors_apply_each_block_once(pg_url: Callable[..., str],
         t.join()
     try:
         assert not errors
-        assert stores[0].execute("SELECT COUNT(*), COUNT(DISTINCT id) FROM payments") == [(3000, 3000)]
+        assert stores[0]._query("SELECT COUNT(*), COUNT(DISTINCT id) FROM payments") == [(3000, 3000)]
         assert verify_store(stores[0]).payments == 3000
     finally:
         for s in stores:

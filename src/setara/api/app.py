@@ -131,12 +131,11 @@ class Api:
             from setara.node.screening import PaymentScreening
         except ImportError:  # an engine without list screening: keep the node's own
             return
-        rows = node.store.execute("SELECT COALESCE(MAX(n), 0) FROM list_versions")
-        version = int(rows[0][0]) if rows else 0
+        version = node.store.lists_version()
         if version != self.lists_version:
             node.screening = PaymentScreening.from_store(node.store)
             if self.lists_version:  # a new version while serving: members and queue are screened again
-                from setara.node.screening import rescreen
+                from setara.node.usecases import rescreen
 
                 rescreen(node)
             self.lists_version = version
@@ -805,8 +804,7 @@ def _metrics_text(api: Api) -> str:
             lines.append(f"{name}{labels} {_num(v)}")
 
     counts = dict.fromkeys(STATUSES, 0)
-    for st, n in store.execute("SELECT status, COUNT(*) FROM payments GROUP BY status"):
-        counts[str(st)] = int(n)
+    counts.update(store.payment_counts())
     metric("setara_payments", "gauge", "Payments by current status.",
            ((f'{{status="{s}"}}', n) for s, n in sorted(counts.items())))
     with api.writer.lock:
@@ -823,15 +821,12 @@ def _metrics_text(api: Api) -> str:
     metric("setara_queue_value", "gauge", "Value waiting in the RTGS queue, in major units.",
            ((f'{{currency="{c}"}}', v[1] / 10 ** api.units(c)) for c, v in sorted(by_ccy.items())))
     metric("setara_screening_holds", "gauge", "Payments held for compliance review.", iter([("", holds)]))
-    cases = ", ".join(f"SUM(CASE WHEN updated_ms - accepted_ms <= {b} THEN 1 ELSE 0 END)" for b in LATENCY_BUCKETS_MS)
-    row = store.execute(f"SELECT COUNT(*), COALESCE(SUM(updated_ms - accepted_ms), 0), {cases} FROM payments"
-                        " WHERE status = 'SETTLED'")[0]
-    total, sum_ms = int(row[0]), int(row[1])
+    total, sum_ms, within = store.settlement_latency(LATENCY_BUCKETS_MS)
     name = "setara_settlement_latency_seconds"
     lines.append(f"# HELP {name} Time from acceptance to settlement of settled payments.")
     lines.append(f"# TYPE {name} histogram")
-    for b, n in zip(LATENCY_BUCKETS_MS, row[2:], strict=True):
-        lines.append(f'{name}_bucket{{le="{_num(b / 1000)}"}} {int(n or 0)}')
+    for b, n in zip(LATENCY_BUCKETS_MS, within, strict=True):
+        lines.append(f'{name}_bucket{{le="{_num(b / 1000)}"}} {n}')
     lines.append(f'{name}_bucket{{le="+Inf"}} {total}')
     lines.append(f"{name}_sum {_num(sum_ms / 1000)}")
     lines.append(f"{name}_count {total}")
@@ -871,28 +866,19 @@ def _overview(api: Api) -> dict[str, Any]:
         holds = sum(1 for _ in eng.held())
         day, day_open, block = eng.business_day, eng.day_open, api.node.block_seq
     since = (t // 60_000 - THROUGHPUT_MINUTES + 1) * 60_000
-    per_min = {int(r[0]): (int(r[1]), int(r[2] or 0)) for r in store.execute(
-        "SELECT updated_ms / 60000, COUNT(*), 0 FROM payments WHERE status = 'SETTLED' AND updated_ms >= ?"
-        " GROUP BY updated_ms / 60000", (since,))}
+    per_min = store.settled_per_minute(since)
     first = since // 60_000
-    throughput = [{"minute_ms": (first + i) * 60_000, "settled": per_min.get(first + i, (0, 0))[0]}
+    throughput = [{"minute_ms": (first + i) * 60_000, "settled": per_min.get(first + i, 0)}
                   for i in range(THROUGHPUT_MINUTES)]
-    counts = {str(r[0]): int(r[1]) for r in store.execute("SELECT status, COUNT(*) FROM payments GROUP BY status")}
+    counts = store.payment_counts()
     # Liquidity: gross settled value against the sum of members' net debit positions it needed.
     flows: dict[str, dict[str, int]] = {}
     gross: dict[str, int] = {}
-    legs = store.execute(
-        "SELECT currency, debtor, COALESCE(provider, creditor), SUM(amount_minor) FROM payments"
-         " WHERE status = 'SETTLED' GROUP BY 1, 2, 3"
-        " UNION ALL SELECT to_currency, provider, creditor, SUM(credit_minor) FROM payments"
-        " WHERE status = 'SETTLED' AND provider IS NOT NULL AND to_currency IS NOT NULL GROUP BY 1, 2, 3")
-    for ccy, dr, cr, amt in legs:
-        if ccy is None or amt is None:
-            continue
+    for ccy, dr, cr, amt in store.settled_flows():
         f = flows.setdefault(ccy, {})
-        f[dr] = f.get(dr, 0) - int(amt)
-        f[cr] = f.get(cr, 0) + int(amt)
-        gross[ccy] = gross.get(ccy, 0) + int(amt)
+        f[dr] = f.get(dr, 0) - amt
+        f[cr] = f.get(cr, 0) + amt
+        gross[ccy] = gross.get(ccy, 0) + amt
     liquidity = []
     for ccy in sorted(gross):
         used = sum(-v for v in flows[ccy].values() if v < 0)

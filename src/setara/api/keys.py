@@ -50,32 +50,30 @@ def issue_key(store: Store, role: str, member: str | None, *, now_ms: int | None
     t = now_ms if now_ms is not None else time.time_ns() // 1_000_000
     for _ in range(8):
         key_id = "k" + secrets.token_hex(5)
-        if not store.execute("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)):
+        if not store.api_key_exists(key_id):
             break
     else:  # pragma: no cover - 2^40 ids
         raise KeyError_("could not find a free key id")
     key = f"{key_id}.{secrets.token_urlsafe(KEY_BYTES)}"
-    store.execute("INSERT INTO api_keys (key_id, key_hash, role, member, created_ms, revoked_ms)"
-                  " VALUES (?, ?, ?, ?, ?, NULL)", (key_id, _hash(key), role, member, t))
+    store.add_api_key(key_id, _hash(key), role, member, t)
     return key_id, key
 
 
 def revoke_key(store: Store, key_id: str, *, now_ms: int | None = None) -> bool:
     """Revoke a key; False when no such (unrevoked) key exists."""
     t = now_ms if now_ms is not None else time.time_ns() // 1_000_000
-    rows = store.execute("SELECT revoked_ms FROM api_keys WHERE key_id = ?", (key_id,))
-    if not rows:
+    row = store.api_key(key_id)
+    if row is None:
         raise KeyError_(f"no API key {key_id!r}")
-    if rows[0][0] is not None:
+    if row[3] is not None:
         return False
-    store.execute("UPDATE api_keys SET revoked_ms = ? WHERE key_id = ?", (t, key_id))
+    store.revoke_api_key(key_id, t)
     return True
 
 
 def list_keys(store: Store) -> list[dict[str, object]]:
     return [{"key_id": r[0], "role": r[1], "member": r[2], "created_ms": r[3], "revoked_ms": r[4]}
-            for r in store.execute("SELECT key_id, role, member, created_ms, revoked_ms FROM api_keys"
-                                   " ORDER BY created_ms, key_id")]
+            for r in store.api_keys()]
 
 
 def authenticate(store: Store, key: str) -> Principal | None:
@@ -83,10 +81,10 @@ def authenticate(store: Store, key: str) -> Principal | None:
     if not key or len(key) > KEY_LEN_MAX or "." not in key:
         return None
     key_id = key.split(".", 1)[0]
-    rows = store.execute("SELECT key_hash, role, member, revoked_ms FROM api_keys WHERE key_id = ?", (key_id,))
-    if not rows:
+    row = store.api_key(key_id)
+    if row is None:
         return None
-    key_hash, role, member, revoked = rows[0]
+    key_hash, role, member, revoked = row
     if not hmac.compare_digest(str(key_hash), _hash(key)) or revoked is not None or role not in ROLES:
         return None
     return Principal(key_id, str(role), None if member is None else str(member))

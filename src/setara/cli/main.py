@@ -23,7 +23,6 @@ import typer
 from rich.console import Console
 
 from setara.core import Cancel as CancelCmd
-from setara.core import ChangeNetwork as ChangeNetworkCmd
 from setara.core import (
     DayClose,
     DayOpen,
@@ -33,7 +32,7 @@ from setara.core import (
     SetSuspended,
 )
 from setara.core.money import AmountError, format_amount, parse_amount
-from setara.core.network import NetworkError, example_toml, load_network, parse_network_change
+from setara.core.network import NetworkError, example_toml, load_network
 from setara.node import Ack, Node, SetaraError, tune_gc
 from setara.node.intake import UTF8_BOM, intake_workers
 from setara.ports import now_ms
@@ -125,22 +124,18 @@ def network_show(db: DbOpt = DEFAULT_DB) -> None:
 def network_apply(change: Annotated[Path, typer.Argument(help="Change TOML: [[add_member]], [[credit_line]].")],
                   db: DbOpt = DEFAULT_DB) -> None:
     """Apply a network change (add members, change credit lines) as a command in the log."""
+    from setara.node.usecases import Refused, apply_network_change
+
     text = _read_text(change)
     node = _open(db, write=True)
     with node:
         try:
-            body = parse_network_change(text, node.network)
-        except NetworkError as e:
+            report = apply_network_change(node, text)
+        except Refused as e:
             _fail(str(e), 2)
-        _run(node, ChangeNetworkCmd(body, now_ms()))
-        err.print(f"applied: {len(body['add_members'])} member(s) added, "
-                  f"{len(body['credit_lines'])} credit line(s) changed")
-        if body["add_members"] and getattr(node.screening, "loaded", False):
-            # New members are screened when they join (a designated one is frozen at once).
-            from setara.node.screening import rescreen
-
-            report = rescreen(node)
-            err.print(f"screened the members: {report['frozen']} frozen", highlight=False)
+        err.print(f"applied: {len(report['added'])} member(s) added, {report['credit_lines']} credit line(s) changed"
+                  + (f"; screened the new members: {report['frozen']} frozen" if report["added"] else ""),
+                  highlight=False)
 
 
 def _read_text(path: Path) -> str:
@@ -636,7 +631,8 @@ app.add_typer(holds_app, name="holds")
 def _store_lists(db: str, datas: list[object]) -> None:
     """Record list versions (no writer lock needed), then screen members and the queue again. If
     another process holds the writer lock (`setara serve`), it re-screens when it sees the new version."""
-    from setara.node.screening import PaymentScreening, rescreen, store_list
+    from setara.node.screening import PaymentScreening, store_list
+    from setara.node.usecases import rescreen
 
     store = open_store(db)
     try:

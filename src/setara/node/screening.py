@@ -47,24 +47,16 @@ class ListVersion:
 
 def store_list(store: Store, data: ListData) -> ListVersion:
     """Record one imported list as a new version (idempotent for an identical file)."""
-    rows = store.execute("SELECT n, imported_ms FROM list_versions WHERE source = ? AND checksum = ? "
-                         "ORDER BY n DESC LIMIT 1", (data.source, data.sha256))
-    latest = store.execute("SELECT MAX(n) FROM list_versions WHERE source = ?", (data.source,))
-    if rows and latest and rows[0][0] == latest[0][0]:
-        n, imported = rows[0]
-        return ListVersion(int(n), data.source, data.list_date, data.sha256, int(imported), data.entity_count)
+    known = store.list_version_of(data.source, data.sha256)
+    if known is not None:
+        return ListVersion(known[0], data.source, data.list_date, data.sha256, known[1], data.entity_count)
     now = time.time_ns() // 1_000_000
-    store.execute("INSERT INTO list_versions (source, list_date, checksum, imported_ms, entities, data) "
-                  "VALUES (?, ?, ?, ?, ?, ?)",
-                  (data.source, data.list_date, data.sha256, now, data.entity_count, data.to_bytes()))
-    n = store.execute("SELECT MAX(n) FROM list_versions WHERE source = ?", (data.source,))[0][0]
-    return ListVersion(int(n), data.source, data.list_date, data.sha256, now, data.entity_count)
+    n = store.add_list_version(data.source, data.list_date, data.sha256, now, data.entity_count, data.to_bytes())
+    return ListVersion(n, data.source, data.list_date, data.sha256, now, data.entity_count)
 
 
 def list_status(store: Store) -> list[ListVersion]:
-    rows = store.execute("SELECT n, source, list_date, checksum, imported_ms, entities FROM list_versions "
-                         "WHERE n IN (SELECT MAX(n) FROM list_versions GROUP BY source) ORDER BY source")
-    return [ListVersion(int(r[0]), str(r[1]), r[2], str(r[3]), int(r[4]), int(r[5])) for r in rows]
+    return [ListVersion(*r) for r in store.latest_list_versions()]
 
 
 def latest_lists(store: Store) -> dict[str, tuple[int, ListData]]:
@@ -72,8 +64,7 @@ def latest_lists(store: Store) -> dict[str, tuple[int, ListData]]:
     for v in list_status(store):
         from setara.compliance.lists import ListData  # only when a list is loaded: it pulls in ICU
 
-        blob = store.execute("SELECT data FROM list_versions WHERE n = ?", (v.version,))[0][0]
-        out[v.source] = (v.version, ListData.from_bytes(bytes(blob)))
+        out[v.source] = (v.version, ListData.from_bytes(store.list_data(v.version)))
     return out
 
 
@@ -193,47 +184,3 @@ def _country_for(field: str, p: dict[str, Any]) -> str | None:
     if field.startswith("creditor"):
         return p.get("creditor_country")
     return None
-
-
-def rescreen(node: Any) -> dict[str, int]:
-    """After a list changes: screen members (designated ones are frozen) and every queued payment
-    again (hits go on hold). Held payments stay held for the officer to decide."""
-    from setara.compliance.countries import country_rule_hit
-    from setara.core import QUEUED, Freeze, Hold
-    from setara.ports import now_ms
-
-    screening: PaymentScreening = node.screening
-    net: Network = node.network
-    report = {"members": 0, "payments": 0, "frozen": 0, "held": 0}
-    all_sources = sorted({s for m in net.members.values() for s in m.lists} | {"un-xml"})
-    screener = screening.screener(all_sources)
-    cmds: list[Any] = []
-    for m in net.members.values():
-        report["members"] += 1
-        why = country_rule_hit([m.country], None, [m.bic], net.comprehensive_sanction_countries)
-        if why is None and screener is not None and m.name:
-            hit = screener.screen(m.name, m.country)
-            if hit.score >= screening.block_threshold:
-                why = f"designated: {hit.list}:{hit.entity_id} {hit.matched_name!r} score {hit.score:.3f}"
-        if why is not None and m.id not in node.engine.frozen:
-            cmds.append(Freeze(m.id, True, why[:200], now_ms()))
-            report["frozen"] += 1
-    node.catch_up()
-    for p in list(node.engine.live.values()):
-        report["payments"] += 1
-        if p.status != QUEUED:
-            continue
-        row = node.store.get_payment(p.id)
-        if row is None or not row.parties:
-            continue
-        import orjson
-
-        ins = Instruction(p.id, p.debtor, p.creditor, p.currency, p.amount_minor, p.priority, p.to_currency,
-                          parties=orjson.loads(row.parties))
-        d = screening.decide(ins, net)
-        if d.decision != "clear":
-            cmds.append(Hold(p.id, d.ref[:200], now_ms()))
-            report["held"] += 1
-    if cmds:
-        node.execute(cmds)
-    return report

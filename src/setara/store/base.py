@@ -23,6 +23,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 SCHEMA_VERSION = 1
 
 PAYMENT_COLUMNS = (
@@ -207,8 +209,102 @@ class Store(ABC):
         """(member, currency, balance_minor, available_minor) as of the last block."""
 
     @abstractmethod
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        """One statement on side tables (keys, lists, audit), autocommitted. Placeholders are `?`."""
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """One statement, autocommitted; placeholders are `?`. Private: callers outside the store
+        use the named methods below, so every statement the product runs lives in this package."""
+
+    # ---------------------------------------------------------------- payments read model
+    def payment_parties(self, payment_id: str) -> dict[str, Any] | None:
+        """The party data (names, addresses, countries) an instruction carried; operator-private."""
+        rows = self._query("SELECT parties FROM payments WHERE id = ?", (payment_id,))
+        if not rows or not rows[0][0]:
+            return None
+        parties: dict[str, Any] = orjson.loads(bytes(rows[0][0]))
+        return parties
+
+    def payment_counts(self) -> dict[str, int]:
+        """Payments by current status."""
+        return {str(st): int(n) for st, n in self._query("SELECT status, COUNT(*) FROM payments GROUP BY status")}
+
+    def settlement_latency(self, buckets_ms: tuple[int, ...]) -> tuple[int, int, list[int]]:
+        """Settled payments: (count, total ms from acceptance to settlement, count within each bucket)."""
+        cases = ", ".join(f"SUM(CASE WHEN updated_ms - accepted_ms <= {int(b)} THEN 1 ELSE 0 END)"
+                          for b in buckets_ms)
+        row = self._query(f"SELECT COUNT(*), COALESCE(SUM(updated_ms - accepted_ms), 0), {cases} FROM payments"
+                          " WHERE status = 'SETTLED'")[0]
+        return int(row[0]), int(row[1]), [int(n or 0) for n in row[2:]]
+
+    def settled_per_minute(self, since_ms: int) -> dict[int, int]:
+        """Payments settled per minute (minute number since the epoch -> count) since `since_ms`."""
+        return {int(r[0]): int(r[1]) for r in self._query(
+            "SELECT updated_ms / 60000, COUNT(*) FROM payments WHERE status = 'SETTLED' AND updated_ms >= ?"
+            " GROUP BY updated_ms / 60000", (since_ms,))}
+
+    def settled_flows(self) -> list[tuple[str, str, str, int]]:
+        """Settled value by (currency, payer, payee), FX legs included: what liquidity use is
+        computed from."""
+        rows = self._query(
+            "SELECT currency, debtor, COALESCE(provider, creditor), SUM(amount_minor) FROM payments"
+            " WHERE status = 'SETTLED' GROUP BY 1, 2, 3"
+            " UNION ALL SELECT to_currency, provider, creditor, SUM(credit_minor) FROM payments"
+            " WHERE status = 'SETTLED' AND provider IS NOT NULL AND to_currency IS NOT NULL GROUP BY 1, 2, 3")
+        return [(str(c), str(d), str(cr), int(a)) for c, d, cr, a in rows if c is not None and a is not None]
+
+    # ---------------------------------------------------------------- sanctions list versions
+    def list_version_of(self, source: str, checksum: str) -> tuple[int, int] | None:
+        """(version, imported_ms) of the newest import of this exact file, if it is the source's
+        latest version."""
+        rows = self._query("SELECT n, imported_ms FROM list_versions WHERE source = ? AND checksum = ? "
+                           "ORDER BY n DESC LIMIT 1", (source, checksum))
+        latest = self._query("SELECT MAX(n) FROM list_versions WHERE source = ?", (source,))
+        if rows and latest and rows[0][0] == latest[0][0]:
+            return int(rows[0][0]), int(rows[0][1])
+        return None
+
+    def add_list_version(self, source: str, list_date: str | None, checksum: str, imported_ms: int,
+                         entities: int, data: bytes) -> int:
+        self._query("INSERT INTO list_versions (source, list_date, checksum, imported_ms, entities, data) "
+                    "VALUES (?, ?, ?, ?, ?, ?)", (source, list_date, checksum, imported_ms, entities, data))
+        return int(self._query("SELECT MAX(n) FROM list_versions WHERE source = ?", (source,))[0][0])
+
+    def latest_list_versions(self) -> list[tuple[int, str, str | None, str, int, int]]:
+        """(version, source, list date, sha256, imported_ms, entities) of each source's latest."""
+        rows = self._query("SELECT n, source, list_date, checksum, imported_ms, entities FROM list_versions "
+                           "WHERE n IN (SELECT MAX(n) FROM list_versions GROUP BY source) ORDER BY source")
+        return [(int(r[0]), str(r[1]), r[2], str(r[3]), int(r[4]), int(r[5])) for r in rows]
+
+    def list_data(self, version: int) -> bytes:
+        return bytes(self._query("SELECT data FROM list_versions WHERE n = ?", (version,))[0][0])
+
+    def lists_version(self) -> int:
+        """The newest list version of any source (0: none loaded): what a server polls for."""
+        rows = self._query("SELECT COALESCE(MAX(n), 0) FROM list_versions")
+        return int(rows[0][0]) if rows else 0
+
+    # ---------------------------------------------------------------- API keys
+    def api_key_exists(self, key_id: str) -> bool:
+        return bool(self._query("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)))
+
+    def add_api_key(self, key_id: str, key_hash: str, role: str, member: str | None, created_ms: int) -> None:
+        self._query("INSERT INTO api_keys (key_id, key_hash, role, member, created_ms, revoked_ms)"
+                    " VALUES (?, ?, ?, ?, ?, NULL)", (key_id, key_hash, role, member, created_ms))
+
+    def api_key(self, key_id: str) -> tuple[str, str, str | None, int | None] | None:
+        """(key hash, role, member, revoked_ms) of a key id."""
+        rows = self._query("SELECT key_hash, role, member, revoked_ms FROM api_keys WHERE key_id = ?", (key_id,))
+        if not rows:
+            return None
+        h, role, member, revoked = rows[0]
+        return str(h), str(role), member, None if revoked is None else int(revoked)
+
+    def revoke_api_key(self, key_id: str, time_ms: int) -> None:
+        self._query("UPDATE api_keys SET revoked_ms = ? WHERE key_id = ?", (time_ms, key_id))
+
+    def api_keys(self) -> list[tuple[str, str, str | None, int, int | None]]:
+        """(key id, role, member, created_ms, revoked_ms) of every key, oldest first."""
+        return [(str(r[0]), str(r[1]), r[2], int(r[3]), None if r[4] is None else int(r[4]))
+                for r in self._query("SELECT key_id, role, member, created_ms, revoked_ms FROM api_keys"
+                                     " ORDER BY created_ms, key_id")]
 
     @abstractmethod
     def close(self) -> None: ...

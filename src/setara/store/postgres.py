@@ -588,7 +588,7 @@ class PostgresStore(Store):
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._all(
             "SELECT member, currency, balance_minor, available_minor FROM balances ORDER BY member, currency")]
 
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._use() as c:
             cur = c.execute(translate_sql(sql), tuple(params))  # type: ignore[arg-type]
             rows = [] if cur.description is None else cur.fetchall()

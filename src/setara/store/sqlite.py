@@ -240,7 +240,7 @@ class SqliteStore(Store):
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._db.execute(
             "SELECT member, currency, balance_minor, available_minor FROM balances ORDER BY rowid")]
 
-    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._db.execute(sql, params).fetchall()]
 
     def close(self) -> None:
