@@ -20,6 +20,7 @@ from setara.core.commands import (
     DayClose,
     DayOpen,
     EngineError,
+    EpochStart,
     Event,
     Freeze,
     Fund,
@@ -45,7 +46,7 @@ from setara.core.ledger import GENESIS, InvariantViolation, Posting
 __all__ = [
     "CANCELLED", "COMMANDS", "GENESIS", "HELD", "NORMAL", "QUEUED", "REJECTED", "SETTLED", "SUBMIT_FIELDS",
     "URGENT", "Cancel", "ChangeNetwork", "CloseCycle", "Command", "DayClose", "DayOpen", "Engine",
-    "EngineError", "Event", "Freeze", "Fund", "Hold", "Init", "InvariantViolation", "Notice", "Payment",
+    "EngineError", "EpochStart", "Event", "Freeze", "Fund", "Hold", "Init", "InvariantViolation", "Notice", "Payment",
     "PostRate", "Posting", "Rate", "Review", "SetSuspended", "SettleSet", "StatusEvent", "Submit",
     "apply_logged", "column", "command_from_dict", "command_kind", "log_commands", "settle_batch",
     "settle_run", "submits_rows",

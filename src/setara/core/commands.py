@@ -32,6 +32,7 @@ __all__ = [
     "DayClose",
     "DayOpen",
     "EngineError",
+    "EpochStart",
     "Event",
     "Freeze",
     "Fund",
@@ -184,6 +185,15 @@ class Hold:
 
 
 @dataclass(slots=True)
+class EpochStart:
+    """A sequencer starts writing: `epoch` is its lease's revision (see docs/nodes.md)."""
+
+    epoch: int
+    sequencer: str
+    time_ms: int
+
+
+@dataclass(slots=True)
 class CloseCycle:
     """Close the current deferred-net cycle of a currency: net, unwind who cannot cover, settle."""
 
@@ -192,11 +202,11 @@ class CloseCycle:
 
 
 Command = (Init | ChangeNetwork | SetSuspended | Fund | Submit | Cancel | Review | DayClose | DayOpen
-           | PostRate | SettleSet | CloseCycle | Freeze | Hold)
+           | PostRate | SettleSet | CloseCycle | Freeze | Hold | EpochStart)
 COMMANDS: dict[str, type[Any]] = {
     "init": Init, "network": ChangeNetwork, "suspend": SetSuspended, "fund": Fund, "submit": Submit,
     "cancel": Cancel, "review": Review, "day_close": DayClose, "day_open": DayOpen, "rate": PostRate,
-    "settle_set": SettleSet, "close_cycle": CloseCycle, "freeze": Freeze, "hold": Hold,
+    "settle_set": SettleSet, "close_cycle": CloseCycle, "freeze": Freeze, "hold": Hold, "epoch": EpochStart,
 }
 _KIND = {cls: k for k, cls in COMMANDS.items()}
 

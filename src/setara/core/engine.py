@@ -56,6 +56,7 @@ from setara.core.commands import (
     DayClose,
     DayOpen,
     EngineError,
+    EpochStart,
     Event,
     Freeze,
     Fund,
@@ -248,6 +249,8 @@ class Engine:
                 self._change_network(cmd)
             case Init():
                 self._init(cmd)
+            case EpochStart():
+                self._epoch_start(cmd)
             case _:
                 assert_never(cmd)
         if type(cmd) is not Submit:
@@ -317,6 +320,8 @@ class Engine:
                                      [Leg(acct.currency, agent, acct.member, acct.opening_minor)]))
         for a in cmd.change.get("credit_lines", []):
             self.ledger.set_floor((a["member"], a["currency"]), -a["credit_line_minor"])
+        if cmd.change.get("nodes"):
+            net = net.with_nodes(cmd.change["nodes"])
         self.network = net
         if openings:
             self._out.extend(self.ledger.post(openings))
@@ -326,7 +331,18 @@ class Engine:
         self._out.append(Notice("network_changed", {
             "added": [x["member"]["id"] for x in cmd.change.get("add_members", [])],
             "credit_lines": [[a["member"], a["currency"]] for a in cmd.change.get("credit_lines", [])],
+            **({"nodes": [n["name"] for n in cmd.change["nodes"]]} if cmd.change.get("nodes") else {}),
         }))
+
+    def _epoch_start(self, cmd: EpochStart) -> None:
+        """A sequencer took over (its lease's revision is the epoch): settlement state does not
+        change; the log records who writes from here, and replay voids later blocks of an older
+        epoch (checked by the node, which sees the signed headers)."""
+        net = self.net()
+        node = net.nodes.get(cmd.sequencer)
+        if node is None or not node.sequencer:
+            raise EngineError(f"{cmd.sequencer} is not a registered sequencer")
+        self._out.append(Notice("epoch_started", {"epoch": cmd.epoch, "sequencer": cmd.sequencer}))
 
     def _set_suspended(self, cmd: SetSuspended) -> None:
         net = self.net()

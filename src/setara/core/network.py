@@ -7,9 +7,11 @@ network from the same log.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -36,6 +38,7 @@ SETTLEMENT_MODES = ("rtgs", "cycles")
 LIST_SOURCES = frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})
 
 _MEMBER_ID_RE = re.compile(r"[A-Z0-9_]{1,16}")
+_NODE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _BIC_RE = re.compile(r"[A-Z]{4}([A-Z]{2})[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 _LEI_RE = re.compile(r"[A-Z0-9]{18}[0-9]{2}")
 _ISO3166 = frozenset(
@@ -111,6 +114,21 @@ class LiquiditySaving:
         return {"on_entry": self.on_entry, "periodic": self.periodic, "period_s": self.period_s}
 
 
+@dataclass(frozen=True, slots=True)
+class NodeKey:
+    """A node registered in the network: its Ed25519 public key (base64 of the 32 raw bytes), the
+    member it belongs to (None: an operator's node), and whether it may sign blocks."""
+
+    name: str
+    public_key: str
+    member: str | None = None
+    sequencer: bool = False
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.name, "public_key": self.public_key, "member": self.member,
+                "sequencer": self.sequencer}
+
+
 @dataclass(frozen=True)
 class Network:
     name: str
@@ -120,6 +138,8 @@ class Network:
     comprehensive_sanction_countries: tuple[str, ...] = ("KP",)
     bic_index: Mapping[str, str] = field(default_factory=dict)
     lsm: LiquiditySaving = field(default_factory=lambda: LiquiditySaving())
+    nodes: Mapping[str, NodeKey] = field(default_factory=dict)
+    finality_quorum: int | None = None  # None: floor(2M/3)+1 of the M member nodes
 
     def minor_units(self, code: str) -> int | None:
         c = self.currencies.get(code)
@@ -171,7 +191,16 @@ class Network:
             ],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
             "liquidity_saving": self.lsm.to_config(),
+            "nodes": [n.to_config() for n in self.nodes.values()],
+            "finality_quorum": self.quorum(),
         }
+
+    def quorum(self) -> int:
+        """Signatures of member nodes that make a checkpoint final."""
+        if self.finality_quorum is not None:
+            return self.finality_quorum
+        m = sum(1 for n in self.nodes.values() if n.member is not None)
+        return 2 * m // 3 + 1
 
     def to_config(self) -> dict[str, Any]:
         """Lossless plain-data form carried in the log's init command."""
@@ -192,6 +221,9 @@ class Network:
             "accounts": [_account_cfg(a) for a in self.accounts.values()],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
             "liquidity_saving": self.lsm.to_config(),
+            # Only when set, so a network without nodes keeps the form (and state hash) it had.
+            **({"nodes": [n.to_config() for n in self.nodes.values()]} if self.nodes else {}),
+            **({"finality_quorum": self.finality_quorum} if self.finality_quorum is not None else {}),
         }
 
     @staticmethod
@@ -221,8 +253,10 @@ class Network:
             for a in cfg["accounts"]
         }
         lsm = LiquiditySaving(**cfg.get("liquidity_saving", {}))
+        nodes = {n["name"]: NodeKey(n["name"], n["public_key"], n["member"], n["sequencer"])
+                 for n in cfg.get("nodes", [])}
         return _build(cfg["name"], currencies, members, accounts, tuple(cfg["comprehensive_sanction_countries"]),
-                      lsm)
+                      lsm, nodes, cfg.get("finality_quorum"))
 
     # --- changes (applied by the engine from log commands) ---
     def with_member(self, member: Member, accounts: list[Account]) -> Network:
@@ -231,19 +265,31 @@ class Network:
         accts = dict(self.accounts)
         for a in accounts:
             accts[(a.member, a.currency)] = a
-        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries, self.lsm)
+        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries, self.lsm,
+                      self.nodes, self.finality_quorum)
 
     def with_account(self, account: Account) -> Network:
         accts = dict(self.accounts)
         accts[(account.member, account.currency)] = account
         return _build(self.name, self.currencies, self.members, accts, self.comprehensive_sanction_countries,
-                      self.lsm)
+                      self.lsm, self.nodes, self.finality_quorum)
 
     def with_suspended(self, member_id: str, suspended: bool) -> Network:
         members = dict(self.members)
         members[member_id] = replace(members[member_id], suspended=suspended)
         return _build(self.name, self.currencies, members, self.accounts, self.comprehensive_sanction_countries,
-                      self.lsm)
+                      self.lsm, self.nodes, self.finality_quorum)
+
+    def with_nodes(self, changes: list[dict[str, Any]]) -> Network:
+        """Add, rotate (same name, new key) or remove (`remove: true`) registered nodes."""
+        nodes = dict(self.nodes)
+        for n in changes:
+            if n.get("remove"):
+                nodes.pop(n["name"], None)
+            else:
+                nodes[n["name"]] = NodeKey(n["name"], n["public_key"], n["member"], n["sequencer"])
+        return _build(self.name, self.currencies, self.members, self.accounts, self.comprehensive_sanction_countries,
+                      self.lsm, nodes, self.finality_quorum)
 
 
 def _build(
@@ -253,13 +299,15 @@ def _build(
     accounts: Mapping[tuple[str, str], Account],
     countries: tuple[str, ...],
     lsm: LiquiditySaving | None = None,
+    nodes: Mapping[str, NodeKey] | None = None,
+    finality_quorum: int | None = None,
 ) -> Network:
     bic_index: dict[str, str] = {}
     for m in members.values():
         bic_index[m.bic] = m.id
         bic_index.setdefault(m.bic[:8], m.id)
     return Network(name, dict(currencies), dict(members), dict(accounts), countries, bic_index,
-                   lsm or LiquiditySaving())
+                   lsm or LiquiditySaving(), dict(nodes or {}), finality_quorum)
 
 
 # ---------------------------------------------------------------- TOML parsing
@@ -452,7 +500,67 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
     if "KP" not in countries:
         # UNSC resolutions 2270/2321/2397 apply to every UN member state's banks.
         countries = ("KP", *countries)
-    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc))
+    nodes: dict[str, NodeKey] = {}
+    for i, n in enumerate(_opt(doc, "node", "network", list, [])):
+        node = _parse_node(n, f"node[{i}]", members)
+        if node.name in nodes:
+            raise NetworkError(f"node[{i}].name: node {node.name} declared twice")
+        nodes[node.name] = node
+    _check_node_keys(nodes.values())
+    quorum = _parse_finality(doc, nodes)
+    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc), nodes, quorum)
+
+
+NODES_MAX = 256
+
+
+def _parse_node(n: Any, where: str, members: Mapping[str, Member]) -> NodeKey:
+    if not isinstance(n, dict):
+        raise NetworkError(f"{where}: expected a table")
+    unknown = set(n) - {"name", "public_key", "member", "sequencer", "remove"}
+    if unknown:
+        raise NetworkError(f"{where}: unknown key {sorted(unknown)[0]}")
+    name = _req(n, "name", where, str)
+    if not _NODE_NAME_RE.fullmatch(name):
+        raise NetworkError(f"{where}.name: {name!r} must be 1-64 characters A-Z, a-z, 0-9, _ or -")
+    key = _req(n, "public_key", where, str)
+    try:
+        raw = base64.b64decode(key, validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise NetworkError(f"{where}.public_key: expected base64 of a 32-byte Ed25519 public key "
+                           "(as `setara node keygen` prints)")
+    member = _opt(n, "member", where, str, None)
+    if member is not None and member not in members:
+        raise NetworkError(f"{where}.member: unknown member {member!r}")
+    return NodeKey(name, key, member, _opt(n, "sequencer", where, bool, False))
+
+
+def _check_node_keys(nodes: Iterable[NodeKey]) -> None:
+    seen: dict[str, str] = {}
+    count = 0
+    for n in nodes:
+        count += 1
+        if n.public_key in seen:
+            raise NetworkError(f"node {n.name}: public key already registered for node {seen[n.public_key]}")
+        seen[n.public_key] = n.name
+    if count > NODES_MAX:
+        raise NetworkError(f"node: at most {NODES_MAX} nodes")
+
+
+def _parse_finality(doc: Mapping[str, Any], nodes: Mapping[str, NodeKey]) -> int | None:
+    raw = _opt(doc, "finality", "network", dict, {})
+    unknown = set(raw) - {"quorum"}
+    if unknown:
+        raise NetworkError(f"finality: unknown key {sorted(unknown)[0]}")
+    quorum = _opt(raw, "quorum", "finality", int, None)
+    if quorum is None:
+        return None
+    m = sum(1 for n in nodes.values() if n.member is not None)
+    if not 1 <= quorum <= max(m, 1):
+        raise NetworkError(f"finality.quorum: must be between 1 and the {m} member node(s)")
+    return int(quorum)
 
 
 LSM_PERIODIC = ("optimise", "heuristic", "lp-round", "all-or-nothing", "partial", "bilateral", "none")
@@ -494,7 +602,7 @@ def parse_network_change(text: str, network: Network) -> dict[str, Any]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise NetworkError(f"change TOML: {e}") from None
-    unknown = set(doc) - {"add_member", "credit_line"}
+    unknown = set(doc) - {"add_member", "credit_line", "node"}
     if unknown:
         raise NetworkError(f"change: unknown section(s) {', '.join(sorted(unknown))}")
     add: list[dict[str, Any]] = []
@@ -518,8 +626,26 @@ def parse_network_change(text: str, network: Network) -> dict[str, Any]:
         if (acct.member, acct.currency) not in network.accounts:
             raise NetworkError(f"{where}: account {acct.member}/{acct.currency} does not exist")
         lines.append(acct)
-    if not add and not lines:
-        raise NetworkError("change: nothing to apply (expected [[add_member]] or [[credit_line]])")
+    members_after = {**network.members, **{x["member"].id: x["member"] for x in add}}
+    node_changes: list[dict[str, Any]] = []
+    nodes_after = dict(network.nodes)
+    for i, n in enumerate(doc.get("node", [])):
+        where = f"node[{i}]"
+        if isinstance(n, dict) and n.get("remove") is True:
+            name = _req(n, "name", where, str)
+            if set(n) - {"name", "remove"}:
+                raise NetworkError(f"{where}: a removal names only the node (name, remove = true)")
+            if name not in nodes_after:
+                raise NetworkError(f"{where}.name: no node {name!r} to remove")
+            del nodes_after[name]
+            node_changes.append({"name": name, "remove": True})
+            continue
+        node = _parse_node(n, where, members_after)
+        nodes_after[node.name] = node  # a known name is a key rotation
+        node_changes.append(node.to_config())
+    _check_node_keys(nodes_after.values())
+    if not add and not lines and not node_changes:
+        raise NetworkError("change: nothing to apply (expected [[add_member]], [[credit_line]] or [[node]])")
     return {
         "add_members": [
             {
@@ -529,6 +655,7 @@ def parse_network_change(text: str, network: Network) -> dict[str, Any]:
             for x in add
         ],
         "credit_lines": [_account_cfg(a) for a in lines],
+        **({"nodes": node_changes} if node_changes else {}),
     }
 
 
