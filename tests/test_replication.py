@@ -276,8 +276,8 @@ def _stream() -> str:
     return "t" + uuid.uuid4().hex[:12]
 
 
-def _log(cluster: NatsCluster, stream: str | None = None, **kw: float) -> JetStreamLog:
-    return JetStreamLog.connect(cluster.urls, stream or _stream(), **kw)
+def _log(cluster: NatsCluster, stream: str | None = None, timeout_s: float = 10.0) -> JetStreamLog:
+    return JetStreamLog.connect(cluster.urls, stream or _stream(), timeout_s=timeout_s)
 
 
 @needs_nats
@@ -385,19 +385,36 @@ def test_kill_9_of_the_stream_leader_loses_no_acked_block(cluster: NatsCluster, 
     msgs = chain(keys.seq_key, 60, size=2000)
     stream = _stream()
     acked: list[int] = []
-    with _log(cluster, stream, timeout_s=30) as log:
-        for m in msgs[:20]:
-            log.publish_block(m)
-            acked.append(m.header.seq)
-        leader = cluster.stream_leader(stream)
-        assert leader is not None
-        cluster.kill(leader)
+    twenty = threading.Event()
+    failed: list[BaseException] = []
+
+    def publish_all(log: JetStreamLog) -> None:
         try:
-            for m in msgs[20:]:
+            for m in msgs:
                 log.publish_block(m)  # retries through the election with the same message id
                 acked.append(m.header.seq)
+                if len(acked) == 20:
+                    twenty.set()
+        except BaseException as e:
+            failed.append(e)
+            twenty.set()
+
+    with _log(cluster, stream, timeout_s=30) as log:
+        log.publish_block(msgs[0])
+        acked.append(1)
+        leader = cluster.stream_leader(stream)
+        assert leader is not None
+        writer = threading.Thread(target=publish_all, args=(log,))
+        log._tip = None  # the thread starts over from block 1: block 1 is re-sent, a no-op
+        acked.clear()
+        writer.start()
+        try:
+            assert twenty.wait(20)
+            cluster.kill(leader)  # while the writer keeps publishing
+            writer.join(60)
         finally:
             cluster.restart(leader)
+        assert not failed, failed
         assert cluster.stream_leader(stream) is not None
         read = [b.message for b in log.iter_blocks()]
     assert acked == list(range(1, 61))

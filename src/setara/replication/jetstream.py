@@ -406,30 +406,48 @@ class JetStreamLog:
     def _iter_subject(self, subject: str, start_stream_seq: int, *, follow: bool,
                       wait_s: float) -> Iterator[Msg]:
         """Messages on `subject` from a stream sequence on, in order, a batch at a time (never the
-        whole stream in memory). Without `follow`, ends at the stream's end when the iteration
-        started being caught up; with it, waits for more. A consumer lost to a leader change is
-        recreated after the last message seen."""
+        whole stream in memory). Without `follow`, ends at the last message the stream leader
+        held when the iteration began (a consumer's own count can lag behind after a failover);
+        with it, waits for more. A consumer lost or stuck in a leader change is recreated after
+        the last message seen; no progress for timeout_s raises StreamUnavailable."""
+        end: int | None = None
+        if not follow:
+            last = self._run(self._get(subject=subject), what=f"read the last message on {subject}")
+            if last is None or last.seq is None or last.seq < start_stream_seq:
+                return
+            end = last.seq
         next_seq = start_stream_seq
         psub = None
+        stalled_since = time.monotonic()
         try:
-            while True:
+            while end is None or next_seq <= end:
                 if psub is None:
                     psub = self._run(self._consumer(subject, next_seq), what="create a consumer")
                 try:
                     batch = self._run(self._fetch(psub, wait_s), what="fetch", timeout_s=wait_s + self.timeout_s)
                 except StreamUnavailable:
+                    batch = []
+                if not batch:
+                    # Nothing came: the end of the stream (when following), or a consumer that
+                    # stalled (seen after a kill -9 of a server). Ask the stream leader.
+                    last = self._run(self._get(subject=subject), what=f"read the last message on {subject}")
+                    if last is None or last.seq is None or last.seq < next_seq:
+                        stalled_since = time.monotonic()
+                        continue
+                    if time.monotonic() - stalled_since > self.timeout_s:
+                        raise StreamUnavailable(f"stream {self.stream}: {subject} stalled at stream "
+                                                f"seq {next_seq} of {last.seq}")
                     self._drop(psub)
                     psub = None
                     continue
-                if not batch:
-                    if not follow:
-                        return
-                    continue
+                stalled_since = time.monotonic()
                 for m in batch:
-                    md = m.metadata
-                    next_seq = md.sequence.stream + 1
+                    seq = m.metadata.sequence.stream
+                    if seq < next_seq:
+                        continue  # a recreated consumer may resend what was already yielded
+                    next_seq = seq + 1
                     yield m
-                    if not follow and md.num_pending == 0:
+                    if end is not None and seq >= end:
                         return
         finally:
             if psub is not None:
