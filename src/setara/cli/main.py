@@ -76,7 +76,24 @@ def _open(db: str, *, write: bool) -> Node:
                   "(load one with `setara lists import`); country measures still apply", highlight=False)
     if write:
         node.screening = screening
+        _replicate(node)
     return node
+
+
+def _replicate(node: Node) -> None:
+    """With --replicate (or SETARA_REPLICATE), every block goes to the stream before its ack."""
+    from setara.node.replicate import NotASequencer, Replicator, settings_from
+
+    try:
+        settings = settings_from(None, None, None)
+        if settings is not None:
+            node.replicator = Replicator.open(settings, node.network, node.store)
+    except NotASequencer as e:
+        node.close()
+        _fail(str(e), 2)
+    except SetaraError as e:
+        node.close()
+        _fail(str(e))
 
 
 def _run(node: Node, cmd: object) -> list[object]:
@@ -889,7 +906,7 @@ def _register_extensions() -> None:
     their own commands; their heavy imports happen only when they run."""
     import importlib
 
-    for name in ("setara.api.commands", "setara.sim.commands"):
+    for name in ("setara.api.commands", "setara.sim.commands", "setara.cli.nodes"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:

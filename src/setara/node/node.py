@@ -35,6 +35,7 @@ from setara.core import (
     Submit,
     apply_logged,
     column,
+    command_from_dict,
     command_kind,
     settle_batch,
 )
@@ -156,6 +157,7 @@ class Node:
         self.screening: Screening = NullScreening()
         self._touched: set[tuple[str, str]] = set()
         self._writer_cm: Any = None
+        self.replicator: Any = None  # setara.node.replicate.Replicator when the log is replicated
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -201,6 +203,27 @@ class Node:
         return node
 
     @classmethod
+    def create_replica(cls, url: str) -> Node:
+        """A member's node's new store: empty until the first block of the replicated log arrives.
+        It never holds party data, so its party key is random and unused."""
+        store = open_store(url)
+        if store.exists():
+            store.close()
+            raise StoreError(f"{url} already holds a network")
+        cm = store.writer(LOCK_TIMEOUT_S)
+        cm.__enter__()
+        try:
+            store.create(os.urandom(32))
+            store.set_node_role("follower")
+        except BaseException:
+            cm.__exit__(None, None, None)
+            store.close()
+            raise
+        node = cls(store, Engine(), b"", (0, 0, GENESIS, GENESIS), 0, True)
+        node._writer_cm = cm
+        return node
+
+    @classmethod
     def _load(cls, store: Store, *, writable: bool) -> Node:
         key_hex = store.meta("party_key")
         if key_hex is None:
@@ -243,6 +266,9 @@ class Node:
             if self.writable and self.cmd_count - self.snapshot_cmds >= max(1000, self.cmd_count // 2):
                 self.snapshot()
         finally:
+            if self.replicator is not None:
+                self.replicator.close()
+                self.replicator = None
             if self._writer_cm is not None:
                 self._writer_cm.__exit__(None, None, None)
                 self._writer_cm = None
@@ -267,12 +293,12 @@ class Node:
         return _Builder()
 
     def stage(self, b: _Builder, cmd: Command, private: list[Any] | None = None,
-              row: list[Any] | None = None) -> list[Any]:
+              row: list[Any] | None = None, *, replaying: bool = False) -> list[Any]:
         """Apply `cmd` to the engine and add it, and what it produced, to the block.
 
         Raises EngineError (and changes nothing) when the engine refuses the command.
         """
-        if cmd.time_ms < self.engine.time_ms:
+        if cmd.time_ms < self.engine.time_ms and not replaying:
             # The engine refuses time that goes backwards; the node stamps acceptance time, which a
             # clock stepped back (or a caller's stale stamp) must not move back.
             cmd = dataclasses.replace(cmd, time_ms=self.engine.time_ms)
@@ -336,7 +362,7 @@ class Node:
         if sealed is not None:
             self._write(sealed)
 
-    def _seal(self, b: _Builder, *, check: bool = True) -> _Sealed | None:
+    def _seal(self, b: _Builder, *, check: bool = True, log: bytes | None = None) -> _Sealed | None:
         """Serialise the block and chain it; the node's head moves now, the store's on _write."""
         if not b:
             return None
@@ -347,7 +373,8 @@ class Node:
                 raise SetaraError(f"invariant violated, nothing committed: {e}") from None
         seq = self.block_seq + 1
         first = self.cmd_count + 1
-        log = orjson.dumps(b.cmds)
+        if log is None:
+            log = orjson.dumps(b.cmds)
         h = block_hash(self.block_hash, seq, first, b.n_cmds, log)
         journal = orjson.dumps(b.postings)
         jhead = journal_block_hash(self.journal_head, journal)
@@ -378,6 +405,49 @@ class Node:
             raise
         except Exception as e:  # the engine is now ahead of the store: this process must stop
             raise SetaraError(f"storage failure, nothing acknowledged: {e}") from e
+        if self.replicator is not None:
+            # Durable here first, then on a majority of the stream's replicas; only then may the
+            # block's instructions be acknowledged (the caller waits for this to return). A block
+            # stored here but not on the stream is published when a writer next starts.
+            self.replicator.publish(block)
+
+    def replay_block(self, seq: int, first_cmd: int, n_cmds: int, time_ms: int, log: bytes, hash_: bytes) -> None:
+        """A member's node: apply a block of the replicated log (already checked against its
+        signed header) through the engine and store it with what it derives (journal, events,
+        balances; no party data, which never leaves the operator). Raises SetaraError naming the
+        block when it does not extend this store or does not replay."""
+        if seq != self.block_seq + 1 or first_cmd != self.cmd_count + 1:
+            raise SetaraError(f"block {seq}: does not follow block {self.block_seq} (command {self.cmd_count})")
+        if block_hash(self.block_hash, seq, first_cmd, n_cmds, log) != hash_:
+            raise SetaraError(f"block {seq}: its hash does not cover its log and the previous block")
+        try:
+            entries = orjson.loads(log)
+            b = self.begin()
+            for kind, body in entries:
+                if kind == "submits":
+                    n = len(body["id"])
+                    self._stage_batch(b, body, list(range(1, n + 1)), "replica", [])
+                else:
+                    self.stage(b, command_from_dict(kind, body), replaying=True)
+        except (EngineError, InvariantViolation, TypeError, KeyError, ValueError) as e:
+            raise SetaraError(f"block {seq}: does not replay: {e}") from None
+        if b.n_cmds != n_cmds:
+            raise SetaraError(f"block {seq}: holds {b.n_cmds} commands, its header says {n_cmds}")
+        b.time_ms = time_ms
+        sealed = self._seal(b, log=log) if b else None
+        if sealed is None:  # a block of refused lines only: nothing to replay, but it is in the chain
+            sealed = self._seal_empty(seq, first_cmd, time_ms, log)
+        self._write(sealed)
+
+    def _seal_empty(self, seq: int, first: int, time_ms: int, log: bytes) -> _Sealed:
+        h = block_hash(self.block_hash, seq, first, 0, log)
+        journal = orjson.dumps([])
+        jhead = journal_block_hash(self.journal_head, journal)
+        block = Block(seq=seq, first_cmd=first, n_cmds=0, time_ms=time_ms, log=log, hash=h, journal=journal,
+                      journal_head=jhead, events=orjson.dumps({"status": [], "notices": []}),
+                      intake=orjson.dumps({"payments": {}, "rejections": []}))
+        self.block_seq, self.block_hash, self.journal_head = seq, h, jhead
+        return (block, [], None)
 
     def snapshot(self) -> None:
         if self.block_seq == 0:

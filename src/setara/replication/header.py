@@ -109,8 +109,9 @@ class BlockHeader:
             v = d[f]
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise BlockRejected(seq_, f"header field {f} is not a non-negative integer")
-        if d["seq"] < 1 or d["first_cmd"] < 1 or d["n_cmds"] < 1:
-            raise BlockRejected(seq_, "header fields seq, first_cmd and n_cmds start at 1")
+        # n_cmds may be 0: a block of refused lines only is still a link of the chain.
+        if d["seq"] < 1 or d["first_cmd"] < 1:
+            raise BlockRejected(seq_, "header fields seq and first_cmd start at 1")
         for f in ("prev_hash", "hash"):
             if not isinstance(d[f], str) or not _HEX64.match(d[f]):
                 raise BlockRejected(seq_, f"header field {f} is not 64 lowercase hex digits")

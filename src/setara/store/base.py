@@ -281,6 +281,45 @@ class Store(ABC):
         rows = self._query("SELECT COALESCE(MAX(n), 0) FROM list_versions")
         return int(rows[0][0]) if rows else 0
 
+    # ---------------------------------------------------------------- member nodes
+    # Checkpoints and proofs are small JSON documents kept in `meta` (one row each): a node needs
+    # the latest final checkpoint, its own latest one, and the equivocation proofs it holds.
+    PROOFS_MAX = 100
+
+    def _put_meta(self, key: str, value: str) -> None:
+        self._query("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def node_role(self) -> str:
+        """'follower' for a member's node (replayed from the stream, no party data), else 'writer'."""
+        return self.meta("role") or "writer"
+
+    def set_node_role(self, role: str) -> None:
+        self._put_meta("role", role)
+
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch of the last block a member's node applied (from its signed header)."""
+        if self.meta("epoch") != str(epoch):
+            self._put_meta("epoch", str(epoch))
+
+    def checkpoint(self, kind: str) -> bytes | None:
+        """The stored checkpoint JSON of `kind`: 'final' (latest with a quorum) or 'latest'."""
+        v = self.meta(f"checkpoint:{kind}")
+        return None if v is None else v.encode()
+
+    def save_checkpoint(self, kind: str, doc: bytes) -> None:
+        self._put_meta(f"checkpoint:{kind}", doc.decode())
+
+    def proofs(self) -> list[Any]:
+        v = self.meta("proofs")
+        return [] if v is None else list(orjson.loads(v))
+
+    def add_proof(self, proof: Any) -> None:
+        """Keep an equivocation proof (deduplicated, at most PROOFS_MAX)."""
+        proofs = self.proofs()
+        if proof not in proofs and len(proofs) < self.PROOFS_MAX:
+            proofs.append(proof)
+            self._put_meta("proofs", orjson.dumps(proofs).decode())
+
     # ---------------------------------------------------------------- API keys
     def api_key_exists(self, key_id: str) -> bool:
         return bool(self._query("SELECT 1 FROM api_keys WHERE key_id = ?", (key_id,)))

@@ -1,0 +1,290 @@
+"""A member's node: follow the replicated log, check it, replay it, co-sign checkpoints.
+
+Each round catches up with the stream: every block's header must be signed by a sequencer the log
+itself registered, extend the chain (seq, previous hash, command numbering) and never go back in
+epoch; its log is replayed through the same engine into the member's own store. At the head the
+node signs a checkpoint (network, seq, block hash, state hash) — never two different ones for one
+seq, nor one off its own chain (the signing guard, kept durably beside the key) — publishes it
+with the header it saw, gathers the other members' checkpoints and keeps the latest final one (a
+quorum of member nodes signed the same state). Any two validly signed headers for one seq that
+differ, or two checkpoints of one node that disagree, are kept as proof; a node that holds one
+stops signing.
+
+A block that fails a check stops the node (FollowError naming the block's seq); the store keeps
+the last good block, since each block is committed on its own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from setara.core.network import Network, load_network
+from setara.node.node import Node, SetaraError
+from setara.node.replicate import ReplicationSettings, registry_of
+from setara.replication.checkpoint import (
+    Checkpoint,
+    GuardViolation,
+    SignedCheckpoint,
+    SigningGuard,
+    find_conflicts,
+    is_final,
+    merge,
+    parse_signed_checkpoint,
+    sign_checkpoint,
+)
+from setara.replication.header import GENESIS_TIP, BlockHeader, BlockRejected, ChainTip, verify_block
+from setara.replication.jetstream import JetStreamLog, ReplicationError
+from setara.replication.keys import KeyRegistry, load_private_key, public_key_b64
+from setara.store import open_store
+
+__all__ = ["FollowError", "FollowSettings", "checkpoint_doc", "follow"]
+
+QUORUM_WAIT_S = 30.0
+ROUND_PAUSE_S = 0.2  # between catch-up rounds when following the stream's head
+GOSSIP_READ_MAX = 100_000  # gossip messages read per round
+
+
+class FollowError(SetaraError):
+    """A block failed a check, or the node found equivocation: the node stops (exit 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class FollowSettings:
+    db: str
+    member: str
+    replication: ReplicationSettings
+    network_toml: str
+
+
+def checkpoint_doc(scp: SignedCheckpoint, registry: KeyRegistry) -> dict[str, object]:
+    """The `checkpoint show` JSON: the checkpoint, its signatures and whether they make it final."""
+    return scp.as_dict(final=is_final(scp, registry))
+
+
+def _open_replica(db: str) -> Node:
+    store = open_store(db)
+    try:
+        if store.exists():
+            if store.node_role() != "follower":
+                raise SetaraError(f"{db} is a writer's store, not a member node's; give the node its own --db")
+            store.close()
+            return Node.open(db, write=True)
+        store.close()
+    except BaseException:
+        store.close()
+        raise
+    return Node.create_replica(db)
+
+
+class _Follower:
+    def __init__(self, s: FollowSettings, expected: Network, log: JetStreamLog, node: Node) -> None:
+        self.s = s
+        self.expected = expected
+        self.log = log
+        self.node = node
+        key_path = s.replication.key_path
+        try:
+            self.key = load_private_key(key_path)
+        except (OSError, ValueError) as e:
+            raise SetaraError(f"--key {key_path}: {e}") from None
+        self.public_key = public_key_b64(self.key)
+        self.guard = SigningGuard(f"{key_path}.signed")
+        epoch = node.store.meta("epoch")
+        self.tip = ChainTip(node.block_seq, node.block_hash.hex(), node.cmd_count, int(epoch) if epoch else 0) \
+            if node.block_seq else GENESIS_TIP
+        self.last_header: tuple[BlockHeader, bytes] | None = None
+        self.gossip_from = {"headers": 1, "checkpoints": 1}
+
+    @property
+    def name(self) -> str:
+        net = self.node.engine.network
+        if net is None:
+            raise SetaraError("no block applied yet")
+        n = next((n for n in net.nodes.values() if n.public_key == self.public_key), None)
+        if n is None or n.member != self.s.member:
+            raise SetaraError(f"--key is not the registered node of member {self.s.member} ([[node]] with member = "
+                              f"\"{self.s.member}\")")
+        return n.name
+
+    def catch_up(self) -> int:
+        """Apply every block the stream holds beyond ours; returns how many."""
+        n = 0
+        try:
+            for sb in self.log.iter_blocks(self.node.block_seq + 1):
+                self._apply(sb.message.header, sb.message.signature, sb.message.log)
+                n += 1
+        except BlockRejected as e:
+            raise FollowError(str(e)) from None
+        except ReplicationError as e:
+            raise SetaraError(f"stream {self.s.replication.stream}: {e}") from None
+        return n
+
+    def _apply(self, h: BlockHeader, signature: bytes, log: bytes) -> None:
+        from setara.replication.header import BlockMessage
+
+        if h.seq == 1:
+            try:
+                first = orjson.loads(log)[0]
+                ok = first[0] == "init" and first[1]["network"] == self.expected.to_config()
+            except (orjson.JSONDecodeError, IndexError, KeyError, TypeError):
+                ok = False
+            if not ok:
+                raise FollowError("block 1: is not the network given with --network")
+            registry = registry_of(Network.from_config(first[1]["network"]))
+        else:
+            net = self.node.engine.network
+            if net is None:
+                raise FollowError(f"block {h.seq}: no network before it")
+            registry = registry_of(net)
+        try:
+            self.tip = verify_block(BlockMessage(h, signature, log), registry, self.tip, self.expected.name)
+        except BlockRejected as e:
+            raise FollowError(str(e)) from None
+        try:
+            self.node.replay_block(h.seq, h.first_cmd, h.n_cmds, h.time_ms, log, bytes.fromhex(h.hash))
+        except SetaraError as e:
+            raise FollowError(str(e)) from None
+        self.node.store.set_epoch(h.epoch)
+        self.last_header = (h, signature)
+
+    def sign(self) -> SignedCheckpoint | None:
+        """Sign the head's checkpoint (once per seq) and publish it with the header seen there."""
+        node = self.node
+        if node.block_seq == 0 or self.guard.stopped is not None:
+            return None
+        cp = Checkpoint(self.expected.name, node.block_seq, node.block_hash.hex(), node.engine.state_hash())
+        last = self.guard.last
+        if last == cp:
+            return sign_checkpoint(cp, self.key, self.name, self.s.member)
+        try:
+            self.guard.check_and_record(cp, lambda seq: _hash_at(node, seq))
+        except GuardViolation as e:
+            raise FollowError(f"block {cp.seq}: refusing to sign: {e}") from None
+        mine = sign_checkpoint(cp, self.key, self.name, self.s.member)
+        try:
+            self.log.publish_checkpoint(mine)
+            if self.last_header is not None:
+                self.log.publish_header(self.name, *self.last_header)
+        except ReplicationError as e:
+            raise SetaraError(f"stream {self.s.replication.stream}: {e}") from None
+        return mine
+
+    def gather(self, mine: SignedCheckpoint) -> tuple[SignedCheckpoint, bool]:
+        """Merge the member nodes' published checkpoints that agree with ours; keep it (and, once a
+        quorum signed, as the latest final one) in the store."""
+        net = self.node.engine.network
+        assert net is not None
+        registry = registry_of(net)
+        merged = mine
+        for n in registry.member_nodes:
+            if n.name == mine.signatures[0].node:
+                continue
+            try:
+                theirs = self.log.latest_checkpoint(n.name)
+            except ReplicationError:
+                continue
+            if theirs is not None and theirs.checkpoint == mine.checkpoint:
+                merged = merge(merged, theirs)
+        final = is_final(merged, registry)
+        store = self.node.store
+        store.save_checkpoint("latest", merged.to_json())
+        if final:
+            store.save_checkpoint("final", merged.to_json())
+        return merged, final
+
+    def check_equivocation(self) -> list[dict[str, object]]:
+        net = self.node.engine.network
+        if net is None:
+            return []
+        registry = registry_of(net)
+        headers: list[tuple[BlockHeader, bytes]] = []
+        cps: list[SignedCheckpoint] = []
+        try:
+            for i, (sseq, _node, h, sig) in enumerate(self.log.iter_headers(1)):
+                headers.append((h, sig))
+                if i >= GOSSIP_READ_MAX:
+                    break
+                _ = sseq
+            for i, (_sseq, scp) in enumerate(self.log.iter_checkpoints(1)):
+                cps.append(scp)
+                if i >= GOSSIP_READ_MAX:
+                    break
+        except ReplicationError:
+            return []
+        # What this node saw itself counts too: a gossiped header that differs from it is a split view.
+        if self.last_header is not None:
+            headers.append(self.last_header)
+        proofs = find_conflicts(headers, cps, registry)
+        for p in proofs:
+            self.node.store.add_proof(p)
+        if proofs and self.guard.stopped is None:
+            self.guard.stop(f"equivocation proof at seq {proofs[0].get('seq')}")
+        return proofs
+
+
+def _hash_at(node: Node, seq: int) -> str | None:
+    at = node.store.block_hash_at(seq)
+    return None if at is None else at[0].hex()
+
+
+def follow(s: FollowSettings, *, once: bool, quorum_wait_s: float = QUORUM_WAIT_S,
+           on_round: Callable[[int, int], None] | None = None, should_stop: Callable[[], bool] | None = None,
+           ) -> dict[str, object] | None:
+    """Run a member's node. With `once`: catch up, sign, wait up to quorum_wait_s for a quorum at
+    that seq, return the checkpoint document. Otherwise follow until `should_stop` says so."""
+    expected = load_network(s.network_toml)
+    try:
+        log = JetStreamLog.connect(s.replication.urls, s.replication.stream)
+    except (ReplicationError, OSError, ValueError) as e:
+        raise SetaraError(f"cannot reach the stream {s.replication.stream}: {e}") from None
+    node = None
+    try:
+        node = _open_replica(s.db)
+        f = _Follower(s, expected, log, node)
+        while True:
+            applied = f.catch_up()
+            mine = f.sign()
+            proofs = f.check_equivocation()
+            if proofs:
+                raise FollowError(f"block {proofs[0].get('seq')}: equivocation proof found ({proofs[0].get('kind')}); "
+                                  "this node stops signing (setara checkpoint conflicts)")
+            if mine is not None:
+                merged, final = f.gather(mine)
+                if on_round is not None:
+                    on_round(node.block_seq, applied)
+                if once:
+                    deadline = time.monotonic() + quorum_wait_s
+                    while not final and time.monotonic() < deadline:
+                        time.sleep(ROUND_PAUSE_S)
+                        merged, final = f.gather(mine)
+                    node.catch_up()
+                    return checkpoint_doc(merged, registry_of(expected if node.engine.network is None
+                                                              else node.engine.network))
+            elif once:
+                return None
+            if should_stop is not None and should_stop():
+                return None
+            time.sleep(ROUND_PAUSE_S)
+    finally:
+        if node is not None:
+            node.catch_up()
+            node.close()
+        log.close()
+
+
+def show_checkpoint(db: str, kind: str = "final") -> bytes | None:
+    """The stored checkpoint JSON ('final', else the latest signed) with `final` recomputed
+    against the keys registered in this store's log."""
+    node = Node.open(db, write=False)
+    try:
+        doc = node.store.checkpoint(kind) or node.store.checkpoint("latest")
+        if doc is None:
+            return None
+        scp = parse_signed_checkpoint(doc)
+        return orjson.dumps(checkpoint_doc(scp, registry_of(node.network)))
+    finally:
+        node.close()

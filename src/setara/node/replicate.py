@@ -1,0 +1,137 @@
+"""The writer's side of the replicated log: every block, signed by a registered sequencer, on a
+NATS JetStream stream before anyone hears its outcome.
+
+`Replicator.open` checks the key is a registered sequencer's, brings the stream up to the store's
+head (publishing from block 1 what the stream lacks) and refuses a stream that holds a block this
+store does not, or another block at a height both hold. `publish` then appends each new block with
+its expected position and a message id (a retried publish is stored once, a second writer with
+another history is refused) and returns once JetStream stored it on a majority of replicas.
+Only the `log` travels: no party data, which stays with the operator.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from setara.core.network import Network
+from setara.node.node import SetaraError
+from setara.replication.header import build_block_message
+from setara.replication.jetstream import JetStreamLog, ReplicationError
+from setara.replication.keys import KeyRegistry, NodeKey, load_private_key, public_key_b64
+from setara.store import Block, Store
+
+__all__ = ["ReplicationSettings", "Replicator", "registry_of", "settings_from"]
+
+STREAM_DEFAULT = "setara"
+EPOCH_SINGLE_WRITER = 1  # the epoch of a writer that holds no failover lease (docs/nodes.md)
+
+
+class NotASequencer(SetaraError):
+    """The key is not registered as a sequencer of this network (a usage error: exit 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationSettings:
+    urls: list[str]
+    key_path: str
+    stream: str = STREAM_DEFAULT
+
+
+def settings_from(replicate: str | None, key: str | None, stream: str | None) -> ReplicationSettings | None:
+    """Options or environment (SETARA_REPLICATE, SETARA_NODE_KEY, SETARA_STREAM); None when the
+    log is not replicated."""
+    urls = replicate if replicate is not None else os.environ.get("SETARA_REPLICATE")
+    if not urls:
+        return None
+    key_path = key if key is not None else os.environ.get("SETARA_NODE_KEY")
+    if not key_path:
+        raise NotASequencer("--replicate needs --key FILE (or SETARA_NODE_KEY): the sequencer's node key")
+    return ReplicationSettings([u.strip() for u in urls.split(",") if u.strip()], key_path,
+                               stream or os.environ.get("SETARA_STREAM") or STREAM_DEFAULT)
+
+
+def registry_of(network: Network) -> KeyRegistry:
+    """The node keys the log has registered, as the replication checks want them."""
+    return KeyRegistry.build([NodeKey(n.name, n.public_key, n.member, n.sequencer) for n in network.nodes.values()],
+                             network.finality_quorum)
+
+
+class Replicator:
+    def __init__(self, log: JetStreamLog, settings: ReplicationSettings, signer: str, key: object,
+                 network_name: str, tip_hash: bytes) -> None:
+        self.log = log
+        self.settings = settings
+        self.signer = signer
+        self._key = key
+        self.network_name = network_name
+        self.epoch = EPOCH_SINGLE_WRITER
+        self._tip_hash = tip_hash  # hash of the last block on the stream (the store's head after open)
+        self.published = 0
+
+    @classmethod
+    def open(cls, settings: ReplicationSettings, network: Network, store: Store) -> Replicator:
+        try:
+            key = load_private_key(settings.key_path)
+        except (OSError, ValueError) as e:
+            raise NotASequencer(f"--key {settings.key_path}: {e}") from None
+        pub = public_key_b64(key)
+        node = next((n for n in network.nodes.values() if n.public_key == pub), None)
+        if node is None:
+            raise NotASequencer(f"--key {settings.key_path}: not a node registered in the network ([[node]])")
+        if not node.sequencer:
+            raise NotASequencer(f"--key {settings.key_path}: node {node.name} is not a sequencer")
+        try:
+            log = JetStreamLog.connect(settings.urls, settings.stream)
+        except (ReplicationError, OSError, ValueError) as e:
+            raise SetaraError(f"cannot reach the stream {settings.stream} at {','.join(settings.urls)}: {e}") from None
+        rep = cls(log, settings, node.name, key, network.name, b"")
+        try:
+            rep._catch_up_stream(store)
+        except BaseException:
+            log.close()
+            raise
+        return rep
+
+    def _catch_up_stream(self, store: Store) -> None:
+        """Publish, from block 1, what the stream lacks; refuse a stream with another history."""
+        head_seq = store.head()[0]
+        try:
+            last = self.log.last_block()
+        except ReplicationError as e:
+            raise SetaraError(f"stream {self.settings.stream}: {e}") from None
+        have = 0 if last is None else last.header.seq
+        if have > head_seq:
+            raise SetaraError(f"stream {self.settings.stream} holds block {have}, which this store (at block "
+                              f"{head_seq}) does not: another writer has written there; refusing")
+        if last is not None:
+            if last.header.network != self.network_name:
+                raise SetaraError(f"stream {self.settings.stream} carries network {last.header.network!r}, "
+                                  f"not {self.network_name!r}")
+            mine = store.block_hash_at(have)
+            if mine is None or mine[0].hex() != last.header.hash:
+                raise SetaraError(f"stream {self.settings.stream}: block {have} differs from this store's: "
+                                  "another history; refusing")
+            self._tip_hash = mine[0]
+        else:
+            self._tip_hash = bytes(32)
+        if have < head_seq:
+            for b in store.iter_blocks(have):
+                self.publish(b)
+
+    def publish(self, block: Block) -> None:
+        msg = build_block_message(
+            self._key, signer=self.signer, network=self.network_name,  # type: ignore[arg-type]
+            epoch=self.epoch, seq=block.seq, first_cmd=block.first_cmd, n_cmds=block.n_cmds,
+            time_ms=block.time_ms, prev_hash=self._tip_hash, log=block.log)
+        if msg.header.hash != block.hash.hex():
+            raise SetaraError(f"block {block.seq} does not chain to the stream's block {block.seq - 1}")
+        try:
+            self.log.publish_block(msg)
+        except ReplicationError as e:
+            raise SetaraError(f"replication failure at block {block.seq}, nothing acknowledged: {e}") from None
+        self._tip_hash = block.hash
+        self.published += 1
+
+    def close(self) -> None:
+        self.log.close()
