@@ -120,6 +120,9 @@ class Network:
     comprehensive_sanction_countries: tuple[str, ...] = ("KP",)
     bic_index: Mapping[str, str] = field(default_factory=dict)
     lsm: LiquiditySaving = field(default_factory=lambda: LiquiditySaving())
+    # The operator's own BIC on its ISO 20022 messages; None for networks configured before it
+    # existed (the messages then leave out the optional elements that would carry it).
+    operator_bic: str | None = None
 
     def minor_units(self, code: str) -> int | None:
         c = self.currencies.get(code)
@@ -171,6 +174,7 @@ class Network:
             ],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
             "liquidity_saving": self.lsm.to_config(),
+            "operator_bic": self.operator_bic,
         }
 
     def to_config(self) -> dict[str, Any]:
@@ -192,6 +196,8 @@ class Network:
             "accounts": [_account_cfg(a) for a in self.accounts.values()],
             "comprehensive_sanction_countries": list(self.comprehensive_sanction_countries),
             "liquidity_saving": self.lsm.to_config(),
+            # only when set, so the init command of a network without one reads as it always did
+            **({"operator_bic": self.operator_bic} if self.operator_bic else {}),
         }
 
     @staticmethod
@@ -222,7 +228,7 @@ class Network:
         }
         lsm = LiquiditySaving(**cfg.get("liquidity_saving", {}))
         return _build(cfg["name"], currencies, members, accounts, tuple(cfg["comprehensive_sanction_countries"]),
-                      lsm)
+                      lsm, cfg.get("operator_bic"))
 
     # --- changes (applied by the engine from log commands) ---
     def with_member(self, member: Member, accounts: list[Account]) -> Network:
@@ -231,19 +237,20 @@ class Network:
         accts = dict(self.accounts)
         for a in accounts:
             accts[(a.member, a.currency)] = a
-        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries, self.lsm)
+        return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries, self.lsm,
+                      self.operator_bic)
 
     def with_account(self, account: Account) -> Network:
         accts = dict(self.accounts)
         accts[(account.member, account.currency)] = account
         return _build(self.name, self.currencies, self.members, accts, self.comprehensive_sanction_countries,
-                      self.lsm)
+                      self.lsm, self.operator_bic)
 
     def with_suspended(self, member_id: str, suspended: bool) -> Network:
         members = dict(self.members)
         members[member_id] = replace(members[member_id], suspended=suspended)
         return _build(self.name, self.currencies, members, self.accounts, self.comprehensive_sanction_countries,
-                      self.lsm)
+                      self.lsm, self.operator_bic)
 
 
 def _build(
@@ -253,13 +260,14 @@ def _build(
     accounts: Mapping[tuple[str, str], Account],
     countries: tuple[str, ...],
     lsm: LiquiditySaving | None = None,
+    operator_bic: str | None = None,
 ) -> Network:
     bic_index: dict[str, str] = {}
     for m in members.values():
         bic_index[m.bic] = m.id
         bic_index.setdefault(m.bic[:8], m.id)
     return Network(name, dict(currencies), dict(members), dict(accounts), countries, bic_index,
-                   lsm or LiquiditySaving())
+                   lsm or LiquiditySaving(), operator_bic)
 
 
 # ---------------------------------------------------------------- TOML parsing
@@ -452,7 +460,12 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
     if "KP" not in countries:
         # UNSC resolutions 2270/2321/2397 apply to every UN member state's banks.
         countries = ("KP", *countries)
-    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc))
+    operator_bic = doc.get("operator_bic")
+    if operator_bic is not None:
+        operator_bic = validate_bic(_req(doc, "operator_bic", "network", str), "operator_bic")
+        if operator_bic in seen_bics or operator_bic[:8] in {b[:8] for b in seen_bics}:
+            raise NetworkError(f"operator_bic: {operator_bic} is a member's BIC")
+    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc), operator_bic)
 
 
 LSM_PERIODIC = ("optimise", "heuristic", "lp-round", "all-or-nothing", "partial", "bilateral", "none")
