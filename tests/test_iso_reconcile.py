@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from setara import iso20022 as iso
+from setara.messaging import submit_xml, write_replies
 from setara.network import NetworkError, load_network
+from setara.service import Node
 from tests.conftest import requires_shared, run_cli
 
 SAMPLE = ("iso20022", "samples", "cbpr_rules_mit", "cbprplus_pacs008_2025.xml")
@@ -335,3 +337,13 @@ def test_without_operator_bic_no_bic_is_invented(tmp_path: Path) -> None:
                    "--db", str(db)).stdout
     schema("camt.053.001.08.xsd").assertValid(etree.fromstring(stmt))
     assert xpath(stmt, "//c:Acct/c:Svcr") == [] and b"SETAXXXXXXX" not in stmt + reply
+
+
+def test_reply_to_an_unusable_message_is_named_after_its_sender(node: Node, tmp_path: Path) -> None:
+    data = re.sub(r"<pacs:CdtTrfTxInf>.*</pacs:CdtTrfTxInf>", "",
+                  pacs008(FROM_ID1, msg_id="M-EMPTY", refs=XML_REFS).decode(), flags=re.S).encode()
+    replies = [p for _ in range(2) for p in write_replies(tmp_path, submit_xml(node, data).replies)]
+    assert [p.name for p in replies] == ["NUSAIDJAXXX.M-EMPTY.1.pacs002.xml", "NUSAIDJAXXX.M-EMPTY.2.pacs002.xml"]
+    reply = replies[0].read_bytes()
+    assert xpath(reply, "//c:GrpHdr/c:InstdAgt/c:FinInstnId/c:BICFI/text()") == ["NUSAIDJAXXX"]
+    assert xpath(reply, "//c:OrgnlGrpInfAndSts/c:GrpSts/text()") == ["RJCT"]

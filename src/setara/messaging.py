@@ -61,8 +61,8 @@ def submit_xml(node: Node, data: bytes, *, source: str = "-", xsd_dir: Path | No
     except iso.Iso20022Error as e:
         reply = iso.pacs002_message_rejected(e.msg_id, e.msg_type, e.reason_code, e.text,
                                              msg_id=_msg_id("SETARJ"), created_at=created,
-                                             hub_bic=node.network.operator_bic)
-        name = _reply_name(None, e.msg_id or "unparsed", "pacs002")
+                                             hub_bic=node.network.operator_bic, receiver_bic=e.sender_bic)
+        name = _reply_name(e.sender_bic, e.msg_id or "unparsed", "pacs002")
         return XmlResult([Ack(None, 1, REJECTED, e.reason_code, e.text)], [(name, reply)])
     net = node.network
     if msg.msg_type.startswith("camt.056"):

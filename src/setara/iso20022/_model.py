@@ -19,18 +19,20 @@ __all__ = [
 class Iso20022Error(ValueError):
     """A message Setara cannot process. `reason_code` is an ISO external status reason code.
 
-    `msg_id` / `msg_type` are filled in when the parser got far enough to read them, so that the
-    caller can still answer with a message-level pacs.002 RJCT.
+    `msg_id` / `msg_type` (and `sender_bic`) are filled in when the parser got far enough to read
+    them, so that the caller can still answer with a message-level pacs.002 RJCT, to the sender.
     """
 
     def __init__(
-        self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None
+        self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None,
+        sender_bic: str | None = None,
     ) -> None:
         super().__init__(f"{reason_code}: {text}")
         self.reason_code = reason_code
         self.text = text
         self.msg_id = msg_id
         self.msg_type = msg_type
+        self.sender_bic = sender_bic
 
 
 class XsdConfigError(RuntimeError):
