@@ -61,7 +61,7 @@ def entry_reference(payment_id: str) -> str:
     """
     if _OWN_REF_RE.fullmatch(payment_id) and not _RESERVED_REF_RE.fullmatch(payment_id):
         return payment_id
-    if UETR_RE.match(payment_id):
+    if UETR_RE.fullmatch(payment_id):  # fullmatch: "$" alone would let a trailing newline through
         return payment_id.replace("-", "")
     return "H" + hashlib.blake2b(payment_id.encode("utf-8", "surrogatepass"), digest_size=17).hexdigest()
 
