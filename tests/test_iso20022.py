@@ -27,7 +27,7 @@ needs_samples = pytest.mark.skipif(
     not MANIFEST.is_file(), reason=f"ISO 20022 samples not found at {MANIFEST}"
 )
 NOW = datetime(2026, 11, 29, 9, 30, tzinfo=UTC)
-HUB = iso.DEFAULT_HUB_BIC
+HUB = "SETASGSG"  # the example network's operator_bic
 
 NETWORK_BICS = {"BKIDIDJA": "IDBANK", "BKMYMYKL": "MYBANK", "BKTHTHBK": "THBANK", "FXPRSGSG": "FXPROV"}
 NETWORK_CCY = {"IDR": 2, "MYR": 2, "THB": 2}

@@ -104,7 +104,7 @@ def test_camt056_cancels_a_queued_payment_and_camt029_answers(db: Path, tmp_path
     cxl = f"""<?xml version="1.0" encoding="UTF-8"?>
 <Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.056.001.08"><FIToFIPmtCxlReq>
  <Assgnmt><Id>CXL-REQ-1</Id><Assgnr><Agt><FinInstnId><BICFI>NUSAIDJAXXX</BICFI></FinInstnId></Agt></Assgnr>
-  <Assgne><Agt><FinInstnId><BICFI>{iso.DEFAULT_HUB_BIC}</BICFI></FinInstnId></Agt></Assgne>
+  <Assgne><Agt><FinInstnId><BICFI>SETASGSG</BICFI></FinInstnId></Agt></Assgne>
   <CreDtTm>2026-11-29T09:00:00+00:00</CreDtTm></Assgnmt>
  <Undrlyg><TxInf><CxlId>CXL-1</CxlId>
   <Case><Id>CASE-1</Id><Cretr><Agt><FinInstnId><BICFI>NUSAIDJAXXX</BICFI></FinInstnId></Agt></Cretr></Case>

@@ -269,16 +269,14 @@ def submit(file: Annotated[str, typer.Argument(help="JSON Lines or ISO 20022 XML
     with node:
         try:
             if first.removeprefix(UTF8_BOM).lstrip().startswith(b"<"):
-                from setara.node.messaging import submit_xml
+                from setara.node.messaging import submit_xml, write_replies
 
                 data = first + b"".join(lines)
                 result = submit_xml(node, data, source=file, xsd_dir=xsd_dir)
                 out.write("".join(a.text() + "\n" for a in result.acks))
                 counts.update(Counter(map(_status_of, result.acks)))
-                if replies is not None:
-                    replies.mkdir(parents=True, exist_ok=True)
-                    for name, doc in result.replies:
-                        (replies / name).write_bytes(doc)
+                if replies is not None:  # <sender BIC>.<MsgId>.<n>.<type>.xml, never overwritten
+                    write_replies(replies, result.replies)
             else:
                 size = os.path.getsize(file) if file != "-" and os.path.isfile(file) else None
                 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

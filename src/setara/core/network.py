@@ -140,6 +140,9 @@ class Network:
     lsm: LiquiditySaving = field(default_factory=lambda: LiquiditySaving())
     nodes: Mapping[str, NodeKey] = field(default_factory=dict)
     finality_quorum: int | None = None  # None: floor(2M/3)+1 of the M member nodes
+    # The operator's own BIC on its ISO 20022 messages; None for networks configured before it
+    # existed (the messages then leave out the optional elements that would carry it).
+    operator_bic: str | None = None
 
     def minor_units(self, code: str) -> int | None:
         c = self.currencies.get(code)
@@ -193,6 +196,7 @@ class Network:
             "liquidity_saving": self.lsm.to_config(),
             "nodes": [n.to_config() for n in self.nodes.values()],
             "finality_quorum": self.quorum(),
+            "operator_bic": self.operator_bic,
         }
 
     def quorum(self) -> int:
@@ -224,6 +228,8 @@ class Network:
             # Only when set, so a network without nodes keeps the form (and state hash) it had.
             **({"nodes": [n.to_config() for n in self.nodes.values()]} if self.nodes else {}),
             **({"finality_quorum": self.finality_quorum} if self.finality_quorum is not None else {}),
+            # only when set, so the init command of a network without one reads as it always did
+            **({"operator_bic": self.operator_bic} if self.operator_bic else {}),
         }
 
     @staticmethod
@@ -256,7 +262,7 @@ class Network:
         nodes = {n["name"]: NodeKey(n["name"], n["public_key"], n["member"], n["sequencer"])
                  for n in cfg.get("nodes", [])}
         return _build(cfg["name"], currencies, members, accounts, tuple(cfg["comprehensive_sanction_countries"]),
-                      lsm, nodes, cfg.get("finality_quorum"))
+                      lsm, nodes, cfg.get("finality_quorum"), cfg.get("operator_bic"))
 
     # --- changes (applied by the engine from log commands) ---
     def with_member(self, member: Member, accounts: list[Account]) -> Network:
@@ -266,19 +272,19 @@ class Network:
         for a in accounts:
             accts[(a.member, a.currency)] = a
         return _build(self.name, self.currencies, members, accts, self.comprehensive_sanction_countries, self.lsm,
-                      self.nodes, self.finality_quorum)
+                      self.nodes, self.finality_quorum, self.operator_bic)
 
     def with_account(self, account: Account) -> Network:
         accts = dict(self.accounts)
         accts[(account.member, account.currency)] = account
         return _build(self.name, self.currencies, self.members, accts, self.comprehensive_sanction_countries,
-                      self.lsm, self.nodes, self.finality_quorum)
+                      self.lsm, self.nodes, self.finality_quorum, self.operator_bic)
 
     def with_suspended(self, member_id: str, suspended: bool) -> Network:
         members = dict(self.members)
         members[member_id] = replace(members[member_id], suspended=suspended)
         return _build(self.name, self.currencies, members, self.accounts, self.comprehensive_sanction_countries,
-                      self.lsm, self.nodes, self.finality_quorum)
+                      self.lsm, self.nodes, self.finality_quorum, self.operator_bic)
 
     def with_nodes(self, changes: list[dict[str, Any]]) -> Network:
         """Add, rotate (same name, new key) or remove (`remove: true`) registered nodes."""
@@ -289,7 +295,7 @@ class Network:
             else:
                 nodes[n["name"]] = NodeKey(n["name"], n["public_key"], n["member"], n["sequencer"])
         return _build(self.name, self.currencies, self.members, self.accounts, self.comprehensive_sanction_countries,
-                      self.lsm, nodes, self.finality_quorum)
+                      self.lsm, nodes, self.finality_quorum, self.operator_bic)
 
 
 def _build(
@@ -301,13 +307,14 @@ def _build(
     lsm: LiquiditySaving | None = None,
     nodes: Mapping[str, NodeKey] | None = None,
     finality_quorum: int | None = None,
+    operator_bic: str | None = None,
 ) -> Network:
     bic_index: dict[str, str] = {}
     for m in members.values():
         bic_index[m.bic] = m.id
         bic_index.setdefault(m.bic[:8], m.id)
     return Network(name, dict(currencies), dict(members), dict(accounts), countries, bic_index,
-                   lsm or LiquiditySaving(), dict(nodes or {}), finality_quorum)
+                   lsm or LiquiditySaving(), dict(nodes or {}), finality_quorum, operator_bic)
 
 
 # ---------------------------------------------------------------- TOML parsing
@@ -500,6 +507,11 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
     if "KP" not in countries:
         # UNSC resolutions 2270/2321/2397 apply to every UN member state's banks.
         countries = ("KP", *countries)
+    operator_bic = doc.get("operator_bic")
+    if operator_bic is not None:
+        operator_bic = validate_bic(_req(doc, "operator_bic", "network", str), "operator_bic")
+        if operator_bic in seen_bics or operator_bic[:8] in {b[:8] for b in seen_bics}:
+            raise NetworkError(f"operator_bic: {operator_bic} is a member's BIC")
     nodes: dict[str, NodeKey] = {}
     for i, n in enumerate(_opt(doc, "node", "network", list, [])):
         node = _parse_node(n, f"node[{i}]", members)
@@ -508,7 +520,7 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
         nodes[node.name] = node
     _check_node_keys(nodes.values())
     quorum = _parse_finality(doc, nodes)
-    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc), nodes, quorum)
+    return _build(name, currencies, members, accounts, countries, _parse_lsm(doc), nodes, quorum, operator_bic)
 
 
 NODES_MAX = 256

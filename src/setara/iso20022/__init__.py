@@ -10,9 +10,18 @@ See docs/iso20022.md for the field mapping, reason codes and limits.
 
 from __future__ import annotations
 
-from ._emit import camt029, camt053, camt054, pacs002, pacs002_message_rejected, pacs004, with_app_header
+from ._emit import (
+    batch_reference,
+    camt029,
+    camt053,
+    camt054,
+    entry_reference,
+    pacs002,
+    pacs002_message_rejected,
+    pacs004,
+    with_app_header,
+)
 from ._model import (
-    DEFAULT_HUB_BIC,
     Iso20022Error,
     OriginalRef,
     ParsedMessage,
@@ -27,7 +36,6 @@ from ._rules import hub_validate, member_for_bic, settlement_members
 from ._xml import MESSAGE_BYTES_MAX, MESSAGE_DEPTH_MAX, XSD_DIR_ENV, validate_document
 
 __all__ = [
-    "DEFAULT_HUB_BIC",
     "MESSAGE_BYTES_MAX",
     "MESSAGE_DEPTH_MAX",
     "SUPPORTED_TYPES",
@@ -41,10 +49,12 @@ __all__ = [
     "StatementEntry",
     "TxStatus",
     "XsdConfigError",
+    "batch_reference",
     "camt029",
     "camt053",
     "camt054",
     "detect_xml",
+    "entry_reference",
     "hub_validate",
     "member_for_bic",
     "pacs002",

@@ -8,6 +8,7 @@ each builder's output against the official XSD.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from datetime import UTC, date, datetime
@@ -16,13 +17,15 @@ from lxml import etree
 
 from setara.core.money import format_amount
 
-from ._model import DEFAULT_HUB_BIC, OriginalRef, ParsedMessage, ParsedTransaction, StatementEntry, TxStatus
+from ._model import OriginalRef, ParsedMessage, ParsedTransaction, StatementEntry, TxStatus
 from ._rules import BIC_RE, UETR_RE
 
 __all__ = [
+    "batch_reference",
     "camt029",
     "camt053",
     "camt054",
+    "entry_reference",
     "pacs002",
     "pacs002_message_rejected",
     "pacs004",
@@ -41,6 +44,33 @@ _ENTRIES_MAX = 100_000
 _DIGITS_MAX = 18  # totalDigits of every ISO amount and decimal type
 # Characters XML 1.0 cannot carry at all; lxml refuses them, so free text is cleaned of them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_NAME_MAX = 140  # Max140Text: party names
+_OWN_REF_RE = re.compile(r"[!-~]{1,35}")  # a payment id used as its own reference
+# The forms references of other kinds take; a payment id of one of these forms is never used as
+# its own reference, so no two payments (or a payment and a netting cycle) can share one.
+_RESERVED_REF_RE = re.compile(r"[0-9a-f]{32}|H[0-9a-f]{34}|CYC-[A-Z]{3}-[0-9]{1,20}")
+
+
+def entry_reference(payment_id: str) -> str:
+    """The reference (at most 35 characters) of a payment on camt.053/camt.054: NtryRef and
+    AcctSvcrRef. One to one with the payment id:
+
+    - an id of 1 to 35 printable ASCII characters is its own reference, unless it has one of the
+      reserved forms below;
+    - a UETR (the id of a payment submitted in XML) gives its 32 hex digits, without hyphens;
+    - any other id gives "H" and the first 34 hex digits of its BLAKE2b-136 digest.
+    """
+    if _OWN_REF_RE.fullmatch(payment_id) and not _RESERVED_REF_RE.fullmatch(payment_id):
+        return payment_id
+    if UETR_RE.fullmatch(payment_id):  # fullmatch: "$" alone would let a trailing newline through
+        return payment_id.replace("-", "")
+    return "H" + hashlib.blake2b(payment_id.encode("utf-8", "surrogatepass"), digest_size=17).hexdigest()
+
+
+def batch_reference(currency: str, cycle: int) -> str:
+    """The reference of a batch-booked netting cycle: CYC-<currency>-<cycle number>."""
+    _require(bool(_CCY_RE.match(currency)) and cycle >= 0, f"no batch reference for {currency!r} cycle {cycle}")
+    return f"CYC-{currency}-{cycle}"
 
 
 class _Doc:
@@ -167,11 +197,12 @@ def pacs002(
     *,
     msg_id: str,
     created_at: datetime,
-    hub_bic: str = DEFAULT_HUB_BIC,
+    hub_bic: str | None = None,
 ) -> bytes:
-    """pacs.002.001.10 answering one member message: a group status and one TxInfAndSts a status."""
+    """pacs.002.001.10 answering one member message: a group status and one TxInfAndSts a status.
+    `hub_bic` (the operator's BIC) is the instructing agent; without one, GrpHdr/InstgAgt is left out."""
     _require_id(msg_id, "msg_id")
-    _require_bic(hub_bic, "hub_bic")
+    _check_hub(hub_bic)
     _require(0 < len(statuses) <= _STATUSES_MAX, f"give 1 to {_STATUSES_MAX} statuses, got {len(statuses)}")
     for s in statuses:
         _require(s.status in _TX_STATUSES, f"status {s.status!r} is not one of {sorted(_TX_STATUSES)}")
@@ -212,13 +243,13 @@ def pacs002_message_rejected(
     *,
     msg_id: str,
     created_at: datetime,
-    hub_bic: str = DEFAULT_HUB_BIC,
+    hub_bic: str | None = None,
     receiver_bic: str | None = None,
 ) -> bytes:
     """pacs.002.001.10 rejecting a whole message that could not be parsed into transactions
     (see Iso20022Error.msg_id / .msg_type). Unknown ids are sent as NOTPROVIDED."""
     _require_id(msg_id, "msg_id")
-    _require_bic(hub_bic, "hub_bic")
+    _check_hub(hub_bic)
     d = _Doc("pacs.002.001.10")
     rpt = d.sub(d.root, "FIToFIPmtStsRpt")
     _status_header(d, rpt, msg_id, created_at, hub_bic, receiver_bic)
@@ -230,19 +261,26 @@ def pacs002_message_rejected(
     return d.serialize()
 
 
+def _check_hub(hub_bic: str | None) -> None:
+    if hub_bic is not None:
+        _require_bic(hub_bic, "hub_bic")
+
+
 def _status_header(
-    d: _Doc, rpt: etree._Element, msg_id: str, created_at: datetime, hub_bic: str, to_bic: str | None
+    d: _Doc, rpt: etree._Element, msg_id: str, created_at: datetime, hub_bic: str | None, to_bic: str | None
 ) -> None:
     hdr = d.sub(rpt, "GrpHdr")
     d.sub(hdr, "MsgId", msg_id)
     d.sub(hdr, "CreDtTm", _datetime(created_at))
-    d.agent(hdr, "InstgAgt", hub_bic)
+    if hub_bic is not None:
+        d.agent(hdr, "InstgAgt", hub_bic)
     if _bic(to_bic) is not None and to_bic is not None:
         d.agent(hdr, "InstdAgt", to_bic)
 
 
 def _account(
-    d: _Doc, parent: etree._Element, owner_bic: str, member_id: str, currency: str, hub_bic: str
+    d: _Doc, parent: etree._Element, owner_bic: str, owner_name: str | None, member_id: str, currency: str,
+    hub_bic: str | None,
 ) -> None:
     acct = d.sub(parent, "Acct")
     othr = d.sub(d.sub(acct, "Id"), "Othr")
@@ -250,13 +288,22 @@ def _account(
     d.sub(othr, "Issr", "SETARA")
     d.sub(acct, "Ccy", currency)
     owner = d.sub(acct, "Ownr")
+    d.opt(owner, "Nm", _name(owner_name))
     d.sub(d.sub(d.sub(owner, "Id"), "OrgId"), "AnyBIC", owner_bic)
-    d.agent(acct, "Svcr", hub_bic)
+    if hub_bic is not None:
+        d.agent(acct, "Svcr", hub_bic)
 
 
-def _check_account_args(owner_bic: str, member_id: str, currency: str, units: int, hub_bic: str) -> None:
+def _name(value: str | None) -> str | None:
+    # A name is for people to read, not a key to match on: cut to the schema's length rather than
+    # dropped.
+    text = " ".join(_NOT_XML.sub("", value).split())[:_NAME_MAX] if value else ""
+    return text or None
+
+
+def _check_account_args(owner_bic: str, member_id: str, currency: str, units: int, hub_bic: str | None) -> None:
     _require_bic(owner_bic, "account_owner_bic")
-    _require_bic(hub_bic, "hub_bic")
+    _check_hub(hub_bic)
     _require(bool(_CCY_RE.match(currency)), f"currency {currency!r} is not three upper-case letters")
     _require(0 <= units <= 5, f"minor_units must be 0..5, got {units}")
     _require(1 <= len(member_id) <= 30, "member_id must be 1 to 30 characters (account id is Max34Text)")
@@ -265,6 +312,8 @@ def _check_account_args(owner_bic: str, member_id: str, currency: str, units: in
 
 def _check_entry(e: StatementEntry) -> None:
     _require(e.amount_minor > 0, f"entry {e.payment_id}: amount_minor must be > 0, got {e.amount_minor}")
+    _require(e.batch_id is None or _id(e.batch_id) is not None,
+             f"entry {e.payment_id}: batch_id must be 1 to 35 characters")
 
 
 def _grouped(entries: Sequence[StatementEntry]) -> list[tuple[str | None, list[StatementEntry]]]:
@@ -298,23 +347,20 @@ def _entries(
     for batch_id, members in _grouped(entries):
         net = _net(members)
         booked = max(e.booked_at for e in members)
-        # Our payment ids may be longer than the schema's 35 characters; such an id is then
-        # carried in AddtlTxInf instead of the reference fields.
-        ref = _id(batch_id) if batch_id is not None else _id(members[0].payment_id)
+        ref = batch_id if batch_id is not None else entry_reference(members[0].payment_id)
         ntry = d.sub(parent, "Ntry")
-        d.opt(ntry, "NtryRef", ref)
+        d.sub(ntry, "NtryRef", ref)
         d.amount(ntry, "Amt", abs(net), units, currency)
         d.sub(ntry, "CdtDbtInd", "CRDT" if net >= 0 else "DBIT")
         d.sub(d.sub(ntry, "Sts"), "Cd", "BOOK")
         d.sub(d.sub(ntry, "BookgDt"), "DtTm", _datetime(booked))
         d.sub(d.sub(ntry, "ValDt"), "Dt", booked.date().isoformat())
-        if batch_id is None:
-            d.opt(ntry, "AcctSvcrRef", ref)
+        d.sub(ntry, "AcctSvcrRef", ref)
         _bank_tx_code(d, ntry, net >= 0)
         dtls = d.sub(ntry, "NtryDtls")
         if batch_id is not None:
             btch = d.sub(dtls, "Btch")
-            d.opt(btch, "PmtInfId", ref)
+            d.sub(btch, "PmtInfId", ref)
             d.sub(btch, "NbOfTxs", str(len(members)))
             d.amount(btch, "TtlAmt", abs(net), units, currency)
             d.sub(btch, "CdtDbtInd", "CRDT" if net >= 0 else "DBIT")
@@ -337,13 +383,16 @@ def _tx_details(
     tx = d.sub(parent, "TxDtls")
     refs = d.sub(tx, "Refs")
     d.opt(refs, "MsgId", _id(e.msg_id))
-    d.opt(refs, "AcctSvcrRef", _id(e.payment_id))
+    d.sub(refs, "AcctSvcrRef", entry_reference(e.payment_id))
+    d.opt(refs, "PmtInfId", _id(e.pmt_inf_id))
     d.opt(refs, "InstrId", _id(e.instr_id))
     d.opt(refs, "EndToEndId", _id(e.end_to_end_id))
     d.opt(refs, "UETR", _uetr(e.uetr))
     d.opt(refs, "TxId", _id(e.tx_id))
     d.amount(tx, "Amt", e.amount_minor, units, currency)
     d.sub(tx, "CdtDbtInd", "CRDT" if e.credit else "DBIT")
+    _bank_tx_code(d, tx, e.credit)
+    _related_parties(d, tx, e)
     counterparty = _bic(e.counterparty_bic)
     debtor_bic, creditor_bic = (counterparty, owner_bic) if e.credit else (owner_bic, counterparty)
     agts = d.sub(tx, "RltdAgts")
@@ -351,12 +400,23 @@ def _tx_details(
         d.agent(agts, "DbtrAgt", debtor_bic)
     if creditor_bic is not None:
         d.agent(agts, "CdtrAgt", creditor_bic)
-    info = e.additional_info or f"counterparty member {e.counterparty_member}"
-    if _id(e.payment_id) is None:
+    info = e.additional_info or f"counterparty {e.counterparty_member}"
+    if entry_reference(e.payment_id) != e.payment_id:
         info = f"Setara payment {e.payment_id}; {info}"
     info = " ".join(_NOT_XML.sub("", info).split())
     if info:
         d.sub(tx, "AddtlTxInf", info[:500])
+
+
+def _related_parties(d: _Doc, parent: etree._Element, e: StatementEntry) -> None:
+    names = [(tag, _name(v)) for tag, v in (("Dbtr", e.debtor_name), ("UltmtDbtr", e.ultimate_debtor_name),
+                                            ("Cdtr", e.creditor_name), ("UltmtCdtr", e.ultimate_creditor_name))]
+    if not any(v for _, v in names):
+        return
+    pties = d.sub(parent, "RltdPties")
+    for tag, name in names:
+        if name is not None:
+            d.sub(d.sub(d.sub(pties, tag), "Pty"), "Nm", name)
 
 
 def _summary(d: _Doc, parent: etree._Element, entries: Sequence[StatementEntry], units: int) -> None:
@@ -401,7 +461,8 @@ def camt053(
     msg_id: str,
     created_at: datetime,
     from_to: tuple[datetime, datetime],
-    hub_bic: str = DEFAULT_HUB_BIC,
+    hub_bic: str | None = None,
+    account_owner_name: str | None = None,
 ) -> bytes:
     """camt.053.001.08 statement of one settlement account (member, currency) over `from_to`.
 
@@ -431,7 +492,7 @@ def camt053(
     period = d.sub(stmt, "FrToDt")
     d.sub(period, "FrDtTm", _datetime(from_to[0]))
     d.sub(period, "ToDtTm", _datetime(from_to[1]))
-    _account(d, stmt, account_owner_bic, member_id, currency, hub_bic)
+    _account(d, stmt, account_owner_bic, account_owner_name, member_id, currency, hub_bic)
     _balance(d, stmt, "OPBD", opening_balance_minor, minor_units, currency, from_to[0])
     _balance(d, stmt, "CLBD", closing_balance_minor, minor_units, currency, from_to[1])
     _summary(d, stmt, entries, minor_units)
@@ -444,16 +505,23 @@ def camt054(
     member_id: str,
     currency: str,
     minor_units: int,
-    entry: StatementEntry,
+    entry: StatementEntry | Sequence[StatementEntry],
     *,
     msg_id: str,
     created_at: datetime,
-    hub_bic: str = DEFAULT_HUB_BIC,
+    hub_bic: str | None = None,
+    account_owner_name: str | None = None,
 ) -> bytes:
-    """camt.054.001.08 debit or credit notification of one settled payment on one account."""
+    """camt.054.001.08 debit or credit notification on one account: one settled payment, or the
+    payments of one netting cycle (entries sharing a batch_id) as one batch-booked entry."""
+    entries = [entry] if isinstance(entry, StatementEntry) else list(entry)
     _check_account_args(account_owner_bic, member_id, currency, minor_units, hub_bic)
     _require_id(msg_id, "msg_id")
-    _check_entry(entry)
+    _require(0 < len(entries) <= _ENTRIES_MAX, f"give 1 to {_ENTRIES_MAX} entries")
+    _require(len({e.batch_id for e in entries}) == 1 and (len(entries) == 1 or entries[0].batch_id is not None),
+             "a notification is of one payment or of one batch")
+    for e in entries:
+        _check_entry(e)
     d = _Doc("camt.054.001.08")
     body = d.sub(d.root, "BkToCstmrDbtCdtNtfctn")
     hdr = d.sub(body, "GrpHdr")
@@ -462,8 +530,8 @@ def camt054(
     ntfctn = d.sub(body, "Ntfctn")
     d.sub(ntfctn, "Id", msg_id)
     d.sub(ntfctn, "CreDtTm", _datetime(created_at))
-    _account(d, ntfctn, account_owner_bic, member_id, currency, hub_bic)
-    _entries(d, ntfctn, [entry], account_owner_bic, currency, minor_units)
+    _account(d, ntfctn, account_owner_bic, account_owner_name, member_id, currency, hub_bic)
+    _entries(d, ntfctn, entries, account_owner_bic, currency, minor_units)
     return d.serialize()
 
 
@@ -474,7 +542,7 @@ def camt029(
     *,
     msg_id: str,
     created_at: datetime,
-    hub_bic: str = DEFAULT_HUB_BIC,
+    hub_bic: str | None = None,
     reason_text: str | None = None,
 ) -> bytes:
     """camt.029.001.09 answering one camt.056 transaction: CNCL (cancelled) or RJCR (refused).
@@ -483,23 +551,23 @@ def camt029(
     ARDT (already returned), LEGL (regulatory), AGNT (already settled: settlement is final).
     """
     _require_id(msg_id, "msg_id")
-    _require_bic(hub_bic, "hub_bic")
+    _check_hub(hub_bic)
     _require(cancellation.kind == "cancellation_request", "camt029 answers a camt.056 transaction")
     _require(accepted or bool(reason_code), "a refused cancellation needs a reason code")
     original = cancellation.original or OriginalRef()
-    requester = _bic(cancellation.instructing_agent_bic) or hub_bic
+    requester = _bic(cancellation.instructing_agent_bic)
     d = _Doc("camt.029.001.09")
     body = d.sub(d.root, "RsltnOfInvstgtn")
     asg = d.sub(body, "Assgnmt")
     d.sub(asg, "Id", msg_id)
-    d.agent(d.sub(asg, "Assgnr"), "Agt", hub_bic)
-    d.agent(d.sub(asg, "Assgne"), "Agt", requester)
+    _agent_or_name(d, d.sub(asg, "Assgnr"), hub_bic, "SETARA")
+    _agent_or_name(d, d.sub(asg, "Assgne"), requester, "NOTPROVIDED")
     d.sub(asg, "CreDtTm", _datetime(created_at))
     case_id = _id(cancellation.case_id)
     if case_id is not None:
         case = d.sub(body, "RslvdCase")
         d.sub(case, "Id", case_id)
-        d.agent(d.sub(case, "Cretr"), "Agt", requester)
+        _agent_or_name(d, d.sub(case, "Cretr"), requester, "NOTPROVIDED")
     d.sub(d.sub(body, "Sts"), "Conf", "CNCL" if accepted else "RJCR")
     tx = d.sub(d.sub(body, "CxlDtls"), "TxInfAndSts")
     d.opt(tx, "CxlStsId", _id(cancellation.instr_id))
@@ -519,6 +587,15 @@ def camt029(
     date_text = cancellation.settlement_date
     d.opt(tx, "OrgnlIntrBkSttlmDt", date_text if date_text and _DATE_RE.match(date_text) else None)
     return d.serialize()
+
+
+def _agent_or_name(d: _Doc, parent: etree._Element, bic: str | None, name: str) -> None:
+    """A Party40Choice: the agent when its BIC is known, else a party by name (the element is
+    mandatory)."""
+    if bic is not None:
+        d.agent(parent, "Agt", bic)
+    else:
+        d.sub(d.sub(parent, "Pty"), "Nm", name)
 
 
 def pacs004(

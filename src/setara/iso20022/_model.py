@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 __all__ = [
-    "DEFAULT_HUB_BIC",
     "Iso20022Error",
     "OriginalRef",
     "ParsedMessage",
@@ -17,26 +16,23 @@ __all__ = [
     "XsdConfigError",
 ]
 
-# "XX" is the ISO 3166 user-assigned country code, so this BIC is well-formed but can never collide
-# with a real institution; operators set their own hub BIC in the network configuration.
-DEFAULT_HUB_BIC = "SETAXXXXXXX"
-
-
 class Iso20022Error(ValueError):
     """A message Setara cannot process. `reason_code` is an ISO external status reason code.
 
-    `msg_id` / `msg_type` are filled in when the parser got far enough to read them, so that the
-    caller can still answer with a message-level pacs.002 RJCT.
+    `msg_id` / `msg_type` (and `sender_bic`) are filled in when the parser got far enough to read
+    them, so that the caller can still answer with a message-level pacs.002 RJCT, to the sender.
     """
 
     def __init__(
-        self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None
+        self, reason_code: str, text: str, *, msg_id: str | None = None, msg_type: str | None = None,
+        sender_bic: str | None = None,
     ) -> None:
         super().__init__(f"{reason_code}: {text}")
         self.reason_code = reason_code
         self.text = text
         self.msg_id = msg_id
         self.msg_type = msg_type
+        self.sender_bic = sender_bic
 
 
 class XsdConfigError(RuntimeError):
@@ -254,6 +250,8 @@ class StatementEntry:
 
     Entries that share a `batch_id` (e.g. the payments of one netting cycle) are reported as one
     batch-booked camt entry for their net amount, each payment still listed with its references.
+    The party names are shown in `RltdPties`; the caller passes only names the account owner itself
+    sent (its own outgoing payments), never those of another member's customers.
     """
 
     payment_id: str
@@ -267,5 +265,10 @@ class StatementEntry:
     instr_id: str | None = None
     tx_id: str | None = None
     msg_id: str | None = None  # MsgId of the instruction that carried the payment
-    batch_id: str | None = None
+    pmt_inf_id: str | None = None
+    batch_id: str | None = None  # at most 35 characters: it is the batch entry's reference
     additional_info: str | None = field(default=None)
+    debtor_name: str | None = None
+    ultimate_debtor_name: str | None = None
+    creditor_name: str | None = None
+    ultimate_creditor_name: str | None = None

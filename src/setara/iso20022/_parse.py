@@ -315,13 +315,15 @@ def parse_message(
         tx_name = "TxInf" if base == "pacs.004" else "CdtTrfTxInf"
         nodes = r.els(body, tx_name)
         if not nodes:
-            raise Iso20022Error("FF01", f"message holds no {tx_name}", msg_id=msg_id, msg_type=msg_type)
+            raise Iso20022Error("FF01", f"message holds no {tx_name}", msg_id=msg_id, msg_type=msg_type,
+                                sender_bic=sender or grp_sender)
         if len(nodes) > max_transactions:
             raise Iso20022Error(
                 "FF01",
                 f"message holds {len(nodes)} transactions; the limit is {max_transactions}",
                 msg_id=msg_id,
                 msg_type=msg_type,
+                sender_bic=sender or grp_sender,
             )
         if base == "pacs.004":
             txs = _returns(r, body, grp, nodes, msg_id, msg_type)
