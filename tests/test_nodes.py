@@ -188,3 +188,116 @@ def test_a_forged_block_stops_a_follower_naming_its_seq(cluster: NatsCluster, tm
     # The store keeps the last good block.
     assert run_cli("verify", "--db", str(tmp_path / "f.db")).stdout.strip() == \
         run_cli("verify", "--db", str(w)).stdout.strip()
+
+
+def _acked(out: bytes) -> set[str]:
+    return {line.split()[0] for line in out.decode().splitlines() if line.endswith(" SETTLED")}
+
+
+def _settled_in(db: Path) -> set[str]:
+    rows = run_cli("export", "payments", "--db", str(db)).stdout.decode().splitlines()[1:]
+    return {r.split(",")[0] for r in rows if ",SETTLED," in r}
+
+
+def test_kill_9_of_the_stream_leader_mid_stream_loses_no_acknowledged_payment(cluster: NatsCluster,
+                                                                               tmp_path: Path) -> None:
+    import time
+
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    w = tmp_path / "w.db"
+    run_cli("init", "--network", str(net), "--db", str(w))
+    pay = tmp_path / "p.jsonl"
+    _payments(pay, 60_000)
+    env = _env(cluster, stream, keys["seq"])
+    proc = subprocess.Popen([sys.executable, "-m", "setara.cli", "submit", str(pay), "--db", str(w), "--batch", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    leader = None
+    deadline = time.monotonic() + 60
+    while leader is None and time.monotonic() < deadline and proc.poll() is None:
+        leader = cluster.stream_leader(stream)
+        time.sleep(0.05)
+    assert leader is not None, "the stream never got a leader"
+    time.sleep(0.5)
+    cluster.kill(leader)
+    try:
+        out, errs = proc.communicate(timeout=300)
+    finally:
+        cluster.restart(leader)
+    acked = _acked(out)
+    assert acked, errs.decode()
+    if proc.returncode != 0:  # the writer may stop if the election outlasts its publish retries: resubmit
+        again = _cli("submit", str(pay), "--db", str(w), env=env)
+        assert again.returncode == 0, again.stderr.decode()
+    docs = _follow_all(cluster, stream, net, keys, tmp_path)
+    writer_hash = run_cli("verify", "--db", str(w)).stdout.strip().decode()
+    assert all(d["state_hash"] == writer_hash for d in docs)
+    assert acked <= _settled_in(tmp_path / f"{MEMBERS[0]}.db")
+
+
+def test_kill_9_of_the_sequencer_mid_stream_loses_no_acknowledged_payment(cluster: NatsCluster,
+                                                                           tmp_path: Path) -> None:
+    import signal
+    import time
+
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    w = tmp_path / "w.db"
+    run_cli("init", "--network", str(net), "--db", str(w))
+    pay = tmp_path / "p.jsonl"
+    _payments(pay, 60_000)
+    env = _env(cluster, stream, keys["seq"])
+    proc = subprocess.Popen([sys.executable, "-m", "setara.cli", "submit", str(pay), "--db", str(w), "--batch", "500"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # something was acknowledged: now kill the sequencer
+    time.sleep(0.3)
+    os.kill(proc.pid, signal.SIGKILL)
+    rest, _ = proc.communicate(timeout=60)
+    acked = _acked(first + rest)
+    assert acked
+    # A writer started again publishes what the stream lacks, then resubmission is idempotent.
+    again = _cli("submit", str(pay), "--db", str(w), env=env)
+    assert again.returncode == 0, again.stderr.decode()
+    docs = _follow_all(cluster, stream, net, keys, tmp_path)
+    writer_hash = run_cli("verify", "--db", str(w)).stdout.strip().decode()
+    assert all(d["state_hash"] == writer_hash and d["final"] for d in docs)
+    assert acked <= _settled_in(tmp_path / f"{MEMBERS[1]}.db")
+
+
+def test_two_signed_headers_for_one_seq_are_kept_as_proof_and_stop_signing(cluster: NatsCluster,
+                                                                             tmp_path: Path) -> None:
+    from setara.replication.header import build_block_message
+    from setara.replication.jetstream import JetStreamLog
+    from setara.replication.keys import load_private_key
+
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    w = tmp_path / "w.db"
+    run_cli("init", "--network", str(net), "--db", str(w))
+    pay = tmp_path / "p.jsonl"
+    _payments(pay, 30)
+    assert _cli("submit", str(pay), "--db", str(w), env=_env(cluster, stream, keys["seq"])).returncode == 0
+    log = JetStreamLog.connect(cluster.urls, stream)
+    try:
+        last = log.last_block()
+        assert last is not None
+        h = last.header
+        # The sequencer (its real key) shows someone else another block at the same height: a split view.
+        other = build_block_message(load_private_key(keys["seq"]), signer=h.signer, network=h.network, epoch=h.epoch,
+                                    seq=h.seq, first_cmd=h.first_cmd, n_cmds=h.n_cmds, time_ms=h.time_ms,
+                                    prev_hash=bytes.fromhex(h.prev_hash), log=last.message.log + b" ")
+        log.publish_header("node-bank_th1", other.header, other.signature)
+    finally:
+        log.close()
+    m = MEMBERS[0]
+    f = tmp_path / "f.db"
+    p = subprocess.run([sys.executable, "-m", "setara.cli", "follow", "--member", m, "--key", str(keys[m]),
+                        "--replicate", ",".join(cluster.urls), "--stream", stream, "--network", str(net),
+                        "--db", str(f), "--once"], capture_output=True, timeout=300)
+    assert p.returncode == 1 and b"equivocation" in p.stderr, p.stderr.decode()
+    c = run_cli("checkpoint", "conflicts", "--db", str(f), check=False)
+    assert c.returncode == 1
+    proofs = orjson.loads(c.stdout)
+    assert proofs[0]["kind"] == "block_header" and proofs[0]["seq"] == h.seq
+    assert {x["header"]["hash"] for x in proofs[0]["proof"]} == {h.hash, other.header.hash}
