@@ -267,8 +267,12 @@ class Node:
                 self.snapshot()
         finally:
             if self.replicator is not None:
-                self.replicator.close()
-                self.replicator = None
+                try:
+                    if self.engine.network is not None:
+                        self.replicator.record_finality(self.store, self.engine.network)
+                finally:
+                    self.replicator.close()
+                    self.replicator = None
             if self._writer_cm is not None:
                 self._writer_cm.__exit__(None, None, None)
                 self._writer_cm = None

@@ -14,8 +14,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+import orjson
+
 from setara.core.network import Network
 from setara.node.node import SetaraError
+from setara.replication.checkpoint import Checkpoint, SignedCheckpoint, is_final, merge
 from setara.replication.header import build_block_message
 from setara.replication.jetstream import JetStreamLog, ReplicationError
 from setara.replication.keys import KeyRegistry, NodeKey, load_private_key, public_key_b64
@@ -132,6 +135,29 @@ class Replicator:
             raise SetaraError(f"replication failure at block {block.seq}, nothing acknowledged: {e}") from None
         self._tip_hash = block.hash
         self.published += 1
+
+    def record_finality(self, store: Store, network: Network) -> None:
+        """Keep, in the operator's store, the latest checkpoint a quorum of member nodes signed
+        (what `export payments` and the API's `final` report)."""
+        registry = registry_of(network)
+        groups: dict[Checkpoint, SignedCheckpoint] = {}
+        for n in registry.member_nodes:
+            try:
+                scp = self.log.latest_checkpoint(n.name)
+            except ReplicationError:
+                continue
+            if scp is not None:
+                groups[scp.checkpoint] = merge(groups[scp.checkpoint], scp) if scp.checkpoint in groups else scp
+        finals = [g for g in groups.values() if is_final(g, registry)]
+        if not finals:
+            return
+        best = max(finals, key=lambda g: g.checkpoint.seq)
+        at = store.block_hash_at(best.checkpoint.seq)
+        if at is None or at[0].hex() != best.checkpoint.block_hash:
+            return  # not this store's history: never record it as final here
+        known = store.checkpoint("final")
+        if known is None or int(orjson.loads(known)["seq"]) < best.checkpoint.seq:
+            store.save_checkpoint("final", best.to_json())
 
     def close(self) -> None:
         self.log.close()

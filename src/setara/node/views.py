@@ -20,8 +20,22 @@ from setara.core.ledger import GENESIS, posting_hash
 from setara.core.network import Network
 from setara.store import PaymentRow, Store
 
-__all__ = ["BalanceView", "HoldView", "JournalRow", "PositionView", "RateView", "balances", "fx_positions",
-           "holds", "journal", "payments", "queue", "rates"]
+__all__ = [
+    "BalanceView",
+    "Finality",
+    "HoldView",
+    "JournalRow",
+    "PositionView",
+    "RateView",
+    "balances",
+    "finality",
+    "fx_positions",
+    "holds",
+    "journal",
+    "payments",
+    "queue",
+    "rates",
+]
 
 QUEUE_LIMIT_MAX = 100_000
 
@@ -147,3 +161,25 @@ def journal(store: Store) -> Iterator[JournalRow]:
         for seq, pid, ccy, dr, cr, amt, rate in orjson.loads(b.journal):
             head = posting_hash(head, seq, pid, ccy, dr, cr, amt, rate)
             yield JournalRow(seq, pid, ccy, dr, cr, amt, rate, b.seq, head.hex())
+
+
+@dataclass(frozen=True, slots=True)
+class Finality:
+    """Up to where the ledger is final: the latest checkpoint a quorum of member nodes signed."""
+
+    seq: int
+    time_ms: int  # the time of block `seq`'s last command
+
+    def covers(self, row: PaymentRow) -> bool:
+        """Whether the payment's current (terminal) status is in a final block. Conservative: a
+        status stamped at the very millisecond of the checkpoint's block counts from the next one."""
+        return row.status in ("SETTLED", "REJECTED", "CANCELLED") and row.updated_ms < self.time_ms
+
+
+def finality(store: Store) -> Finality | None:
+    doc = store.checkpoint("final")
+    if doc is None:
+        return None
+    seq = int(orjson.loads(doc)["seq"])
+    block = next(iter(store.iter_blocks(seq - 1)), None)
+    return None if block is None or block.seq != seq else Finality(seq, block.time_ms)
