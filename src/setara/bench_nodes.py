@@ -147,11 +147,12 @@ def _replay_rate(urls: list[str], net: Path, key: Path, db: Path, n: int) -> flo
     from setara.node.replicate import ReplicationSettings
     from setara.replication.jetstream import JetStreamLog
 
-    settings = FollowSettings(str(db), MEMBERS[0], ReplicationSettings(urls, str(key), "bench"), net.read_text())
+    settings = FollowSettings(str(db), MEMBERS[0], ReplicationSettings(urls, str(key), "bench"),
+                              load_network(net.read_text()))
     log = JetStreamLog.connect(urls, "bench")
     node = _open_replica(str(db))
     try:
-        f = _Follower(settings, load_network(settings.network_toml), log, node)
+        f = _Follower(settings, settings.network, log, node)
         start = time.perf_counter()
         f.catch_up()
         return n / (time.perf_counter() - start)

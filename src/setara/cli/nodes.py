@@ -58,8 +58,7 @@ def register(app: typer.Typer) -> None:
         from setara.node.replicate import NotASequencer, settings_from
 
         try:
-            text = network.read_text(encoding="utf-8")
-            load_network(text)
+            net = load_network(network.read_text(encoding="utf-8"))
         except OSError as e:
             _fail(f"cannot read {network}: {e.strerror or e}", 2)
         except NetworkError as e:
@@ -72,7 +71,7 @@ def register(app: typer.Typer) -> None:
             _fail("--replicate nats://H:P[,…] is required (or SETARA_REPLICATE)", 2)
         if not Path(rep.key_path).is_file():
             _fail(f"--key {rep.key_path}: no such key file (make one with `setara node keygen`)", 2)
-        settings = FollowSettings(db, member, rep, text)
+        settings = FollowSettings(db, member, rep, net)
 
         def progress(seq: int, applied: int) -> None:
             if applied:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from setara.core.network import Network, load_network
+from setara.core.network import Network
 from setara.node.node import Node, SetaraError
 from setara.node.replicate import ReplicationSettings, registry_of
 from setara.replication.checkpoint import (
@@ -57,7 +57,7 @@ class FollowSettings:
     db: str
     member: str
     replication: ReplicationSettings
-    network_toml: str
+    network: Network  # what block 1 must hold (`--network NET.toml`)
 
 
 def checkpoint_doc(scp: SignedCheckpoint, registry: KeyRegistry) -> dict[str, object]:
@@ -236,7 +236,7 @@ def follow(s: FollowSettings, *, once: bool, quorum_wait_s: float = QUORUM_WAIT_
            ) -> dict[str, object] | None:
     """Run a member's node. With `once`: catch up, sign, wait up to quorum_wait_s for a quorum at
     that seq, return the checkpoint document. Otherwise follow until `should_stop` says so."""
-    expected = load_network(s.network_toml)
+    expected = s.network
     try:
         log = JetStreamLog.connect(s.replication.urls, s.replication.stream)
     except (ReplicationError, OSError, ValueError) as e:

@@ -47,6 +47,8 @@ def demo(
         def progress(stage: str, done: int, total: int) -> None:
             if stage == "day":
                 bar.advance(task, done)
+            elif stage == "nodes":
+                bar.update(task, description="member nodes replicate and co-sign")
             else:
                 bar.update(task, description="writing the report")
 

@@ -161,7 +161,13 @@ def run_demo(
             decisions[p.id] = d.decision
     bounds = bounds_of(Network.from_config(network_config(base, design, None)), day, screening=decisions)
     liquidity = liquidity_at(bounds, DEMO_LEVEL)
-    network = Network.from_config(network_config(base, design, liquidity))
+    from setara.sim import demo_nodes
+
+    nodes = demo_nodes.prepare(folder)
+    cfg = network_config(base, design, liquidity)
+    if not isinstance(nodes, str):
+        cfg["nodes"] = nodes.configs  # member nodes co-sign the day (block 1 registers their keys)
+    network = Network.from_config(cfg)
     day0 = day.start_ms()
 
     def at(t_s: int) -> int:
@@ -203,6 +209,9 @@ def run_demo(
     if progress is not None:
         progress("report", 0, 0)
     summary = _analyse(db, day, network, bounds, lsm, screening)
+    if progress is not None:
+        progress("nodes", 0, 0)
+    summary["member_nodes"] = demo_nodes.summary_line(nodes if isinstance(nodes, str) else demo_nodes.run(nodes, db))
     report = folder / "report.html"
     report.write_text(_report(summary, day, network), encoding="utf-8")
     seconds = time.perf_counter() - t0
@@ -424,4 +433,5 @@ def _summary_rows(s: dict[str, Any]) -> list[list[str]]:
         ["bilateral offsets on entry", f"{s['offsets']:,}"],
         ["gridlocks resolved (periodic optimise)", f"{s['gridlocks_resolved']:,}"],
         ["screening: held for review / rejected RR04", f"{s['holds']} / {s['screening_rejected']}"],
+        *([["member nodes' final checkpoint", s["member_nodes"]]] if "member_nodes" in s else []),
     ]
