@@ -132,12 +132,25 @@ def _head_seq(db: Path) -> int:
 
 
 def _checkpoint(db: Path) -> dict[str, Any] | None:
-    p = subprocess.run([sys.executable, "-m", "setara.cli", "checkpoint", "show", "--db", str(db)],
-                       capture_output=True, timeout=60)
-    if p.returncode != 0:
+    """The node's latest final checkpoint, read from its store in this process (a `checkpoint
+    show` child process would add its own start-up to the latency measured)."""
+    from setara.node import StoreError, open_store
+
+    try:
+        store = open_store(str(db))
+    except StoreError:
         return None
-    doc: dict[str, Any] = orjson.loads(p.stdout)
-    return doc
+    try:
+        doc = store.checkpoint("final")
+    except Exception:  # the node is creating its store right now
+        return None
+    finally:
+        store.close()
+    if doc is None:
+        return None
+    out: dict[str, Any] = orjson.loads(doc)
+    out["final"] = True
+    return out
 
 
 def _replay_rate(urls: list[str], net: Path, key: Path, db: Path, n: int) -> float:
