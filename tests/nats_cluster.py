@@ -153,8 +153,17 @@ class NatsCluster:
         leader = meta.get("leader")
         return leader if isinstance(leader, str) and leader else None
 
+    def healthy(self, i: int) -> bool:
+        """Server i says it is ready, JetStream included (/healthz answers 200)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.servers[i].http_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until every running server agrees on a meta leader (a single server: until JetStream is up)."""
+        """Until every running server agrees on a meta leader and says it is healthy (a single
+        server: until JetStream is up)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             running = [i for i, s in enumerate(self.servers) if s.proc is not None and s.proc.poll() is None]
@@ -166,7 +175,7 @@ class NatsCluster:
                     pass
             else:
                 leaders = {self.meta_leader(i) for i in running}
-                if len(leaders) == 1 and None not in leaders:
+                if len(leaders) == 1 and None not in leaders and all(self.healthy(i) for i in running):
                     return
             time.sleep(0.05)
         logs = "\n".join(s.log.read_text(errors="replace")[-2000:] for s in self.servers if s.log.exists())

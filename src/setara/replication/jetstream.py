@@ -359,7 +359,7 @@ class JetStreamLog:
         if self._tip[0] != h.seq - 1:
             raise StreamConflict(f"block {h.seq}: the stream ends at block {self._tip[0]}; "
                                  f"publish blocks {self._tip[0] + 1}..{h.seq - 1} first")
-        # Stream seq 0 = "no block yet" (servers 2.10+; 2.9 ignores a 0 and only the chain check helps).
+        # Stream seq 0 = "no block on the subject yet": the first block is guarded too.
         headers["Nats-Expected-Last-Subject-Sequence"] = str(self._tip[1])
         delay = 0.05
         while True:
