@@ -25,6 +25,7 @@ from setara.replication.checkpoint import (
     SigningGuard,
     find_conflicts,
     is_final,
+    latest_final,
     merge,
     parse_signed_checkpoint,
     sign_checkpoint,
@@ -201,6 +202,12 @@ def test_checkpoint_quorum_finality_and_offline_verify(keys: Keys) -> None:
     assert verify_offline(doc, keys.registry) is None
     assert parse_signed_checkpoint(doc) == full
     assert verify_offline(two.to_json(), keys.registry) == "seq 7: 2 valid member node signature(s), the quorum is 3"
+    # the highest checkpoint a quorum agrees on, from what each node published
+    published = [SignedCheckpoint(cp, (s,)) for s in full.signatures]
+    later = _cp(9)
+    published += [sign_checkpoint(later, keys.members[n], n, keys.registry.nodes[n].member) for n in ("node1", "node2")]
+    assert latest_final(published, keys.registry) == full
+    assert latest_final(published[3:], keys.registry) is None
 
 
 def test_one_flipped_signature_byte_or_a_changed_state_hash_fails(keys: Keys) -> None:
