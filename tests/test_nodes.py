@@ -301,3 +301,46 @@ def test_two_signed_headers_for_one_seq_are_kept_as_proof_and_stop_signing(clust
     proofs = orjson.loads(c.stdout)
     assert proofs[0]["kind"] == "block_header" and proofs[0]["seq"] == h.seq
     assert {x["header"]["hash"] for x in proofs[0]["proof"]} == {h.hash, other.header.hash}
+
+
+def test_a_standby_takes_over_when_the_sequencer_stops_renewing_its_lease(cluster: NatsCluster,
+                                                                           tmp_path: Path) -> None:
+    import threading
+
+    from setara.core.network import load_network
+    from setara.node.replicate import ReplicationSettings
+    from setara.node.standby import wait_to_take_over
+
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    keys["standby"] = tmp_path / "standby.key"
+    pub = _keygen(keys["standby"])
+    net.write_text(net.read_text() + f'\n[[node]]\nname = "operator-standby"\npublic_key = "{pub}"\nsequencer = true\n')
+    primary, standby = tmp_path / "primary.db", tmp_path / "standby.db"
+    run_cli("init", "--network", str(net), "--db", str(primary))
+    env_a = {**_env(cluster, stream, keys["seq"]), "SETARA_LEASE_TTL_S": "2"}
+    env_b = {**_env(cluster, stream, keys["standby"]), "SETARA_LEASE_TTL_S": "2"}
+    day1, day2 = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    _payments(day1, 500)
+    _payments(day2, 500)
+    day2.write_text(day2.read_text().replace('"id":"p', '"id":"q'))
+    first = _cli("submit", str(day1), "--db", str(primary), env=env_a)
+    assert first.returncode == 0, first.stderr.decode()
+    # While the primary holds the lease, the standby's key cannot write.
+    took: list[bool] = []
+    t = threading.Thread(target=lambda: took.append(wait_to_take_over(
+        str(standby), ReplicationSettings(cluster.urls, str(keys["standby"]), stream),
+        load_network(net.read_text()))))
+    t.start()
+    t.join(timeout=120)
+    assert took == [True]
+    second = _cli("submit", str(day2), "--db", str(standby), env=env_b)
+    assert second.returncode == 0, second.stderr.decode()
+    # The old primary, back, is refused: the stream holds blocks its store does not.
+    again = _cli("submit", str(day1), "--db", str(primary), env=env_a)
+    assert again.returncode == 1 and again.stdout == b""
+    docs = _follow_all(cluster, stream, net, keys, tmp_path)
+    standby_hash = run_cli("verify", "--db", str(standby)).stdout.strip().decode()
+    assert all(d["state_hash"] == standby_hash and d["final"] for d in docs)
+    settled = _settled_in(tmp_path / f"{MEMBERS[2]}.db")
+    assert _acked(first.stdout) | _acked(second.stdout) <= settled

@@ -82,12 +82,13 @@ def _open(db: str, *, write: bool) -> Node:
 
 def _replicate(node: Node) -> None:
     """With --replicate (or SETARA_REPLICATE), every block goes to the stream before its ack."""
-    from setara.node.replicate import NotASequencer, Replicator, settings_from
+    from setara.node.replicate import NotASequencer, settings_from
+    from setara.node.usecases import start_replication
 
     try:
         settings = settings_from(None, None, None)
         if settings is not None:
-            node.replicator = Replicator.open(settings, node.network, node.store)
+            start_replication(node, settings)
     except NotASequencer as e:
         node.close()
         _fail(str(e), 2)

@@ -12,6 +12,7 @@ Only the `log` travels: no party data, which stays with the operator.
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 import orjson
@@ -20,14 +21,16 @@ from setara.core.network import Network
 from setara.node.node import SetaraError
 from setara.replication.checkpoint import Checkpoint, SignedCheckpoint, is_final, merge
 from setara.replication.header import build_block_message
-from setara.replication.jetstream import JetStreamLog, ReplicationError
+from setara.replication.jetstream import JetStreamLog, Lease, LeaseLost, ReplicationError
 from setara.replication.keys import KeyRegistry, NodeKey, load_private_key, public_key_b64
 from setara.store import Block, Store
 
 __all__ = ["ReplicationSettings", "Replicator", "registry_of", "settings_from"]
 
 STREAM_DEFAULT = "setara"
-EPOCH_SINGLE_WRITER = 1  # the epoch of a writer that holds no failover lease (docs/nodes.md)
+# The sequencer lease's time to live: a standby takes over this long after the active sequencer
+# stopped renewing (it renews every third of it).
+LEASE_TTL_S = float(os.environ.get("SETARA_LEASE_TTL_S", "10"))
 
 
 class NotASequencer(SetaraError):
@@ -68,9 +71,14 @@ class Replicator:
         self.signer = signer
         self._key = key
         self.network_name = network_name
-        self.epoch = EPOCH_SINGLE_WRITER
+        self.epoch = 0
+        self.stream_epoch = 0  # the epoch of the stream's last block when this writer started
         self._tip_hash = tip_hash  # hash of the last block on the stream (the store's head after open)
         self.published = 0
+        self._lease: Lease | None = None
+        self._lease_lost: str | None = None
+        self._stop = threading.Event()
+        self._renewer: threading.Thread | None = None
 
     @classmethod
     def open(cls, settings: ReplicationSettings, network: Network, store: Store) -> Replicator:
@@ -90,11 +98,52 @@ class Replicator:
             raise SetaraError(f"cannot reach the stream {settings.stream} at {','.join(settings.urls)}: {e}") from None
         rep = cls(log, settings, node.name, key, network.name, b"")
         try:
+            rep._take_lease()
             rep._catch_up_stream(store)
         except BaseException:
-            log.close()
+            rep.close()
             raise
         return rep
+
+    @property
+    def new_epoch(self) -> bool:
+        """This writer starts an epoch the stream has not seen: its first block is an EpochStart."""
+        return self.epoch > self.stream_epoch
+
+    def _take_lease(self) -> None:
+        """One sequencer at a time: hold the lease (its revision is the epoch) and keep renewing it.
+        The same sequencer starting again (the next CLI command) renews its own lease."""
+        try:
+            lease = self.log.lease()
+            if lease is None:
+                lease = self.log.acquire_lease(self.signer, LEASE_TTL_S)
+            elif lease.holder == self.signer:
+                lease = self.log.renew_lease(lease)
+            else:
+                raise SetaraError(f"sequencer {lease.holder} holds the lease (epoch {lease.epoch}); this writer "
+                                  "would fork the log: wait until it stops (a standby takes over with "
+                                  "`setara serve --standby`)")
+            if lease is None:
+                raise SetaraError("another sequencer took the lease first; refusing")
+        except ReplicationError as e:
+            raise SetaraError(f"stream {self.settings.stream}: the sequencer lease: {e}") from None
+        self._lease = lease
+        self.epoch = lease.epoch
+        self._renewer = threading.Thread(target=self._renew, name="setara-lease", daemon=True)
+        self._renewer.start()
+
+    def _renew(self) -> None:
+        while not self._stop.wait(LEASE_TTL_S / 3):
+            lease = self._lease
+            if lease is None:
+                return
+            try:
+                self._lease = self.log.renew_lease(lease)
+            except LeaseLost as e:
+                self._lease_lost = str(e)
+                return
+            except ReplicationError:
+                continue  # a leader election: try again at the next tick, within the TTL
 
     def _catch_up_stream(self, store: Store) -> None:
         """Publish, from block 1, what the stream lacks; refuse a stream with another history."""
@@ -108,6 +157,7 @@ class Replicator:
             raise SetaraError(f"stream {self.settings.stream} holds block {have}, which this store (at block "
                               f"{head_seq}) does not: another writer has written there; refusing")
         if last is not None:
+            self.stream_epoch = last.header.epoch
             if last.header.network != self.network_name:
                 raise SetaraError(f"stream {self.settings.stream} carries network {last.header.network!r}, "
                                   f"not {self.network_name!r}")
@@ -123,6 +173,9 @@ class Replicator:
                 self.publish(b)
 
     def publish(self, block: Block) -> None:
+        if self._lease_lost is not None:
+            raise SetaraError(f"block {block.seq}: this writer lost the sequencer lease ({self._lease_lost}); "
+                              "nothing acknowledged, stopping")
         msg = build_block_message(
             self._key, signer=self.signer, network=self.network_name,  # type: ignore[arg-type]
             epoch=self.epoch, seq=block.seq, first_cmd=block.first_cmd, n_cmds=block.n_cmds,
@@ -160,4 +213,7 @@ class Replicator:
             store.save_checkpoint("final", best.to_json())
 
     def close(self) -> None:
+        self._stop.set()
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
         self.log.close()

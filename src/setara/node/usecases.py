@@ -216,6 +216,22 @@ def apply_network_change(node: Node, change_toml: str, *, clock: Clock = now_ms)
     return report
 
 
+# ====================================================================== member nodes
+
+
+def start_replication(node: Node, settings: Any, *, clock: Clock = now_ms) -> None:
+    """Replicate this writer's log from now on (`--replicate`): hold the sequencer lease, bring the
+    stream up to this store's head, and, when this sequencer starts a new epoch, record it in the
+    log first. Raises replicate.NotASequencer for a key that may not sign blocks."""
+    from setara.core import EpochStart
+    from setara.node.replicate import Replicator
+
+    rep = Replicator.open(settings, node.network, node.store)
+    node.replicator = rep
+    if rep.new_epoch:
+        node.execute([EpochStart(rep.epoch, rep.signer, clock())])
+
+
 # ====================================================================== compliance
 
 

@@ -296,6 +296,17 @@ class Store(ABC):
     def set_node_role(self, role: str) -> None:
         self._put_meta("role", role)
 
+    def become_writer(self, replicated_upto: int) -> None:
+        """A standby's replica becomes the sequencer's store: blocks up to `replicated_upto` came
+        from the stream without party data."""
+        self._put_meta("replicated_upto", str(replicated_upto))
+        self._put_meta("role", "writer")
+
+    def replicated_upto(self) -> int:
+        """Blocks up to this one were replicated from the stream (0: this store wrote them all)."""
+        v = self.meta("replicated_upto")
+        return int(v) if v else 0
+
     def set_epoch(self, epoch: int) -> None:
         """The epoch of the last block a member's node applied (from its signed header)."""
         if self.meta("epoch") != str(epoch):
