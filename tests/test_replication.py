@@ -41,7 +41,14 @@ from setara.replication.header import (
     encode_block,
     verify_block,
 )
-from setara.replication.jetstream import JetStreamLog, LeaseLost, MessageTooLarge, StreamConflict
+from setara.replication.jetstream import (
+    JetStreamLog,
+    LeaseLost,
+    MessageTooLarge,
+    ReplicationError,
+    StreamConflict,
+    StreamUnavailable,
+)
 from setara.replication.keys import (
     KeyFileExists,
     KeyRegistry,
@@ -55,7 +62,7 @@ from setara.replication.keys import (
 )
 from setara.service import Node
 from setara.store.base import block_hash
-from tests.nats_cluster import NatsCluster, find_nats_server
+from tests.nats_cluster import NatsCluster, find_nats_server, free_ports
 
 NET = "setara-test"
 
@@ -476,3 +483,13 @@ def test_a_member_cannot_test_name_guesses_against_the_log(node: Node, network: 
                  "amount": f"{row['amount_minor'] / 100:.2f}", "debtor_name": d, "creditor_name": c}, network))
              == row["fingerprint"]]
     assert found == []
+
+
+def test_no_server_is_a_clear_error_not_a_hang() -> None:
+    port = free_ports(1)[0]
+    with pytest.raises(StreamUnavailable, match=rf"no answer to connect to nats://127\.0\.0\.1:{port} within 1 s"):
+        JetStreamLog.connect([f"nats://127.0.0.1:{port}"], "setara", timeout_s=1)
+    with pytest.raises(ReplicationError, match="is not nats://HOST:PORT"):
+        JetStreamLog.connect(["http://127.0.0.1:1"], "setara")
+    with pytest.raises(ReplicationError, match=r"stream: 'a\.b'"):
+        JetStreamLog.connect([f"nats://127.0.0.1:{port}"], "a.b")

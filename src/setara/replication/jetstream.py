@@ -172,7 +172,7 @@ class JetStreamLog:
         """Connect to the cluster and ensure the stream exists (created if absent)."""
         log = cls(urls, stream, timeout_s=timeout_s, replicas=replicas)
         try:
-            log._run(log._connect(), what="connect")
+            log._run(log._connect(), what=f"connect to {','.join(urls)}")
             log._run(log._ensure_stream(), what="create the stream")
         except BaseException:
             log.close()
@@ -191,6 +191,10 @@ class JetStreamLog:
             raise StreamUnavailable(f"stream {self.stream}: no answer to {what} within {t:g} s") from None
         except _RETRYABLE as e:
             raise StreamUnavailable(f"stream {self.stream}: {what}: {type(e).__name__} {e}".rstrip()) from None
+        except (nats.errors.Error, nats.js.errors.Error) as e:
+            # The caller handles ReplicationError; nats-py's own types stay inside this module.
+            detail = getattr(e, "description", None) or str(e) or type(e).__name__
+            raise ReplicationError(f"stream {self.stream}: {what}: {detail}") from None
 
     @property
     def js(self) -> JetStreamContext:
@@ -261,6 +265,16 @@ class JetStreamLog:
         self._nc = self._js = self._kv = None
         if self._loop.is_closed():
             return
+
+        async def cancel_the_rest() -> None:
+            # e.g. a connect still retrying after its caller gave up: let it unwind, not be destroyed
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        with contextlib.suppress(ReplicationError):
+            self._run(cancel_the_rest(), what="close", timeout_s=2)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
