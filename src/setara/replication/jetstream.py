@@ -75,6 +75,7 @@ DEFAULT_TIMEOUT_S = 10.0  # one call, including retries through a leader electio
 REQUEST_TIMEOUT_S = 2.0  # one request to the server
 DUPLICATE_WINDOW_S = 120.0  # how long a retried publish is recognised by its Nats-Msg-Id
 FETCH_BATCH = 64
+FETCH_MAX_BYTES = 32 * 1024 * 1024  # one fetch holds at most this much, whatever max_payload is
 LEASE_KEY = "sequencer"
 MAX_REPLICAS = 3
 # A header line costs its name, value, ": " and CRLF; the NATS/1.0 line and the reply subject a bit more.
@@ -408,7 +409,8 @@ class JetStreamLog:
 
     async def _fetch(self, psub: JetStreamContext.PullSubscription, wait_s: float) -> list[Msg]:
         try:
-            return await psub.fetch(FETCH_BATCH, timeout=wait_s)
+            batch = max(1, min(FETCH_BATCH, FETCH_MAX_BYTES // max(1, self.max_payload)))
+            return await psub.fetch(batch, timeout=wait_s)
         except nats.errors.TimeoutError:
             return []
 
