@@ -299,6 +299,15 @@ def _log(cluster: NatsCluster, stream: str | None = None, timeout_s: float = 10.
 
 
 @needs_nats
+def test_replicas_follow_the_cluster_size(cluster: NatsCluster, tmp_path: Path) -> None:
+    # however many of the URLs it is given: the cluster advertises its servers
+    with JetStreamLog.connect(cluster.urls[:1], _stream()) as log:
+        assert log.replicas == 3
+    with NatsCluster(tmp_path / "single", size=1) as single, JetStreamLog.connect(single.urls, "solo") as solo:
+        assert solo.replicas == 1
+
+
+@needs_nats
 def test_publish_and_read_back(cluster: NatsCluster, keys: Keys) -> None:
     msgs = chain(keys.seq_key, 12)
     with _log(cluster) as log:

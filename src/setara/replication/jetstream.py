@@ -227,8 +227,9 @@ class JetStreamLog:
         self._js = self._nc.jetstream(timeout=REQUEST_TIMEOUT_S)
         self.max_payload = self._nc.max_payload
         info = getattr(self._nc, "_server_info", {}) or {}
-        # A clustered server advertises every server's client URL (its own included).
-        servers = len(set(info.get("connect_urls") or [])) or 1
+        # A clustered server advertises every server's client URL (its own included), unless the
+        # cluster is configured not to: then the URLs we were given are the best count we have.
+        servers = max(len(set(info.get("connect_urls") or [])), len(set(self.urls))) if info.get("cluster") else 1
         self.replicas = self._replicas_wanted or min(MAX_REPLICAS, servers)
 
     def _stream_config(self) -> api.StreamConfig:
