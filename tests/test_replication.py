@@ -42,7 +42,14 @@ from setara.replication.header import (
     encode_block,
     verify_block,
 )
-from setara.replication.jetstream import JetStreamLog, LeaseLost, MessageTooLarge, StreamConflict
+from setara.replication.jetstream import (
+    JetStreamLog,
+    LeaseLost,
+    MessageTooLarge,
+    ReplicationError,
+    StreamConflict,
+    StreamUnavailable,
+)
 from setara.replication.keys import (
     KeyFileExists,
     KeyRegistry,
@@ -54,7 +61,7 @@ from setara.replication.keys import (
     load_private_key,
     public_key_b64,
 )
-from setara.replication.localcluster import NatsCluster, find_nats_server
+from setara.replication.localcluster import NatsCluster, find_nats_server, free_ports
 from setara.store.base import block_hash
 
 NET = "setara-test"
@@ -292,6 +299,15 @@ def _log(cluster: NatsCluster, stream: str | None = None, timeout_s: float = 10.
 
 
 @needs_nats
+def test_replicas_follow_the_cluster_size(cluster: NatsCluster, tmp_path: Path) -> None:
+    # however many of the URLs it is given: the cluster advertises its servers
+    with JetStreamLog.connect(cluster.urls[:1], _stream()) as log:
+        assert log.replicas == 3
+    with NatsCluster(tmp_path / "single", size=1) as single, JetStreamLog.connect(single.urls, "solo") as solo:
+        assert solo.replicas == 1
+
+
+@needs_nats
 def test_publish_and_read_back(cluster: NatsCluster, keys: Keys) -> None:
     msgs = chain(keys.seq_key, 12)
     with _log(cluster) as log:
@@ -476,3 +492,44 @@ def test_a_member_cannot_test_name_guesses_against_the_log(node: Node, network: 
                  "amount": f"{row['amount_minor'] / 100:.2f}", "debtor_name": d, "creditor_name": c}, network))
              == row["fingerprint"]]
     assert found == []
+
+
+def test_no_server_is_a_clear_error_not_a_hang() -> None:
+    port = free_ports(1)[0]
+    with pytest.raises(StreamUnavailable, match=rf"no answer to connect to nats://127\.0\.0\.1:{port} within 1 s"):
+        JetStreamLog.connect([f"nats://127.0.0.1:{port}"], "setara", timeout_s=1)
+    with pytest.raises(ReplicationError, match="is not nats://HOST:PORT"):
+        JetStreamLog.connect(["http://127.0.0.1:1"], "setara")
+    with pytest.raises(ReplicationError, match=r"stream: 'a\.b'"):
+        JetStreamLog.connect([f"nats://127.0.0.1:{port}"], "a.b")
+
+
+@needs_nats
+def test_a_nodes_real_blocks_replicate_verify_and_carry_no_party_name(
+        cluster: NatsCluster, keys: Keys, node: Node) -> None:
+    names = [f"Customer {w} Sdn Bhd".encode() for w in ("Alpha", "Bravo", "Charlie", "Delta")]
+    for i in range(40):
+        line = orjson.dumps({"id": f"n{i}", "debtor": "BANK_ID1", "creditor": "BANK_MY1", "currency": "IDR",
+                             "amount": "10.00", "debtor_name": names[i % 4].decode(),
+                             "creditor_name": names[(i + 1) % 4].decode(), "debtor_country": "ID"})
+        list(node.submit_lines([line]))
+    stored = list(node.store.iter_blocks())
+    assert len(stored) >= 2
+    msgs, prev = [], bytes(32)
+    for b in stored:
+        m = build_block_message(keys.seq_key, signer="seq", network=NET, epoch=1, seq=b.seq, first_cmd=b.first_cmd,
+                                n_cmds=b.n_cmds, time_ms=b.time_ms, prev_hash=prev, log=b.log)
+        assert m.header.hash == b.hash.hex()  # the header signs the store's own block hash
+        msgs.append(m)
+        prev = b.hash
+    stream = _stream()
+    with _log(cluster, stream) as log:
+        for m in msgs:
+            log.publish_block(m)
+        read = [b.message for b in log.iter_blocks()]
+    assert read == msgs and verify_chain(read, keys.registry).seq == stored[-1].seq
+    # The stream's messages are compressed, so look at what a follower gets back, and at the raw
+    # store files too (a name sent uncompressed in a header would show there).
+    assert not any(n in m.log or n in m.header.to_json().encode() for m in read for n in names)
+    raw = b"".join(p.read_bytes() for d in cluster.store_dirs for p in d.rglob("*") if p.is_file())
+    assert raw and not any(n in raw for n in names)

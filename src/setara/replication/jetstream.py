@@ -75,6 +75,7 @@ DEFAULT_TIMEOUT_S = 10.0  # one call, including retries through a leader electio
 REQUEST_TIMEOUT_S = 2.0  # one request to the server
 DUPLICATE_WINDOW_S = 120.0  # how long a retried publish is recognised by its Nats-Msg-Id
 FETCH_BATCH = 64
+FETCH_MAX_BYTES = 32 * 1024 * 1024  # one fetch holds at most this much, whatever max_payload is
 LEASE_KEY = "sequencer"
 MAX_REPLICAS = 3
 # A header line costs its name, value, ": " and CRLF; the NATS/1.0 line and the reply subject a bit more.
@@ -172,7 +173,7 @@ class JetStreamLog:
         """Connect to the cluster and ensure the stream exists (created if absent)."""
         log = cls(urls, stream, timeout_s=timeout_s, replicas=replicas)
         try:
-            log._run(log._connect(), what="connect")
+            log._run(log._connect(), what=f"connect to {','.join(urls)}")
             log._run(log._ensure_stream(), what="create the stream")
         except BaseException:
             log.close()
@@ -191,6 +192,10 @@ class JetStreamLog:
             raise StreamUnavailable(f"stream {self.stream}: no answer to {what} within {t:g} s") from None
         except _RETRYABLE as e:
             raise StreamUnavailable(f"stream {self.stream}: {what}: {type(e).__name__} {e}".rstrip()) from None
+        except (nats.errors.Error, nats.js.errors.Error) as e:
+            # The caller handles ReplicationError; nats-py's own types stay inside this module.
+            detail = getattr(e, "description", None) or str(e) or type(e).__name__
+            raise ReplicationError(f"stream {self.stream}: {what}: {detail}") from None
 
     @property
     def js(self) -> JetStreamContext:
@@ -222,8 +227,9 @@ class JetStreamLog:
         self._js = self._nc.jetstream(timeout=REQUEST_TIMEOUT_S)
         self.max_payload = self._nc.max_payload
         info = getattr(self._nc, "_server_info", {}) or {}
-        # A clustered server advertises every server's client URL (its own included).
-        servers = len(set(info.get("connect_urls") or [])) or 1
+        # A clustered server advertises every server's client URL (its own included), unless the
+        # cluster is configured not to: then the URLs we were given are the best count we have.
+        servers = max(len(set(info.get("connect_urls") or [])), len(set(self.urls))) if info.get("cluster") else 1
         self.replicas = self._replicas_wanted or min(MAX_REPLICAS, servers)
 
     def _stream_config(self) -> api.StreamConfig:
@@ -261,6 +267,16 @@ class JetStreamLog:
         self._nc = self._js = self._kv = None
         if self._loop.is_closed():
             return
+
+        async def cancel_the_rest() -> None:
+            # e.g. a connect still retrying after its caller gave up: let it unwind, not be destroyed
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
+
+        with contextlib.suppress(ReplicationError):
+            self._run(cancel_the_rest(), what="close", timeout_s=2)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
@@ -394,7 +410,8 @@ class JetStreamLog:
 
     async def _fetch(self, psub: JetStreamContext.PullSubscription, wait_s: float) -> list[Msg]:
         try:
-            return await psub.fetch(FETCH_BATCH, timeout=wait_s)
+            batch = max(1, min(FETCH_BATCH, FETCH_MAX_BYTES // max(1, self.max_payload)))
+            return await psub.fetch(batch, timeout=wait_s)
         except nats.errors.TimeoutError:
             return []
 

