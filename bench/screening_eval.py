@@ -46,7 +46,6 @@ from setara.compliance import matcher as matcher  # noqa: E402
 from setara.compliance._hanja import HANJA_KOREAN  # noqa: E402
 from setara.compliance.lists import Entity, ListData  # noqa: E402
 from setara.compliance.normalize import (  # noqa: E402
-    _HANGUL_FINALS,
     _HANGUL_INITIALS,
     _HANGUL_VOWELS,
     name_variants,
@@ -172,7 +171,7 @@ def to_arabic(name: str) -> str:
                 last = i + len(run) >= len(w)
                 if i == 0:
                     text += "ا" if run[0] in "ae" else ("او" if run[0] in "ou" else "اي")
-                elif run in ("aa", "a") and last or run == "aa":
+                elif (run in ("aa", "a") and last) or run == "aa":
                     text += "ا"
                 elif run in ("ee", "ii", "i", "ie", "ei") and (last or len(run) > 1 or ch == "i"):
                     text += "ي"

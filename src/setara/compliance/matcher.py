@@ -7,16 +7,19 @@ candidates by order-independent token alignment -> adjust for country and birth 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from setara.compliance.countries import country_code
@@ -39,6 +42,8 @@ PRUNE_BOUND = 0.5  # share of the query's weight a name must share before it is 
 CANDIDATES_MAX = 40  # names scored in full per query reading
 POSTING_MAX = 5000  # a key shared by more names than this is too common to narrow anything
 CACHE_SIZE_DEFAULT = 100_000
+# Bump when the stored index layout changes; the fingerprint also covers changes to the code.
+INDEX_FORMAT = 1
 QUERY_CHARS_MAX = 300
 JOINED_UNIT_MIN = 0.85
 MATCH_MIN = 0.6  # token pairs below this similarity are not aligned at all
@@ -271,25 +276,43 @@ def _posting(ids: list[int]) -> _Posting:
 class _Index:
     """Inverted indexes over every reading of every name of every entity."""
 
-    def __init__(self, lists: Sequence[ListData]) -> None:
+    def __init__(self, lists: Sequence[ListData], blob: bytes | None = None) -> None:
         self.entities: list[Entity] = []
         self.entity_list: list[str] = []
+        for data in lists:
+            for entity in data.entities:
+                self.entities.append(entity)
+                self.entity_list.append(data.source)
+        if blob is not None:
+            self._load(blob)
+        else:
+            self._build()
+        self.name_weights: list[tuple[float, ...]] = [
+            tuple(self.token_weight[t] for t in tokens) for tokens in self.name_tokens
+        ]
+        self.name_sides: list[_Side] = [
+            _Side.build(t, w) for t, w in zip(self.name_tokens, self.name_weights, strict=True)
+        ]
+        # Names equal to the query up to token order: no other name can score higher, so a query
+        # that is a listed name (the common case for a real hit) skips fuzzy scoring altogether.
+        self.by_exact: dict[tuple[str, ...], list[int]] = {}
+        for ni, tokens in enumerate(self.name_tokens):
+            if not self.name_weak[ni]:
+                self.by_exact.setdefault(tuple(sorted(tokens)), []).append(ni)
+
+    def _build(self) -> None:
         self.name_entity: list[int] = []
         self.name_display: list[str] = []
         self.name_tokens: list[tuple[str, ...]] = []
         self.name_weak: list[bool] = []
-        for data in lists:
-            for entity in data.entities:
-                ei = len(self.entities)
-                self.entities.append(entity)
-                self.entity_list.append(data.source)
-                for names, weak in ((entity.names, False), (entity.weak_names, True)):
-                    for name in names:
-                        for tokens in name_variants(name):
-                            self.name_entity.append(ei)
-                            self.name_display.append(name)
-                            self.name_tokens.append(tokens)
-                            self.name_weak.append(weak)
+        for ei, entity in enumerate(self.entities):
+            for names, weak in ((entity.names, False), (entity.weak_names, True)):
+                for name in names:
+                    for tokens in name_variants(name):
+                        self.name_entity.append(ei)
+                        self.name_display.append(name)
+                        self.name_tokens.append(tokens)
+                        self.name_weak.append(weak)
         doc_freq: dict[str, int] = {}
         for tokens in self.name_tokens:
             for t in set(tokens):
@@ -302,20 +325,8 @@ class _Index:
         for t, df in doc_freq.items():
             rarity = min(1.0, max(0.2, math.log(max(n_names / df, 1.0)) / scale)) if n_names > 200 else 1.0
             self.token_weight[t] = min(default_weight(t), rarity)
-        self.name_weights: list[tuple[float, ...]] = [
-            tuple(self.token_weight[t] for t in tokens) for tokens in self.name_tokens
-        ]
-        self.name_sides: list[_Side] = [
-            _Side.build(t, w) for t, w in zip(self.name_tokens, self.name_weights, strict=True)
-        ]
         by_edit: dict[str, list[int]] = {}
         by_key: dict[str, list[int]] = {}
-        # Names equal to the query up to token order: no other name can score higher, so a query
-        # that is a listed name (the common case for a real hit) skips fuzzy scoring altogether.
-        self.by_exact: dict[tuple[str, ...], list[int]] = {}
-        for ni, tokens in enumerate(self.name_tokens):
-            if not self.name_weak[ni]:
-                self.by_exact.setdefault(tuple(sorted(tokens)), []).append(ni)
         # Names share most tokens, so each distinct token's neighbourhood is worked out once.
         token_edits: dict[str, tuple[str, ...]] = {}
         for ni, tokens in enumerate(self.name_tokens):
@@ -347,6 +358,41 @@ class _Index:
         # numpy indexes as cheaply. Over-long postings are dropped here, once.
         self.by_edit: dict[str, _Posting] = {k: _posting(v) for k, v in by_edit.items() if len(v) <= POSTING_MAX}
         self.by_key: dict[str, _Posting] = {k: _posting(v) for k, v in by_key.items() if len(v) <= POSTING_MAX}
+
+    def to_bytes(self) -> bytes:
+        """The built index (normalised readings, weights, postings) for persisting with the lists."""
+
+        def postings(d: dict[str, _Posting]) -> dict[str, list[int]]:
+            return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+        return orjson.dumps({
+            "format": INDEX_FORMAT,
+            "entities": [e.id for e in self.entities],
+            "name_entity": self.name_entity,
+            "name_display": self.name_display,
+            "name_tokens": self.name_tokens,
+            "name_weak": self.name_weak,
+            "token_weight": self.token_weight,
+            "by_edit": postings(self.by_edit),
+            "by_key": postings(self.by_key),
+        })
+
+    def _load(self, blob: bytes) -> None:
+        try:
+            doc = orjson.loads(blob)
+            if doc["format"] != INDEX_FORMAT:
+                raise ValueError(f"index format {doc['format']!r}, expected {INDEX_FORMAT}")
+            if doc["entities"] != [e.id for e in self.entities]:
+                raise ValueError("index was built for other entities")
+            self.name_entity = doc["name_entity"]
+            self.name_display = doc["name_display"]
+            self.name_tokens = [tuple(t) for t in doc["name_tokens"]]
+            self.name_weak = doc["name_weak"]
+            self.token_weight = doc["token_weight"]
+            self.by_edit = {k: _posting(v) for k, v in doc["by_edit"].items()}
+            self.by_key = {k: _posting(v) for k, v in doc["by_key"].items()}
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a stored screening index: {exc}") from exc
 
     def weight(self, token: str) -> float:
         return self.token_weight.get(token, default_weight(token))
@@ -414,16 +460,22 @@ class Screener:
         review_threshold: float = REVIEW_THRESHOLD,
         block_threshold: float = BLOCK_THRESHOLD,
         cache_size: int = CACHE_SIZE_DEFAULT,
+        index: bytes | None = None,
     ) -> None:
         if not 0.0 < review_threshold <= block_threshold <= 1.0:
             raise ValueError("thresholds must satisfy 0 < review <= block <= 1")
         self.lists: tuple[ListData, ...] = tuple(lists)
         self.review_threshold = review_threshold
         self.block_threshold = block_threshold
-        self._index = _Index(self.lists)
+        # A persisted index (index_bytes() of a Screener over the same lists) skips normalising
+        # every listed name again; ValueError when it does not fit these lists.
+        self._index = _Index(self.lists, index)
         self._cache: OrderedDict[tuple[str, str | None, int | None], Match] = OrderedDict()
         self._cache_size = max(0, cache_size)
         self._lock = threading.Lock()
+
+    def index_bytes(self) -> bytes:
+        return self._index.to_bytes()
 
     @property
     def entity_count(self) -> int:
@@ -508,6 +560,15 @@ class Screener:
             explanation,
             decision,
         )
+
+
+def index_fingerprint() -> str:
+    """Names the code that builds an index: a stored index built by other code is rebuilt."""
+    digest = hashlib.sha256(f"index-format-{INDEX_FORMAT}".encode())
+    here = Path(__file__).resolve().parent
+    for module in ("matcher.py", "normalize.py", "_hanja.py"):
+        digest.update((here / module).read_bytes())
+    return digest.hexdigest()[:32]
 
 
 def _adjust(score: float, entity: Entity, country: str | None, birth_year: int | None) -> tuple[float, str]:
