@@ -29,7 +29,7 @@ from setara.store import Store
 if TYPE_CHECKING:
     from setara.compliance import ListData, Match, Screener
 
-__all__ = ["ListVersion", "PaymentScreening", "index_key", "latest_lists", "list_change_refusal",
+__all__ = ["ListVersion", "PaymentScreening", "hold_reference", "index_key", "latest_lists", "list_change_refusal",
            "list_status", "load_screener", "persist_indexes", "record_forced_list", "store_list"]
 
 _NO_PARTIES = ScreeningDecision("clear", "no-parties")
@@ -64,6 +64,15 @@ def store_list(store: Store, data: ListData) -> ListVersion:
                   (data.source, data.list_date, data.sha256, now, data.entity_count, data.to_bytes()))
     n = store.execute("SELECT MAX(n) FROM list_versions WHERE source = ?", (data.source,))[0][0]
     return ListVersion(int(n), data.source, data.list_date, data.sha256, now, data.entity_count)
+
+
+def hold_reference(list_versions: str, field: str, score: float, list_source: str | None,
+                   entity_id: str | None) -> str:
+    """The screening reference of a held or rejected payment, one format everywhere (docs/screening.md):
+    `<list versions> <field> <score> <list>:<entity id>`, e.g.
+    `un-xml@1 creditor_name 0.895 un-xml:111209`. List versions are `source@version` joined by `;`,
+    the score has three decimals. It names the list record, so only compliance roles may see it."""
+    return f"{list_versions} {field} {score:.3f} {list_source}:{entity_id}"[:200]
 
 
 def list_change_refusal(current: ListData | None, new: ListData) -> str | None:
@@ -211,7 +220,7 @@ class PaymentScreening:
         decision = "block" if score >= self.block_threshold else "review" if score >= self.review_threshold \
             else "clear"
         if decision != "clear":
-            ref = f"{ref} {field} {score:.3f} {m.list}:{m.entity_id}"
+            ref = hold_reference(ref, field, score, m.list, m.entity_id)
         return ScreeningDecision(decision, ref[:200], tuple(audits))
 
 

@@ -296,9 +296,12 @@ class _Index:
         # Names equal to the query up to token order: no other name can score higher, so a query
         # that is a listed name (the common case for a real hit) skips fuzzy scoring altogether.
         self.by_exact: dict[tuple[str, ...], list[int]] = {}
+        # A weak alias spelt as the query is always scored too, but cannot stop the search: a strong
+        # name of the same entity, misspelt, may still score higher than the weak alias's 0.95.
+        self.by_exact_weak: dict[tuple[str, ...], list[int]] = {}
         for ni, tokens in enumerate(self.name_tokens):
-            if not self.name_weak[ni]:
-                self.by_exact.setdefault(tuple(sorted(tokens)), []).append(ni)
+            target = self.by_exact_weak if self.name_weak[ni] else self.by_exact
+            target.setdefault(tuple(sorted(tokens)), []).append(ni)
 
     def _build(self) -> None:
         self.name_entity: list[int] = []
@@ -522,7 +525,8 @@ class Screener:
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
         for tokens in variants:
             query = _Side.build(tokens, [index.weight(t) for t in tokens])
-            for ni in exact or index.candidates(tokens):
+            weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
+            for ni in exact or [*weak_exact, *index.candidates(tokens)]:
                 score = float(align(query, index.name_sides[ni]))  # type: ignore[arg-type]
                 if index.name_weak[ni]:
                     score *= WEAK_ALIAS_FACTOR
