@@ -62,6 +62,8 @@ YEAR_MISMATCH_PENALTY = 0.12
 YEAR_TOLERANCE = 1
 YEAR_MISMATCH_GAP = 5
 DELETION_TOKEN_LEN_MIN = 4
+ABJAD_CAP = 0.92
+ABJAD_STRETCH = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,9 +103,10 @@ class _Side:
     units: tuple[_Unit, ...]
     joined: str  # name tokens concatenated, legal forms (canonical) last
     edge_mask: int  # first and last token: dropping those costs more than dropping a middle name
+    abjad: bool = False  # read from a script that writes no short vowels (Arabic, Persian, Urdu)
 
     @classmethod
-    def build(cls, tokens: Sequence[str], weights: Sequence[float]) -> _Side:
+    def build(cls, tokens: Sequence[str], weights: Sequence[float], abjad: bool = False) -> _Side:
         units: list[_Unit] = [
             (t, phonetic_key(t), w, 1 << i, True) for i, (t, w) in enumerate(zip(tokens, weights, strict=True))
         ]
@@ -114,7 +117,7 @@ class _Side:
         edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
         # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
         joined = "".join(t for t in tokens if not is_form(t)) + "".join(sorted(t for t in tokens if is_form(t)))
-        return cls(tuple(tokens), tuple(weights), tuple(units), joined, edge)
+        return cls(tuple(tokens), tuple(weights), tuple(units), joined, edge, abjad)
 
 
 def _deletions(token: str) -> set[str]:
@@ -158,6 +161,34 @@ def token_similarity(a: str, b: str, key_a: str | None = None, key_b: str | None
     return sim
 
 
+def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
+    """Similarity of a token read from an abjad (a) and a listed token (b), by sound skeleton alone.
+
+    Arabic script writes no short vowels and one letter for w/u/o and for y/i/e, so "ahmd" is as
+    good a reading of Ahmed as any: compare consonant skeletons. Equal skeletons give ABJAD_CAP,
+    below the block threshold: a name matched this way is always for an officer to review.
+    """
+    if len(key_a) < 2 or len(key_b) < 2 or key_a[0] != key_b[0]:
+        return 0.0
+    # A vowel ending is written in the script too (ی, ا, و, ه): Salma is not Salim, Mohammadi not
+    # Mohammad.
+    if (a[-1] in _WORD_FINAL_VOWELS) != (b[-1] in _WORD_FINAL_VOWELS):
+        return 0.0
+    cached = _ABJAD_CACHE.get((a, b))
+    if cached is not None:
+        return cached
+    raw = Levenshtein.normalized_similarity(key_a, key_b)
+    sim = max(0.0, ABJAD_CAP - ABJAD_STRETCH * (1.0 - raw))
+    if len(_ABJAD_CACHE) >= _SIM_CACHE_MAX:
+        _ABJAD_CACHE.clear()
+    _ABJAD_CACHE[(a, b)] = sim
+    return sim
+
+
+_ABJAD_CACHE: dict[tuple[str, str], float] = {}
+_WORD_FINAL_VOWELS = frozenset("aeiouwyh")
+
+
 @dataclass(frozen=True, slots=True)
 class _Alignment:
     score: float
@@ -180,6 +211,7 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
     q_units, c_units = q.units, c.units
     n_q, n_c = len(q.tokens), len(c.tokens)
     cache = _SIM_CACHE
+    abjad = q.abjad or c.abjad
     for qi in range(n_q):
         qt, qk = q_units[qi][0], q_units[qi][1]
         for ci in range(n_c):
@@ -189,6 +221,8 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
             else:
                 cached = cache.get((qt, ct))
                 sim = token_similarity(qt, ct, qk, c_units[ci][1]) if cached is None else cached
+                if abjad and sim < ABJAD_CAP:
+                    sim = max(sim, abjad_similarity(qt, ct, qk, c_units[ci][1]))
                 if sim < MATCH_MIN:
                     continue
             scored.append((sim, qi, ci))
@@ -251,17 +285,17 @@ def default_weight(token: str) -> float:
     return 1.0
 
 
-def _side(tokens: Sequence[str]) -> _Side:
-    return _Side.build(tokens, [default_weight(t) for t in tokens])
+def _side(tokens: Sequence[str], abjad: bool = False) -> _Side:
+    return _Side.build(tokens, [default_weight(t) for t in tokens], abjad)
 
 
 def score_names(query: str, listed: str) -> float:
     """Score two names without a list index (no rarity weights); used for calibration on eval pairs."""
     best = 0.0
     for q in name_variants(query[:QUERY_CHARS_MAX]):
-        qs = _side(q)
+        qs = _side(q, _has_abjad(query))
         for c in name_variants(listed):
-            best = max(best, float(align(qs, _side(c))))  # type: ignore[arg-type]
+            best = max(best, float(align(qs, _side(c, _has_abjad(listed)))))  # type: ignore[arg-type]
     return round(min(1.0, best), 4)
 
 
@@ -291,7 +325,8 @@ class _Index:
             tuple(self.token_weight[t] for t in tokens) for tokens in self.name_tokens
         ]
         self.name_sides: list[_Side] = [
-            _Side.build(t, w) for t, w in zip(self.name_tokens, self.name_weights, strict=True)
+            _Side.build(t, w, _has_abjad(d))
+            for t, w, d in zip(self.name_tokens, self.name_weights, self.name_display, strict=True)
         ]
         # Names equal to the query up to token order: no other name can score higher, so a query
         # that is a listed name (the common case for a real hit) skips fuzzy scoring altogether.
@@ -523,8 +558,9 @@ class Screener:
             return Match(name, False, 0.0, None, None, None, "nothing to match after normalisation", "clear")
         best_by_entity: dict[int, tuple[float, int, _Side]] = {}
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
+        abjad = _has_abjad(name)
         for tokens in variants:
-            query = _Side.build(tokens, [index.weight(t) for t in tokens])
+            query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad)
             weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
             for ni in exact or [*weak_exact, *index.candidates(tokens)]:
                 score = float(align(query, index.name_sides[ni]))  # type: ignore[arg-type]
@@ -564,6 +600,10 @@ class Screener:
             explanation,
             decision,
         )
+
+
+def _has_abjad(text: str) -> bool:
+    return any("\u0600" <= ch <= "\u06ff" or "\u0750" <= ch <= "\u077f" for ch in text)
 
 
 def index_fingerprint() -> str:

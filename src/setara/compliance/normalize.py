@@ -366,6 +366,13 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         readings.append(text)
         if _looks_korean_cyrillic(text):
             readings.append(_korean_cyrillic(text))
+        elif any("\u0400" <= ch <= "\u04ff" for ch in text):
+            # Russian spells a foreign name by ear: J as дж and H as х, which BGN gives back as "dzh"
+            # and "kh" (Джамал Хаджи = Jamal Haji, not "Dzhamal Khadzhi").
+            folded = _ascii_fold(text).lower()
+            foreign = folded.replace("dzh", "j").replace("kh", "h")
+            if foreign != folded:
+                readings.append(foreign)
     variants: list[tuple[str, ...]] = []
     for reading in readings:
         tokens = _tokens(_ascii_fold(reading)) or _script_tokens(reading)
