@@ -11,8 +11,8 @@ per split, and the rows of the eval/ negative files are split the same way.
 Positive kinds (each a perturbation of a listed name of an entity in the split):
   script_cyrillic, script_arabic  Latin name written the way a Russian / Arabic clerk would
   script_other                    Latin name in Greek, Katakana or Devanagari (ICU)
-  latin_of_script                 the reverse: the Latin name queried against an index that holds
-                                  only the entity's original-script names (UN NAME_ORIGINAL_SCRIPT)
+  latin_of_script                 the reverse: a person's Latin name queried against an index that
+                                  holds only the original-script names (UN NAME_ORIGINAL_SCRIPT)
   hangul, hanja                   DPRK names written in Hangul / Han characters
   reordered, dropped_middle, added_middle, typo, initials, hyphen_spacing, diacritics
 A positive counts as found when the screener hits (score >= review threshold) on the expected entity,
@@ -539,7 +539,10 @@ def positives(entities: Sequence[Entity], scripts: dict[str, list[str]], split: 
         elif kind in ("hangul", "hanja"):
             pool = korean[:]
         elif kind == "latin_of_script":
-            pool = [(e, e.names[0]) for e in entities if e.id in scripts and e.names[0].isascii()]
+            # Persons only: an organisation's original-script name is a translation ("Islamic State"
+            # is al-Dawla al-Islamiya), which no reading of the letters can match.
+            pool = [(e, e.names[0]) for e in entities
+                    if e.id in scripts and e.type == "person" and e.names[0].isascii()]
         else:
             pool = latin[:]
         rng.shuffle(pool)

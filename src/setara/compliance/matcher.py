@@ -14,6 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -186,6 +187,29 @@ def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
 
 
 _ABJAD_CACHE: dict[tuple[str, str], float] = {}
+
+
+_ABJAD_DIGRAPHS = (("sh", "S"), ("kh", "X"), ("gh", "G"), ("th", "T"), ("dh", "z"), ("ch", "C"), ("ph", "f"))
+_ABJAD_FOLD = str.maketrans(
+    {"q": "k", "c": "k", "v": "f", "p": "b", "j": "J", "g": "J", **dict.fromkeys("aeiouwy", "")}
+)
+
+
+@lru_cache(maxsize=65536)
+def _abjad_key(text: str) -> str:
+    """The letters an abjad writes: consonants, h kept (ح and ه are letters), sh/kh/gh/th one letter
+    each, vowels and the vowel letters w/y gone after the first letter, doubled letters once. Persian
+    and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest."""
+    word = text.replace("allah", "llh").replace("ull", "ul")
+    for src, dst in _ABJAD_DIGRAPHS:
+        word = word.replace(src, dst)
+    if not word:
+        return ""
+    head = "a" if word[0] in "aeiouwy" else word[0].translate(_ABJAD_FOLD)
+    body = word[1:].translate(_ABJAD_FOLD)
+    return head + "".join(ch for i, ch in enumerate(body) if i == 0 or ch != body[i - 1])
+
+
 _WORD_FINAL_VOWELS = frozenset("aeiouwyh")
 
 
@@ -222,7 +246,7 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
                 cached = cache.get((qt, ct))
                 sim = token_similarity(qt, ct, qk, c_units[ci][1]) if cached is None else cached
                 if abjad and sim < ABJAD_CAP:
-                    sim = max(sim, abjad_similarity(qt, ct, qk, c_units[ci][1]))
+                    sim = max(sim, abjad_similarity(qt, ct, _abjad_key(qt), _abjad_key(ct)))
                 if sim < MATCH_MIN:
                     continue
             scored.append((sim, qi, ci))
@@ -268,6 +292,11 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
     joined_score = 0.0
     if q.joined and c.joined:
         joined_score = JOINED_FACTOR * OSA.normalized_similarity(q.joined, c.joined, score_cutoff=0.75)
+    if abjad and n_q != n_c and q.joined and c.joined:
+        # Compounds are split differently on either side of a script change ("Nazirullah" /
+        # "Nazir Allah", "Sirajuddin" / "Siraj al-Din"): compare whole-name skeletons too.
+        ka, kb = _abjad_key(q.joined), _abjad_key(c.joined)
+        joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
     if not detail:
         return max(score, joined_score)
     if joined_score > score:
