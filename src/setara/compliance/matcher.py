@@ -65,6 +65,7 @@ YEAR_MISMATCH_GAP = 5
 DELETION_TOKEN_LEN_MIN = 4
 ABJAD_CAP = 0.92
 ABJAD_STRETCH = 1.0
+ABJAD_KEY_LEN_MIN = 3  # shorter skeletons ("al", "mh") are shared by too many words to narrow anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,6 +367,21 @@ class _Index:
         for ni, tokens in enumerate(self.name_tokens):
             target = self.by_exact_weak if self.name_weak[ni] else self.by_exact
             target.setdefault(tuple(sorted(tokens)), []).append(ni)
+        # Abjad skeletons of every listed word (probed by queries in Arabic script), and of the words
+        # of names written in Arabic script (probed by every query, for the reverse direction).
+        by_abjad: dict[str, list[int]] = {}
+        by_abjad_script: dict[str, list[int]] = {}
+        for ni, tokens in enumerate(self.name_tokens):
+            script = self.name_sides[ni].abjad
+            for key in {_abjad_key(t) for t in tokens if not is_form(t)}:
+                if len(key) >= ABJAD_KEY_LEN_MIN:
+                    by_abjad.setdefault(key, []).append(ni)
+                    if script:
+                        by_abjad_script.setdefault(key, []).append(ni)
+        self.by_abjad: dict[str, _Posting] = {k: _posting(v) for k, v in by_abjad.items() if len(v) <= POSTING_MAX}
+        self.by_abjad_script: dict[str, _Posting] = {
+            k: _posting(v) for k, v in by_abjad_script.items() if len(v) <= POSTING_MAX
+        }
 
     def _build(self) -> None:
         self.name_entity: list[int] = []
@@ -464,7 +480,7 @@ class _Index:
     def weight(self, token: str) -> float:
         return self.token_weight.get(token, default_weight(token))
 
-    def candidates(self, tokens: Sequence[str]) -> list[int]:
+    def candidates(self, tokens: Sequence[str], abjad: bool = False) -> list[int]:
         """Names sharing a token, a sound or a one-edit neighbour with the query, most promising first.
 
         A name whose shared tokens cannot reach PRUNE_BOUND even if they matched perfectly is not
@@ -478,6 +494,7 @@ class _Index:
             if weights[i] and weights[i + 1]:
                 probes.append((tokens[i] + tokens[i + 1], 3 << i))
         by_edit, by_key = self.by_edit, self.by_key
+        by_skeleton = self.by_abjad if abjad else self.by_abjad_script
         exact_hits: list[tuple[_Posting, int]] = []
         fuzzy_hits: list[tuple[_Posting, int]] = []
         for token, mask in probes:
@@ -494,6 +511,10 @@ class _Index:
             posting = by_key.get(phonetic_key(token))
             if posting is not None:
                 fuzzy_hits.append((posting, mask))
+            if by_skeleton:
+                posting = by_skeleton.get(_abjad_key(token))
+                if posting is not None:
+                    fuzzy_hits.append((posting, mask))
         if not exact_hits and not fuzzy_hits:
             return []
         exact = np.zeros(len(self.name_tokens), dtype=np.int32)
@@ -591,7 +612,7 @@ class Screener:
         for tokens in variants:
             query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad)
             weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
-            for ni in exact or [*weak_exact, *index.candidates(tokens)]:
+            for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
                 score = float(align(query, index.name_sides[ni]))  # type: ignore[arg-type]
                 if index.name_weak[ni]:
                     score *= WEAK_ALIAS_FACTOR
