@@ -40,6 +40,7 @@ SOUND_LIFT_SHORT = 0.1
 SOUND_CAP_SHORT = 0.85
 FUZZY_VOTE = 0.8
 PRUNE_BOUND = 0.5  # share of the query's weight a name must share before it is scored
+PRUNE_BOUND_ABJAD = 0.3  # a query read from Arabic script shares fewer keys with a Latin spelling
 CANDIDATES_MAX = 40  # names scored in full per query reading
 POSTING_MAX = 5000  # a key shared by more names than this is too common to narrow anything
 CACHE_SIZE_DEFAULT = 100_000
@@ -174,7 +175,8 @@ def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
         return 0.0
     # A vowel ending is written in the script too (ی, ا, و, ه): Salma is not Salim, Mohammadi not
     # Mohammad.
-    if (a[-1] in _WORD_FINAL_VOWELS) != (b[-1] in _WORD_FINAL_VOWELS):
+    end_a, end_b = _ending(a), _ending(b)
+    if end_a is not None and end_b is not None and end_a != end_b:
         return 0.0
     cached = _ABJAD_CACHE.get((a, b))
     if cached is not None:
@@ -211,7 +213,11 @@ def _abjad_key(text: str) -> str:
     return head + "".join(ch for i, ch in enumerate(body) if i == 0 or ch != body[i - 1])
 
 
-_WORD_FINAL_VOWELS = frozenset("aeiouwyh")
+def _ending(token: str) -> bool | None:
+    """Does the word end in a letter an abjad writes for a final vowel (ا ی و ه: a, y, w, h)? None
+    for a final e, i, o or u, which a Latin spelling may add or drop ("Kiyurige", "Mohammadi")."""
+    last = token[-1]
+    return None if last in "eiou" else last in "aywh"
 
 
 @dataclass(frozen=True, slots=True)
@@ -531,7 +537,7 @@ class _Index:
         for w in weights:
             mask_weight = np.concatenate((mask_weight, mask_weight + w))
         votes = mask_weight[e_mask] + FUZZY_VOTE * mask_weight[f_mask]
-        keep = votes >= PRUNE_BOUND * sum(weights)
+        keep = votes >= (PRUNE_BOUND_ABJAD if abjad else PRUNE_BOUND) * sum(weights)
         touched, votes = touched[keep], votes[keep]
         if len(touched) > CANDIDATES_MAX:
             top = np.argpartition(-votes, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]
