@@ -379,7 +379,11 @@ class _Index:
         by_abjad_script: dict[str, list[int]] = {}
         for ni, tokens in enumerate(self.name_tokens):
             script = self.name_sides[ni].abjad
-            for key in {_abjad_key(t) for t in tokens if not is_form(t)}:
+            words = [t for t in tokens if not is_form(t)]
+            # Neighbours joined too: a compound is one word in one spelling and two in another
+            # ("Hamdullah" / "Hamd Allah", "Nasiruddin" / "Nasir al-Din").
+            joined = [a + b for a, b in itertools.pairwise(words)]
+            for key in {_abjad_key(t) for t in (*words, *joined)}:
                 if len(key) >= ABJAD_KEY_LEN_MIN:
                     by_abjad.setdefault(key, []).append(ni)
                     if script:
