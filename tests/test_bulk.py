@@ -200,7 +200,7 @@ def test_loading_replays_batches_to_the_state_verify_reaches(tmp_path: Path) -> 
         state = node.engine.state_hash()
     store = open_store(path)
     try:
-        store.execute("DELETE FROM snapshots")  # open must replay every block
+        store._query("DELETE FROM snapshots")  # open must replay every block
         logged = [kind for b in store.iter_blocks() for kind, _ in orjson.loads(b.log)]
         assert logged.count("submits") == 5
         assert verify_store(store).state_hash == state

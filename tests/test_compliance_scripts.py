@@ -51,3 +51,36 @@ def test_cross_script_pair(query: str, expected: str) -> None:
 )
 def test_more_scripts(query: str, listed: str) -> None:
     assert score_names(query, listed) >= REVIEW_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("Джамал Луники", "Jamal Lounici"),  # Russian spelling of a foreign name: дж = J
+        ("Хаджи Хаируллах", "Haji Khairullah"),  # х = H
+        ("クハリデ アル シャンキティ", "Khalid Al-Shanqiti"),  # Katakana: added vowels, r for l
+        ("φυαδ μοἁμεδ κἁλαφ", "Fuad Mohamed Khalaf"),  # Greek: rough breathing is h, upsilon u
+        ("ثومس لوبنجا", "Thomas Lubanga"),  # Arabic script writes no short vowels
+        ("نذير الله", "Nazirullah"),  # a compound split differently across scripts
+    ],
+)
+def test_spellings_across_scripts(query: str, listed: str) -> None:
+    assert score_names(query, listed) >= REVIEW_THRESHOLD
+    assert score_names(listed, query) >= REVIEW_THRESHOLD  # either side may be the listed one
+
+
+def test_a_match_by_abjad_skeleton_alone_is_never_blocked() -> None:
+    from setara.compliance import BLOCK_THRESHOLD
+
+    assert REVIEW_THRESHOLD <= score_names("ثومس", "Thomas") < BLOCK_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("سلمى منصور", "Salim Mansur"),  # a written final vowel: Salma, not Salim
+        ("حسین محمدی", "Hussein Muhammad"),  # Mohammadi, not Muhammad
+    ],
+)
+def test_a_written_final_vowel_tells_names_apart(query: str, listed: str) -> None:
+    assert score_names(query, listed) < REVIEW_THRESHOLD

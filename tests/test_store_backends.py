@@ -201,10 +201,10 @@ def test_verify_detects_altered_journal_row(url: str, net: Network) -> None:
     store = open_store(url)
     try:
         assert verify_store(store).state_hash == state
-        (body,) = store.execute("SELECT body FROM journal WHERE block = ?", (2,))[0]
+        (body,) = store._query("SELECT body FROM journal WHERE block = ?", (2,))[0]
         postings = orjson.loads(body)
         postings[3][5] += 1  # one posting's amount, one minor unit more
-        store.execute("UPDATE journal SET body = ? WHERE block = ?", (orjson.dumps(postings), 2))
+        store._query("UPDATE journal SET body = ? WHERE block = ?", (orjson.dumps(postings), 2))
         with pytest.raises(VerificationError, match="block 2: stored journal differs"):
             verify_store(store)
     finally:
@@ -218,10 +218,10 @@ def test_verify_detects_altered_payment_row(url: str, net: Network) -> None:
     store = open_store(url)
     try:
         verify_store(store)
-        store.execute("UPDATE payments SET amount_minor = amount_minor + 1 WHERE id = ?", ("x7",))
+        store._query("UPDATE payments SET amount_minor = amount_minor + 1 WHERE id = ?", ("x7",))
         with pytest.raises(VerificationError, match="payment x7: stored content differs"):
             verify_store(store)
-        store.execute("UPDATE payments SET amount_minor = amount_minor - 1, status = 'QUEUED' WHERE id = ?",
+        store._query("UPDATE payments SET amount_minor = amount_minor - 1, status = 'QUEUED' WHERE id = ?",
                       ("x7",))
         with pytest.raises(VerificationError, match="payment x7 is stored as QUEUED"):
             verify_store(store)
@@ -234,8 +234,8 @@ def test_verify_detects_altered_log_row(url: str, net: Network) -> None:
         submit(node, [pay(f"x{i}") for i in range(20)])
     store = open_store(url)
     try:
-        (body,) = store.execute("SELECT body FROM log WHERE seq = ?", (2,))[0]
-        store.execute("UPDATE log SET body = ? WHERE seq = ?", (body.replace(b'"x3"', b'"y3"'), 2))
+        (body,) = store._query("SELECT body FROM log WHERE seq = ?", (2,))[0]
+        store._query("UPDATE log SET body = ? WHERE seq = ?", (body.replace(b'"x3"', b'"y3"'), 2))
         with pytest.raises(VerificationError, match="block 2 does not match its hash"):
             verify_store(store)
     finally:
@@ -329,7 +329,7 @@ def test_older_schema_is_refused_until_upgraded(url: str, net: Network, monkeypa
         assert store.upgrade() == [f"migrated to schema version {v + 1}"]
         assert store.upgrade() == []
         store.check_schema()
-        assert store.execute("SELECT COUNT(*) FROM upgrade_probe") == [(0,)]
+        assert store._query("SELECT COUNT(*) FROM upgrade_probe") == [(0,)]
     finally:
         store.close()
     with Node.open(url, write=True, lock_timeout_s=0.5) as node:
@@ -359,9 +359,9 @@ def test_upgrade_from_the_first_schema_version(url: str, make_url: Callable[[str
     store = open_store(url)
     try:
         for stmt in mod.MIGRATIONS[0]:
-            store.execute(stmt)
+            store._query(stmt)
         for k, value in (("schema_version", "1"), ("party_key", key), ("projected_upto", "0")):
-            store.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (k, value))
+            store._query("INSERT INTO meta (key, value) VALUES (?, ?)", (k, value))
         for b in blocks:
             store.append(b, [], None)
         if store_base.SCHEMA_VERSION > 1:

@@ -644,17 +644,38 @@ app.add_typer(lists_app, name="lists")
 app.add_typer(holds_app, name="holds")
 
 
-def _store_lists(db: str, datas: list[object]) -> None:
+def _store_lists(db: str, datas: list[object], force: bool = False, officer: str | None = None) -> None:
     """Record list versions (no writer lock needed), then screen members and the queue again. If
-    another process holds the writer lock (`setara serve`), it re-screens when it sees the new version."""
-    from setara.node.screening import PaymentScreening, store_list
+    another process holds the writer lock (`setara serve`), it re-screens when it sees the new version.
+    A downgrade (older, or dropping entities) is refused unless an officer forces it, which is logged."""
+    from setara.node.screening import (
+        PaymentScreening,
+        latest_lists,
+        list_change_refusal,
+        persist_indexes,
+        record_forced_list,
+        store_list,
+    )
     from setara.node.usecases import rescreen
 
+    if force and not (officer and officer.strip()):
+        _fail("--force needs --officer NAME (who overrides the downgrade check)", 2)
     store = open_store(db)
     try:
         store.check_schema()
+        current = latest_lists(store)
+        refusals = {id(d): list_change_refusal(current[d.source][1] if d.source in current else None, d)  # type: ignore[attr-defined]
+                    for d in datas}
+        for data in datas:
+            why = refusals[id(data)]
+            if why and not force:
+                _fail(f"{data.source}: refused: {why}; an officer may load it with --force --officer NAME", 2)  # type: ignore[attr-defined]
         for data in datas:
             v = store_list(store, data)  # type: ignore[arg-type]
+            why = refusals[id(data)]
+            if why and officer:
+                record_forced_list(store, v, officer.strip(), why)
+                err.print(f"forced by {officer.strip()}: {why}", highlight=False)
             sys.stdout.write(orjson.dumps({"version": v.version, "source": v.source, "list_date": v.list_date,
                                            "sha256": v.checksum, "entities": v.entities}).decode() + "\n")
     except StoreError as e:
@@ -668,6 +689,7 @@ def _store_lists(db: str, datas: list[object]) -> None:
                   "payments when it picks up the new list version", highlight=False)
         return
     with node:
+        persist_indexes(node.store, node.network)
         node.screening = PaymentScreening.from_store(node.store)
         report = rescreen(node)
     err.print(f"re-screened {report['members']} members and {report['payments']} queued/held payments: "
@@ -678,6 +700,9 @@ def _store_lists(db: str, datas: list[object]) -> None:
 def lists_import(file: Annotated[Path, typer.Argument(help="The list file (OFAC CSV: sdn.csv, alt/add beside it).")],
                  source: Annotated[str, typer.Option("--source", help="un-xml, ofac-sdn-csv, ofac-sdn-xml, eu-xml, "
                                                      "uk-csv")],
+                 force: Annotated[bool, typer.Option("--force", help="Load a list older than, or dropping over 5% "
+                                                     "of, the current version (needs --officer; logged).")] = False,
+                 officer: Annotated[str | None, typer.Option("--officer", help="Who forces it.")] = None,
                  db: DbOpt = DEFAULT_DB) -> None:
     """Load a list version from a file."""
     from setara.compliance import SOURCES, load_list_path
@@ -690,7 +715,7 @@ def lists_import(file: Annotated[Path, typer.Argument(help="The list file (OFAC 
         data = load_list_path(source, file)
     except (ValueError, OSError) as e:
         _fail(f"{file}: {e}", 2)
-    _store_lists(db, [data])
+    _store_lists(db, [data], force, officer)
 
 
 @lists_app.command("update")
@@ -698,6 +723,9 @@ def lists_update(source: Annotated[list[str] | None, typer.Option("--source", he
                                                                   "(default: every list the network uses).")] = None,
                  url: Annotated[str | None, typer.Option("--url", help="Fetch from here instead of the official URL "
                                                          "(one source only).")] = None,
+                 force: Annotated[bool, typer.Option("--force", help="Load a list older than, or dropping over 5% "
+                                                     "of, the current version (needs --officer; logged).")] = False,
+                 officer: Annotated[str | None, typer.Option("--officer", help="Who forces it.")] = None,
                  db: DbOpt = DEFAULT_DB) -> None:
     """Fetch lists from their official URLs (or --url) and load new versions."""
     from setara.compliance import update_list
@@ -713,7 +741,7 @@ def lists_update(source: Annotated[list[str] | None, typer.Option("--source", he
             datas.append(update_list(src, url))
         except (ValueError, OSError) as e:
             _fail(f"{src}: {e}")
-    _store_lists(db, datas)
+    _store_lists(db, datas, force, officer)
 
 
 @lists_app.command("status")

@@ -7,16 +7,20 @@ candidates by order-independent token alignment -> adjust for country and birth 
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
+import orjson
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from setara.compliance.countries import country_code
@@ -36,15 +40,18 @@ SOUND_LIFT_SHORT = 0.1
 SOUND_CAP_SHORT = 0.85
 FUZZY_VOTE = 0.8
 PRUNE_BOUND = 0.5  # share of the query's weight a name must share before it is scored
+PRUNE_BOUND_ABJAD = 0.3  # a query read from Arabic script shares fewer keys with a Latin spelling
 CANDIDATES_MAX = 40  # names scored in full per query reading
 POSTING_MAX = 5000  # a key shared by more names than this is too common to narrow anything
 CACHE_SIZE_DEFAULT = 100_000
+# Bump when the stored index layout changes; the fingerprint also covers changes to the code.
+INDEX_FORMAT = 1
 QUERY_CHARS_MAX = 300
 JOINED_UNIT_MIN = 0.85
 MATCH_MIN = 0.6  # token pairs below this similarity are not aligned at all
 DROPPED_MIDDLE_SHARE = 0.2  # a dropped middle name costs a fifth of its weight
 DROPPED_EDGE_SHARE = 0.5  # a dropped first or last name is stronger evidence of another person
-EXTRA_MIDDLE_SHARE = 0.35  # a patronymic the list leaves out ("Vladimir Vladimirovich Putin")
+EXTRA_MIDDLE_SHARE = 0.3  # a patronymic the list leaves out ("Vladimir Vladimirovich Putin")
 EXTRA_EDGE_SHARE = 1.0
 WEAK_ALIAS_FACTOR = 0.95
 JOINED_FACTOR = 0.97
@@ -57,6 +64,9 @@ YEAR_MISMATCH_PENALTY = 0.12
 YEAR_TOLERANCE = 1
 YEAR_MISMATCH_GAP = 5
 DELETION_TOKEN_LEN_MIN = 4
+ABJAD_CAP = 0.92
+ABJAD_STRETCH = 1.0
+ABJAD_KEY_LEN_MIN = 3  # shorter skeletons ("al", "mh") are shared by too many words to narrow anything
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +106,10 @@ class _Side:
     units: tuple[_Unit, ...]
     joined: str  # name tokens concatenated, legal forms (canonical) last
     edge_mask: int  # first and last token: dropping those costs more than dropping a middle name
+    abjad: bool = False  # read from a script that writes no short vowels (Arabic, Persian, Urdu)
 
     @classmethod
-    def build(cls, tokens: Sequence[str], weights: Sequence[float]) -> _Side:
+    def build(cls, tokens: Sequence[str], weights: Sequence[float], abjad: bool = False) -> _Side:
         units: list[_Unit] = [
             (t, phonetic_key(t), w, 1 << i, True) for i, (t, w) in enumerate(zip(tokens, weights, strict=True))
         ]
@@ -109,7 +120,7 @@ class _Side:
         edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
         # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
         joined = "".join(t for t in tokens if not is_form(t)) + "".join(sorted(t for t in tokens if is_form(t)))
-        return cls(tuple(tokens), tuple(weights), tuple(units), joined, edge)
+        return cls(tuple(tokens), tuple(weights), tuple(units), joined, edge, abjad)
 
 
 def _deletions(token: str) -> set[str]:
@@ -153,6 +164,62 @@ def token_similarity(a: str, b: str, key_a: str | None = None, key_b: str | None
     return sim
 
 
+def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
+    """Similarity of a token read from an abjad (a) and a listed token (b), by sound skeleton alone.
+
+    Arabic script writes no short vowels and one letter for w/u/o and for y/i/e, so "ahmd" is as
+    good a reading of Ahmed as any: compare consonant skeletons. Equal skeletons give ABJAD_CAP,
+    below the block threshold: a name matched this way is always for an officer to review.
+    """
+    if len(key_a) < 2 or len(key_b) < 2 or key_a[0] != key_b[0]:
+        return 0.0
+    # A vowel ending is written in the script too (ی, ا, و, ه): Salma is not Salim, Mohammadi not
+    # Mohammad.
+    end_a, end_b = _ending(a), _ending(b)
+    if end_a is not None and end_b is not None and end_a != end_b:
+        return 0.0
+    cached = _ABJAD_CACHE.get((a, b))
+    if cached is not None:
+        return cached
+    raw = Levenshtein.normalized_similarity(key_a, key_b)
+    sim = max(0.0, ABJAD_CAP - ABJAD_STRETCH * (1.0 - raw))
+    if len(_ABJAD_CACHE) >= _SIM_CACHE_MAX:
+        _ABJAD_CACHE.clear()
+    _ABJAD_CACHE[(a, b)] = sim
+    return sim
+
+
+_ABJAD_CACHE: dict[tuple[str, str], float] = {}
+
+
+_ABJAD_DIGRAPHS = (("sh", "S"), ("kh", "X"), ("gh", "G"), ("th", "T"), ("dh", "z"), ("ch", "C"), ("ph", "f"))
+_ABJAD_FOLD = str.maketrans(
+    {"q": "k", "c": "k", "v": "f", "p": "b", "j": "J", "g": "J", **dict.fromkeys("aeiouwy", "")}
+)
+
+
+@lru_cache(maxsize=65536)
+def _abjad_key(text: str) -> str:
+    """The letters an abjad writes: consonants, h kept (ح and ه are letters), sh/kh/gh/th one letter
+    each, vowels and the vowel letters w/y gone after the first letter, doubled letters once. Persian
+    and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest."""
+    word = text.replace("allah", "llh").replace("ull", "ul")
+    for src, dst in _ABJAD_DIGRAPHS:
+        word = word.replace(src, dst)
+    if not word:
+        return ""
+    head = "a" if word[0] in "aeiouwy" else word[0].translate(_ABJAD_FOLD)
+    body = word[1:].translate(_ABJAD_FOLD)
+    return head + "".join(ch for i, ch in enumerate(body) if i == 0 or ch != body[i - 1])
+
+
+def _ending(token: str) -> bool | None:
+    """Does the word end in a letter an abjad writes for a final vowel (ا ی و ه: a, y, w, h)? None
+    for a final e, i, o or u, which a Latin spelling may add or drop ("Kiyurige", "Mohammadi")."""
+    last = token[-1]
+    return None if last in "eiou" else last in "aywh"
+
+
 @dataclass(frozen=True, slots=True)
 class _Alignment:
     score: float
@@ -175,6 +242,7 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
     q_units, c_units = q.units, c.units
     n_q, n_c = len(q.tokens), len(c.tokens)
     cache = _SIM_CACHE
+    abjad = q.abjad or c.abjad
     for qi in range(n_q):
         qt, qk = q_units[qi][0], q_units[qi][1]
         for ci in range(n_c):
@@ -184,6 +252,8 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
             else:
                 cached = cache.get((qt, ct))
                 sim = token_similarity(qt, ct, qk, c_units[ci][1]) if cached is None else cached
+                if abjad and sim < ABJAD_CAP:
+                    sim = max(sim, abjad_similarity(qt, ct, _abjad_key(qt), _abjad_key(ct)))
                 if sim < MATCH_MIN:
                     continue
             scored.append((sim, qi, ci))
@@ -229,6 +299,11 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
     joined_score = 0.0
     if q.joined and c.joined:
         joined_score = JOINED_FACTOR * OSA.normalized_similarity(q.joined, c.joined, score_cutoff=0.75)
+    if abjad and n_q != n_c and q.joined and c.joined:
+        # Compounds are split differently on either side of a script change ("Nazirullah" /
+        # "Nazir Allah", "Sirajuddin" / "Siraj al-Din"): compare whole-name skeletons too.
+        ka, kb = _abjad_key(q.joined), _abjad_key(c.joined)
+        joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
     if not detail:
         return max(score, joined_score)
     if joined_score > score:
@@ -246,17 +321,17 @@ def default_weight(token: str) -> float:
     return 1.0
 
 
-def _side(tokens: Sequence[str]) -> _Side:
-    return _Side.build(tokens, [default_weight(t) for t in tokens])
+def _side(tokens: Sequence[str], abjad: bool = False) -> _Side:
+    return _Side.build(tokens, [default_weight(t) for t in tokens], abjad)
 
 
 def score_names(query: str, listed: str) -> float:
     """Score two names without a list index (no rarity weights); used for calibration on eval pairs."""
     best = 0.0
     for q in name_variants(query[:QUERY_CHARS_MAX]):
-        qs = _side(q)
+        qs = _side(q, _has_abjad(query))
         for c in name_variants(listed):
-            best = max(best, float(align(qs, _side(c))))  # type: ignore[arg-type]
+            best = max(best, float(align(qs, _side(c, _has_abjad(listed)))))  # type: ignore[arg-type]
     return round(min(1.0, best), 4)
 
 
@@ -271,25 +346,66 @@ def _posting(ids: list[int]) -> _Posting:
 class _Index:
     """Inverted indexes over every reading of every name of every entity."""
 
-    def __init__(self, lists: Sequence[ListData]) -> None:
+    def __init__(self, lists: Sequence[ListData], blob: bytes | None = None) -> None:
         self.entities: list[Entity] = []
         self.entity_list: list[str] = []
+        for data in lists:
+            for entity in data.entities:
+                self.entities.append(entity)
+                self.entity_list.append(data.source)
+        if blob is not None:
+            self._load(blob)
+        else:
+            self._build()
+        self.name_weights: list[tuple[float, ...]] = [
+            tuple(self.token_weight[t] for t in tokens) for tokens in self.name_tokens
+        ]
+        self.name_sides: list[_Side] = [
+            _Side.build(t, w, _has_abjad(d))
+            for t, w, d in zip(self.name_tokens, self.name_weights, self.name_display, strict=True)
+        ]
+        # Names equal to the query up to token order: no other name can score higher, so a query
+        # that is a listed name (the common case for a real hit) skips fuzzy scoring altogether.
+        self.by_exact: dict[tuple[str, ...], list[int]] = {}
+        # A weak alias spelt as the query is always scored too, but cannot stop the search: a strong
+        # name of the same entity, misspelt, may still score higher than the weak alias's 0.95.
+        self.by_exact_weak: dict[tuple[str, ...], list[int]] = {}
+        for ni, tokens in enumerate(self.name_tokens):
+            target = self.by_exact_weak if self.name_weak[ni] else self.by_exact
+            target.setdefault(tuple(sorted(tokens)), []).append(ni)
+        # Abjad skeletons of every listed word (probed by queries in Arabic script), and of the words
+        # of names written in Arabic script (probed by every query, for the reverse direction).
+        by_abjad: dict[str, list[int]] = {}
+        by_abjad_script: dict[str, list[int]] = {}
+        for ni, tokens in enumerate(self.name_tokens):
+            script = self.name_sides[ni].abjad
+            words = [t for t in tokens if not is_form(t)]
+            # Neighbours joined too: a compound is one word in one spelling and two in another
+            # ("Hamdullah" / "Hamd Allah", "Nasiruddin" / "Nasir al-Din").
+            joined = [a + b for a, b in itertools.pairwise(words)]
+            for key in {_abjad_key(t) for t in (*words, *joined)}:
+                if len(key) >= ABJAD_KEY_LEN_MIN:
+                    by_abjad.setdefault(key, []).append(ni)
+                    if script:
+                        by_abjad_script.setdefault(key, []).append(ni)
+        self.by_abjad: dict[str, _Posting] = {k: _posting(v) for k, v in by_abjad.items() if len(v) <= POSTING_MAX}
+        self.by_abjad_script: dict[str, _Posting] = {
+            k: _posting(v) for k, v in by_abjad_script.items() if len(v) <= POSTING_MAX
+        }
+
+    def _build(self) -> None:
         self.name_entity: list[int] = []
         self.name_display: list[str] = []
         self.name_tokens: list[tuple[str, ...]] = []
         self.name_weak: list[bool] = []
-        for data in lists:
-            for entity in data.entities:
-                ei = len(self.entities)
-                self.entities.append(entity)
-                self.entity_list.append(data.source)
-                for names, weak in ((entity.names, False), (entity.weak_names, True)):
-                    for name in names:
-                        for tokens in name_variants(name):
-                            self.name_entity.append(ei)
-                            self.name_display.append(name)
-                            self.name_tokens.append(tokens)
-                            self.name_weak.append(weak)
+        for ei, entity in enumerate(self.entities):
+            for names, weak in ((entity.names, False), (entity.weak_names, True)):
+                for name in names:
+                    for tokens in name_variants(name):
+                        self.name_entity.append(ei)
+                        self.name_display.append(name)
+                        self.name_tokens.append(tokens)
+                        self.name_weak.append(weak)
         doc_freq: dict[str, int] = {}
         for tokens in self.name_tokens:
             for t in set(tokens):
@@ -302,20 +418,8 @@ class _Index:
         for t, df in doc_freq.items():
             rarity = min(1.0, max(0.2, math.log(max(n_names / df, 1.0)) / scale)) if n_names > 200 else 1.0
             self.token_weight[t] = min(default_weight(t), rarity)
-        self.name_weights: list[tuple[float, ...]] = [
-            tuple(self.token_weight[t] for t in tokens) for tokens in self.name_tokens
-        ]
-        self.name_sides: list[_Side] = [
-            _Side.build(t, w) for t, w in zip(self.name_tokens, self.name_weights, strict=True)
-        ]
         by_edit: dict[str, list[int]] = {}
         by_key: dict[str, list[int]] = {}
-        # Names equal to the query up to token order: no other name can score higher, so a query
-        # that is a listed name (the common case for a real hit) skips fuzzy scoring altogether.
-        self.by_exact: dict[tuple[str, ...], list[int]] = {}
-        for ni, tokens in enumerate(self.name_tokens):
-            if not self.name_weak[ni]:
-                self.by_exact.setdefault(tuple(sorted(tokens)), []).append(ni)
         # Names share most tokens, so each distinct token's neighbourhood is worked out once.
         token_edits: dict[str, tuple[str, ...]] = {}
         for ni, tokens in enumerate(self.name_tokens):
@@ -348,10 +452,45 @@ class _Index:
         self.by_edit: dict[str, _Posting] = {k: _posting(v) for k, v in by_edit.items() if len(v) <= POSTING_MAX}
         self.by_key: dict[str, _Posting] = {k: _posting(v) for k, v in by_key.items() if len(v) <= POSTING_MAX}
 
+    def to_bytes(self) -> bytes:
+        """The built index (normalised readings, weights, postings) for persisting with the lists."""
+
+        def postings(d: dict[str, _Posting]) -> dict[str, list[int]]:
+            return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()}
+
+        return orjson.dumps({
+            "format": INDEX_FORMAT,
+            "entities": [e.id for e in self.entities],
+            "name_entity": self.name_entity,
+            "name_display": self.name_display,
+            "name_tokens": self.name_tokens,
+            "name_weak": self.name_weak,
+            "token_weight": self.token_weight,
+            "by_edit": postings(self.by_edit),
+            "by_key": postings(self.by_key),
+        })
+
+    def _load(self, blob: bytes) -> None:
+        try:
+            doc = orjson.loads(blob)
+            if doc["format"] != INDEX_FORMAT:
+                raise ValueError(f"index format {doc['format']!r}, expected {INDEX_FORMAT}")
+            if doc["entities"] != [e.id for e in self.entities]:
+                raise ValueError("index was built for other entities")
+            self.name_entity = doc["name_entity"]
+            self.name_display = doc["name_display"]
+            self.name_tokens = [tuple(t) for t in doc["name_tokens"]]
+            self.name_weak = doc["name_weak"]
+            self.token_weight = doc["token_weight"]
+            self.by_edit = {k: _posting(v) for k, v in doc["by_edit"].items()}
+            self.by_key = {k: _posting(v) for k, v in doc["by_key"].items()}
+        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"not a stored screening index: {exc}") from exc
+
     def weight(self, token: str) -> float:
         return self.token_weight.get(token, default_weight(token))
 
-    def candidates(self, tokens: Sequence[str]) -> list[int]:
+    def candidates(self, tokens: Sequence[str], abjad: bool = False) -> list[int]:
         """Names sharing a token, a sound or a one-edit neighbour with the query, most promising first.
 
         A name whose shared tokens cannot reach PRUNE_BOUND even if they matched perfectly is not
@@ -365,6 +504,7 @@ class _Index:
             if weights[i] and weights[i + 1]:
                 probes.append((tokens[i] + tokens[i + 1], 3 << i))
         by_edit, by_key = self.by_edit, self.by_key
+        by_skeleton = self.by_abjad if abjad else self.by_abjad_script
         exact_hits: list[tuple[_Posting, int]] = []
         fuzzy_hits: list[tuple[_Posting, int]] = []
         for token, mask in probes:
@@ -381,6 +521,10 @@ class _Index:
             posting = by_key.get(phonetic_key(token))
             if posting is not None:
                 fuzzy_hits.append((posting, mask))
+            if by_skeleton:
+                posting = by_skeleton.get(_abjad_key(token))
+                if posting is not None:
+                    fuzzy_hits.append((posting, mask))
         if not exact_hits and not fuzzy_hits:
             return []
         exact = np.zeros(len(self.name_tokens), dtype=np.int32)
@@ -397,7 +541,7 @@ class _Index:
         for w in weights:
             mask_weight = np.concatenate((mask_weight, mask_weight + w))
         votes = mask_weight[e_mask] + FUZZY_VOTE * mask_weight[f_mask]
-        keep = votes >= PRUNE_BOUND * sum(weights)
+        keep = votes >= (PRUNE_BOUND_ABJAD if abjad else PRUNE_BOUND) * sum(weights)
         touched, votes = touched[keep], votes[keep]
         if len(touched) > CANDIDATES_MAX:
             top = np.argpartition(-votes, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]
@@ -414,16 +558,22 @@ class Screener:
         review_threshold: float = REVIEW_THRESHOLD,
         block_threshold: float = BLOCK_THRESHOLD,
         cache_size: int = CACHE_SIZE_DEFAULT,
+        index: bytes | None = None,
     ) -> None:
         if not 0.0 < review_threshold <= block_threshold <= 1.0:
             raise ValueError("thresholds must satisfy 0 < review <= block <= 1")
         self.lists: tuple[ListData, ...] = tuple(lists)
         self.review_threshold = review_threshold
         self.block_threshold = block_threshold
-        self._index = _Index(self.lists)
+        # A persisted index (index_bytes() of a Screener over the same lists) skips normalising
+        # every listed name again; ValueError when it does not fit these lists.
+        self._index = _Index(self.lists, index)
         self._cache: OrderedDict[tuple[str, str | None, int | None], Match] = OrderedDict()
         self._cache_size = max(0, cache_size)
         self._lock = threading.Lock()
+
+    def index_bytes(self) -> bytes:
+        return self._index.to_bytes()
 
     @property
     def entity_count(self) -> int:
@@ -468,9 +618,11 @@ class Screener:
             return Match(name, False, 0.0, None, None, None, "nothing to match after normalisation", "clear")
         best_by_entity: dict[int, tuple[float, int, _Side]] = {}
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
+        abjad = _has_abjad(name)
         for tokens in variants:
-            query = _Side.build(tokens, [index.weight(t) for t in tokens])
-            for ni in exact or index.candidates(tokens):
+            query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad)
+            weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
+            for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
                 score = float(align(query, index.name_sides[ni]))  # type: ignore[arg-type]
                 if index.name_weak[ni]:
                     score *= WEAK_ALIAS_FACTOR
@@ -508,6 +660,19 @@ class Screener:
             explanation,
             decision,
         )
+
+
+def _has_abjad(text: str) -> bool:
+    return any("\u0600" <= ch <= "\u06ff" or "\u0750" <= ch <= "\u077f" for ch in text)
+
+
+def index_fingerprint() -> str:
+    """Names the code that builds an index: a stored index built by other code is rebuilt."""
+    digest = hashlib.sha256(f"index-format-{INDEX_FORMAT}".encode())
+    here = Path(__file__).resolve().parent
+    for module in ("matcher.py", "normalize.py", "_hanja.py"):
+        digest.update((here / module).read_bytes())
+    return digest.hexdigest()[:32]
 
 
 def _adjust(score: float, entity: Entity, country: str | None, birth_year: int | None) -> tuple[float, str]:

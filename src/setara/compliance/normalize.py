@@ -247,6 +247,18 @@ def _korean_cyrillic(text: str) -> str:
     return lowered.translate(_KOREAN_CYRILLIC)
 
 
+_KATAKANA_INNER_VOWEL = re.compile(r"([bdfghkmprstz])u(?=[bcdfghjkmnprstvz])")
+_KATAKANA_FINAL_VOWEL = re.compile(r"([bdfgkmprsz])u\b|([dt])[eo]\b")
+
+
+def _katakana_readings(text: str) -> list[str]:
+    """Katakana writes a foreign name syllable by syllable: a consonant with no vowel gets one (Iqbal
+    is イクバル, ikubaru) and l is written as r. Strip those vowels; also read r as l."""
+    folded = _ascii_fold(text).lower()
+    bare = _KATAKANA_FINAL_VOWEL.sub(lambda m: m.group(1) or m.group(2), _KATAKANA_INNER_VOWEL.sub(r"\1", folded))
+    return [r for r in (bare, bare.replace("r", "l")) if r != folded]
+
+
 def _hanja_to_hangul(text: str) -> str | None:
     """Sino-Korean reading of Han characters, or None when a character has no known reading."""
     out: list[str] = []
@@ -366,6 +378,20 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         readings.append(text)
         if _looks_korean_cyrillic(text):
             readings.append(_korean_cyrillic(text))
+        elif any("\u30a0" <= ch <= "\u30ff" for ch in text):
+            readings.extend(_katakana_readings(text))
+        elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
+            # The rough breathing is the h of the syllable it marks (ἁ = ha), the smooth one nothing;
+            # a foreign name's u is written υ, which ICU gives back as y.
+            plain = re.sub(r"(.)\u0314", r"h\1", unicodedata.normalize("NFD", text)).replace("\u0313", "")
+            readings.append(_ascii_fold(unicodedata.normalize("NFC", plain)).lower().replace("y", "u"))
+        elif any("\u0400" <= ch <= "\u04ff" for ch in text):
+            # Russian spells a foreign name by ear: J as дж and H as х, which BGN gives back as "dzh"
+            # and "kh" (Джамал Хаджи = Jamal Haji, not "Dzhamal Khadzhi").
+            folded = _ascii_fold(text).lower()
+            foreign = folded.replace("dzh", "j").replace("kh", "h")
+            if foreign != folded:
+                readings.append(foreign)
     variants: list[tuple[str, ...]] = []
     for reading in readings:
         tokens = _tokens(_ascii_fold(reading)) or _script_tokens(reading)

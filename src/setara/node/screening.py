@@ -15,6 +15,7 @@ CLI says so on every command.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -28,11 +29,15 @@ from setara.store import Store
 if TYPE_CHECKING:
     from setara.compliance import ListData, Match, Screener
 
-__all__ = ["ListVersion", "PaymentScreening", "latest_lists", "list_status", "store_list"]
+__all__ = ["ListVersion", "PaymentScreening", "hold_reference", "index_key", "latest_lists", "list_change_refusal",
+           "list_status", "load_screener", "persist_indexes", "record_forced_list", "store_list"]
 
 _NO_PARTIES = ScreeningDecision("clear", "no-parties")
 NAME_FIELDS = ("debtor_name", "creditor_name", "ultimate_debtor_name", "ultimate_creditor_name")
 SCREENERS_CACHED_MAX = 16
+# A new version of a list may drop at most this share of the current version's entities: more looks
+# like a truncated or wrong file, and every dropped entity is a designated party no longer screened.
+LIST_DROP_SHARE_MAX = 0.05
 
 
 @dataclass(frozen=True)
@@ -55,6 +60,42 @@ def store_list(store: Store, data: ListData) -> ListVersion:
     return ListVersion(n, data.source, data.list_date, data.sha256, now, data.entity_count)
 
 
+def hold_reference(list_versions: str, field: str, score: float, list_source: str | None,
+                   entity_id: str | None) -> str:
+    """The screening reference of a held or rejected payment, one format everywhere (docs/screening.md):
+    `<list versions> <field> <score> <list>:<entity id>`, e.g.
+    `un-xml@1 creditor_name 0.895 un-xml:111209`. List versions are `source@version` joined by `;`,
+    the score has three decimals. It names the list record, so only compliance roles may see it."""
+    return f"{list_versions} {field} {score:.3f} {list_source}:{entity_id}"[:200]
+
+
+def list_change_refusal(current: ListData | None, new: ListData) -> str | None:
+    """Why `new` must not replace `current` (same source) without an officer's --force, or None.
+
+    Refused: a list dated before the current version (a downgrade), or one that drops more than
+    LIST_DROP_SHARE_MAX of the current version's entities (by list id). Lists without a date in the
+    file (OFAC legacy CSV) are compared by their entities only. Pure, so the CLI and a running
+    server apply the same rule.
+    """
+    if current is None or current.sha256 == new.sha256:
+        return None
+    if current.list_date and new.list_date and new.list_date < current.list_date:
+        return f"list dated {new.list_date} is older than the current version ({current.list_date})"
+    kept = {e.id for e in new.entities}
+    dropped = sum(1 for e in current.entities if e.id not in kept)
+    if current.entities and dropped > LIST_DROP_SHARE_MAX * len(current.entities):
+        return (f"list drops {dropped} of the current version's {len(current.entities)} entities "
+                f"(more than {LIST_DROP_SHARE_MAX:.0%})")
+    return None
+
+
+def record_forced_list(store: Store, version: ListVersion, officer: str, why: str) -> None:
+    """Log who loaded a refused list anyway, when, and what was overridden."""
+    store.add_screening_audit(time.time_ns() // 1_000_000, "list-import", "forced",
+                              f"officer {officer} forced {version.source}@{version.version}: {why}"[:500],
+                              version.source, version.version)
+
+
 def list_status(store: Store) -> list[ListVersion]:
     return [ListVersion(*r) for r in store.latest_list_versions()]
 
@@ -72,8 +113,14 @@ class PaymentScreening:
     """Screens instructions for the service; one Screener per combination of lists in force."""
 
     def __init__(self, lists: dict[str, tuple[int, ListData]],
-                 review_threshold: float | None = None, block_threshold: float | None = None) -> None:
+                 review_threshold: float | None = None, block_threshold: float | None = None,
+                 store: Store | None = None) -> None:
         self.lists = lists
+        # With a store, built indexes are persisted with the list versions they cover and loaded from
+        # there next time (a process start then skips normalising every listed name again). Only the
+        # process that opened the store may use its connection: intake workers are forked from it.
+        self.store = store
+        self._pid = os.getpid()
         self._thresholds = (review_threshold, block_threshold)
         self._screeners: dict[tuple[str, ...], Screener] = {}
 
@@ -92,7 +139,7 @@ class PaymentScreening:
 
     @classmethod
     def from_store(cls, store: Store) -> PaymentScreening:
-        return cls(latest_lists(store))
+        return cls(latest_lists(store), store=store)
 
     @property
     def loaded(self) -> bool:
@@ -104,12 +151,12 @@ class PaymentScreening:
             return None
         sc = self._screeners.get(key)
         if sc is None:
-            from setara.compliance.matcher import Screener
 
             if len(self._screeners) >= SCREENERS_CACHED_MAX:
                 self._screeners.pop(next(iter(self._screeners)))
-            sc = Screener([self.lists[s][1] for s in key], review_threshold=self.review_threshold,
-                          block_threshold=self.block_threshold)
+            store = self.store if os.getpid() == self._pid else None
+            sc = load_screener(store, {s: self.lists[s] for s in key}, self.review_threshold,
+                               self.block_threshold)
             self._screeners[key] = sc
         return sc
 
@@ -164,8 +211,53 @@ class PaymentScreening:
         decision = "block" if score >= self.block_threshold else "review" if score >= self.review_threshold \
             else "clear"
         if decision != "clear":
-            ref = f"{ref} {field} {score:.3f} {m.list}:{m.entity_id}"
+            ref = hold_reference(ref, field, score, m.list, m.entity_id)
         return ScreeningDecision(decision, ref[:200], tuple(audits))
+
+
+def index_key(lists: dict[str, tuple[int, ListData]]) -> str:
+    """The list versions an index covers, e.g. "eu-xml@2;un-xml@5"."""
+    return ";".join(f"{s}@{lists[s][0]}" for s in sorted(lists))
+
+
+def load_screener(store: Store | None, lists: dict[str, tuple[int, ListData]],
+                  review_threshold: float | None = None, block_threshold: float | None = None,
+                  persist: bool = False) -> Screener:
+    """A Screener over `lists`, its index read from the store when one was persisted for exactly these
+    list versions by this matcher code, else built (and persisted when asked: only list imports write,
+    so intake workers reading the store never contend for it)."""
+    from setara.compliance.matcher import BLOCK_THRESHOLD, REVIEW_THRESHOLD, Screener, index_fingerprint
+
+    datas = [lists[s][1] for s in sorted(lists)]
+    review = REVIEW_THRESHOLD if review_threshold is None else review_threshold
+    block = BLOCK_THRESHOLD if block_threshold is None else block_threshold
+    if store is None:
+        return Screener(datas, review, block)
+    key, fingerprint = index_key(lists), index_fingerprint()
+    blob = store.get_list_index(key, fingerprint)
+    if blob is not None:
+        try:
+            return Screener(datas, review, block, index=blob)
+        except ValueError:
+            pass  # not this matcher's index after all: build it again below
+    sc = Screener(datas, review, block)
+    if persist:
+            store.put_list_index(key, fingerprint, sc.index_bytes(), time.time_ns() // 1_000_000)
+    return sc
+
+
+def persist_indexes(store: Store, network: Network) -> list[str]:
+    """After a list import: build and store the indexes for the combinations of lists that payments
+    between the network's members use (UN plus each member's lists), and for all lists together."""
+    lists = latest_lists(store)
+    combos = {tuple(sorted(({"un-xml"} | set(m.lists)) & set(lists))) for m in network.members.values()}
+    combos.add(tuple(sorted(lists)))
+    done: list[str] = []
+    for combo in sorted(c for c in combos if c):
+        chosen = {s: lists[s] for s in combo}
+        load_screener(store, chosen, persist=True)
+        done.append(index_key(chosen))
+    return done
 
 
 def _names(p: dict[str, Any]) -> Iterator[tuple[str, str]]:

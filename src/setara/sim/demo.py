@@ -77,7 +77,7 @@ class DemoScreening:
         self.outcomes: dict[str, tuple[str, str, float, str]] = {}  # id -> (decision, name, score, entity)
 
     def decide(self, ins: Instruction, network: Network) -> ScreeningDecision:
-        best: tuple[float, str, Any] | None = None
+        best: tuple[float, str, Any, str] | None = None
         for key in ("debtor_name", "creditor_name", "ultimate_debtor_name", "ultimate_creditor_name"):
             name = ins.parties.get(key)
             if not isinstance(name, str) or not name.strip():
@@ -85,11 +85,15 @@ class DemoScreening:
             country = ins.parties.get(key.replace("_name", "_country"))
             m = self.screener.screen(name, country if isinstance(country, str) else None)
             if best is None or m.score > best[0]:
-                best = (m.score, name, m)
+                best = (m.score, name, m, key)
         if best is None or best[2].decision == "clear":
             return ScreeningDecision("clear", "clear")
-        score, name, m = best
-        ref = f"{m.list}:{m.entity_id}:{score:.2f}"
+        score, name, m, field = best
+        from setara.node.screening import hold_reference
+
+        # The demo imports no list into the store, so a list's version is its date.
+        versions = ";".join(f"{lst.source}@{lst.list_date or 'undated'}" for lst in self.lists)
+        ref = hold_reference(versions, field, score, m.list, m.entity_id)
         self.outcomes[ins.id] = (m.decision, name, score, f"{m.entity_id} {m.matched_name}")
         audit = {"list": m.list, "entity_id": m.entity_id, "score": score, "decision": m.decision}
         return ScreeningDecision(m.decision, ref, (audit,))

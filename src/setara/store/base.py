@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 PAYMENT_COLUMNS = (
     "id", "debtor", "creditor", "currency", "amount_minor", "to_currency", "credit_minor", "provider",
@@ -207,6 +207,21 @@ class Store(ABC):
     @abstractmethod
     def balances(self) -> list[tuple[str, str, int, int]]:
         """(member, currency, balance_minor, available_minor) as of the last block."""
+
+    # ---------------------------------------------------------------- screening index
+    @abstractmethod
+    def get_list_index(self, key: str, fingerprint: str) -> bytes | None:
+        """The persisted screening index for a combination of list versions (`key`, e.g.
+        "un-xml@3"), or None when there is none built by matcher code with this fingerprint."""
+
+    @abstractmethod
+    def put_list_index(self, key: str, fingerprint: str, data: bytes, created_ms: int) -> None:
+        """Persist (or replace) the screening index for `key`."""
+
+    @abstractmethod
+    def add_screening_audit(self, time_ms: int, subject: str, decision: str, explanation: str,
+                            list_source: str | None = None, list_version: int | None = None) -> None:
+        """One compliance record not tied to a payment (e.g. an officer forcing a list import)."""
 
     @abstractmethod
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

@@ -89,6 +89,10 @@ MIGRATIONS: list[list[str]] = [
         " explanation TEXT NOT NULL)",
         "CREATE INDEX screening_audit_payment ON screening_audit(payment_id)",
     ],
+    [
+        "CREATE TABLE list_indexes (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+        " created_ms BIGINT NOT NULL, data BYTEA NOT NULL)",
+    ],
 ]
 assert len(MIGRATIONS) == base.SCHEMA_VERSION
 
@@ -587,6 +591,23 @@ class PostgresStore(Store):
     def balances(self) -> list[tuple[str, str, int, int]]:
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._all(
             "SELECT member, currency, balance_minor, available_minor FROM balances ORDER BY member, currency")]
+
+    def get_list_index(self, key: str, fingerprint: str) -> bytes | None:
+        row = self._one("SELECT data FROM list_indexes WHERE key = %s AND fingerprint = %s", (key, fingerprint))
+        return None if row is None else bytes(row[0])
+
+    def put_list_index(self, key: str, fingerprint: str, data: bytes, created_ms: int) -> None:
+        with self._use() as c:
+            c.execute("INSERT INTO list_indexes (key, fingerprint, created_ms, data) VALUES (%s, %s, %s, %s)"
+                      " ON CONFLICT (key) DO UPDATE SET fingerprint = EXCLUDED.fingerprint,"
+                      " created_ms = EXCLUDED.created_ms, data = EXCLUDED.data", (key, fingerprint, created_ms, data))
+
+    def add_screening_audit(self, time_ms: int, subject: str, decision: str, explanation: str,
+                            list_source: str | None = None, list_version: int | None = None) -> None:
+        with self._use() as c:
+            c.execute("INSERT INTO screening_audit (time_ms, subject, decision, score, list, list_version,"
+                      " explanation) VALUES (%s, %s, %s, 0, %s, %s, %s)",
+                      (time_ms, subject, decision, list_source, list_version, explanation))
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._use() as c:

@@ -53,6 +53,12 @@ MIGRATIONS: list[list[str]] = [
         " list_version INTEGER, explanation TEXT NOT NULL)",
         "CREATE INDEX screening_audit_payment ON screening_audit(payment_id)",
     ],
+    [
+        # Built screening indexes, keyed by the list versions they cover; the fingerprint names the
+        # matcher code that built one, so an upgrade of the matcher never reads an older index.
+        "CREATE TABLE list_indexes (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
+        " created_ms INTEGER NOT NULL, data BLOB NOT NULL)",
+    ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
@@ -239,6 +245,21 @@ class SqliteStore(Store):
     def balances(self) -> list[tuple[str, str, int, int]]:
         return [(str(r[0]), str(r[1]), int(r[2]), int(r[3])) for r in self._db.execute(
             "SELECT member, currency, balance_minor, available_minor FROM balances ORDER BY rowid")]
+
+    def get_list_index(self, key: str, fingerprint: str) -> bytes | None:
+        row = self._db.execute("SELECT data FROM list_indexes WHERE key = ? AND fingerprint = ?",
+                               (key, fingerprint)).fetchone()
+        return None if row is None else _as_bytes(row[0])
+
+    def put_list_index(self, key: str, fingerprint: str, data: bytes, created_ms: int) -> None:
+        self._db.execute("INSERT OR REPLACE INTO list_indexes (key, fingerprint, created_ms, data) VALUES (?, ?, ?, ?)",
+                         (key, fingerprint, created_ms, data))
+
+    def add_screening_audit(self, time_ms: int, subject: str, decision: str, explanation: str,
+                            list_source: str | None = None, list_version: int | None = None) -> None:
+        self._db.execute("INSERT INTO screening_audit (time_ms, subject, decision, score, list, list_version,"
+                         " explanation) VALUES (?, ?, ?, 0, ?, ?, ?)",
+                         (time_ms, subject, decision, list_source, list_version, explanation))
 
     def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return [tuple(r) for r in self._db.execute(sql, params).fetchall()]
