@@ -159,7 +159,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
     if lines and max(map(len, lines)) <= LINE_BYTES_MAX:
         # A bulk file's chunk is usually nothing but plain payments: judged all at once.
         try:
-            cols = parse_plain_many(list(map(loads, lines)), net)
+            cols = parse_plain_many(list(map(loads, lines)), net, lines)
         except decode_error:
             cols = None
         if cols is not None:
@@ -181,7 +181,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
             except decode_error:
                 obj = None
             if type(obj) is dict:
-                plain = parse_plain(obj, net)
+                plain = parse_plain(obj, net, raw)
         if plain is not None:
             if plain_ref is None:
                 d = screening.decide(Instruction(*plain[:5]), net)

@@ -212,7 +212,7 @@ class Node:
 
     @classmethod
     def create(cls, url: str, network: Network, time_ms: int) -> Node:
-        store = open_store(url)
+        store = open_store(url, create=True)
         if store.exists():
             store.close()
             raise StoreError(f"{url} already holds a network")
