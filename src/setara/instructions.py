@@ -44,8 +44,7 @@ ID_CHARS_MAX = 64
 _ID_FORM = rf"[A-Za-z0-9._~:-]{{1,{ID_CHARS_MAX}}}"
 _ID_RE = re.compile(_ID_FORM)
 _DOT_IDS = frozenset({".", ".."})
-_ID_PROBLEM = (f"field id must be 1-{ID_CHARS_MAX} characters A-Z, a-z, 0-9 or - . _ ~ : "
-               "(not . or .. alone)")
+_ID_PROBLEM = f"must be 1-{ID_CHARS_MAX} characters A-Z, a-z, 0-9 or - . _ ~ : (not . or .. alone)"
 _CCY_RE = re.compile(r"[A-Z]{3}")
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 PARTY_FIELDS = (
@@ -127,10 +126,10 @@ def parse_json_line(line: bytes) -> dict[str, Any]:
 
 
 def payment_id_problem(pid: object) -> str | None:
-    """Why `pid` cannot be a payment id, or None when it can: the one rule for ids from JSON Lines,
-    the API and ISO 20022 messages."""
+    """Why `pid` cannot be a payment id ("must be ..."), or None when it can: the one rule for ids
+    from JSON Lines, the API and ISO 20022 messages."""
     if type(pid) is not str:
-        return "field id must be a string"
+        return "must be a string"
     if not _ID_RE.fullmatch(pid) or pid in _DOT_IDS:
         return _ID_PROBLEM
     return None
@@ -191,7 +190,7 @@ def parse_json_instruction(obj: dict[str, Any], network: Network) -> Instruction
     """
     pid = obj.get("id")
     if type(pid) is not str or not _ID_RE.fullmatch(pid) or pid in _DOT_IDS:
-        raise Rejection("FF01", payment_id_problem(pid) or _ID_PROBLEM)
+        raise Rejection("FF01", f"field id {payment_id_problem(pid) or _ID_PROBLEM}")
     if not obj.keys() <= INSTRUCTION_FIELDS:
         raise Rejection("FF01", f"unknown field {sorted(obj.keys() - INSTRUCTION_FIELDS)[0]}", pid)
     debtor = obj.get("debtor")
