@@ -170,8 +170,9 @@ def duplicate_key(raw: bytes) -> str | None:
     """The path of the first key that the JSON text `raw` gives twice in one object ("amount",
     "[3].amount", "parties.name"), or None when no key repeats; "" when it nests too deeply to
     check (refuse it). orjson keeps the last of two equal keys, so a signer that read the first
-    would see another payment. `raw` must be valid JSON. About 2 us a line: callers first compare
-    `raw.count(b":")` with the number of keys they decoded, and call this only when they differ."""
+    would see another payment. `raw` must be valid JSON. A second parse (about 8 us for a plain
+    line): callers first compare `raw.count(b":")` with the number of keys they decoded, and call
+    this only when they differ."""
     try:
         return _find_dup(json.loads(raw, object_pairs_hook=_pairs), "")
     except RecursionError:
@@ -311,7 +312,6 @@ def parse_plain(obj: dict[str, Any], network: Network, line: bytes) -> tuple[str
             int.from_bytes(_blake2b(body, digest_size=8).digest(), "big") >> 4)
 
 
-_count_colons = operator.methodcaller("count", b":")
 _PLAIN_FIELDS = operator.itemgetter("id", "debtor", "creditor", "currency", "amount")
 _IDS_RE = re.compile(rf"{_ID_FORM}(?:\n{_ID_FORM})*")
 # Amounts with exactly the currency's decimals and at most 18 digits in all (so within
@@ -328,7 +328,9 @@ def parse_plain_many(objs: list[Any], network: Network, raws: Sequence[bytes]) -
     amount_minor, fingerprint), equal to what `parse_plain` gives line by line; None if any line is
     anything else, then judge them one by one. The checks run over whole columns, in C, rather
     than field by field."""
-    if not objs or len(objs) != len(raws) or sum(map(_count_colons, raws)) != 5 * len(raws):
+    # No more colons than keys: no key given twice (see `parse_json_line`). Joined, the count is one
+    # scan in C, about 70 ns a line.
+    if not objs or len(objs) != len(raws) or b"".join(raws).count(b":") != 5 * len(raws):
         return None
     try:
         if set(map(type, objs)) != {dict} or set(map(len, objs)) != {5}:

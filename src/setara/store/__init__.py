@@ -22,10 +22,16 @@ __all__ = [
     "Projection",
     "Store",
     "StoreError",
+    "NoDatabaseError",
     "block_hash",
     "copy_log",
     "open_store",
 ]
+
+
+class NoDatabaseError(StoreError):
+    """No Setara database where `--db` points and the command may not create one: an input error
+    (CLI exit 2), not a failure of the system."""
 
 
 def open_store(url: str, *, create: bool = False) -> Store:

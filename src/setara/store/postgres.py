@@ -37,6 +37,7 @@ import psycopg
 from psycopg import sql
 
 from setara.store import base
+from setara.store import NoDatabaseError
 from setara.store.base import (
     PAYMENT_COLUMNS,
     Block,
@@ -320,7 +321,7 @@ class PostgresStore(Store):
             row = c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema,)).fetchone()
             if row is None:
                 if not self._create:
-                    raise StoreError(f"no Setara database at {self.url} (no schema {self._schema}); "
+                    raise NoDatabaseError(f"no Setara database at {self.url} (no schema {self._schema}); "
                                      "run setara init")
                 try:
                     c.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
