@@ -18,11 +18,11 @@ from setara.store.base import (
 __all__ = [
     "SCHEMA_VERSION",
     "Block",
+    "NoDatabaseError",
     "PaymentRow",
     "Projection",
     "Store",
     "StoreError",
-    "NoDatabaseError",
     "block_hash",
     "copy_log",
     "open_store",

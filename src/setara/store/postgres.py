@@ -36,8 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from setara.store import base
-from setara.store import NoDatabaseError
+from setara.store import NoDatabaseError, base
 from setara.store.base import (
     PAYMENT_COLUMNS,
     Block,
