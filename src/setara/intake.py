@@ -94,9 +94,9 @@ def sniff_input(head: bytes) -> Literal["xml", "jsonl"]:
     rather than answering every line with an error."""
     codec, name = _encoding(head)
     if codec == "utf-8":
-        return "xml" if head.removeprefix(codecs.BOM_UTF8).lstrip().startswith(b"<") else "jsonl"
+        return "xml" if head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n").startswith(b"<") else "jsonl"
     text = codecs.getincrementaldecoder(codec)(errors="replace").decode(head)
-    if text.lstrip().startswith("<"):
+    if text.lstrip(" \t\r\n").startswith("<"):  # XML's white space
         return "xml"
     raise InputEncodingError(f"the input is {name}: JSON Lines must be UTF-8 (convert it first, e.g. "
                              f"iconv -f {codec.upper().replace('-LE', 'LE').replace('-BE', 'BE')} -t UTF-8)")
