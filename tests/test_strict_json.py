@@ -144,6 +144,20 @@ def test_duplicate_paths_are_named_inside_arrays_and_objects() -> None:
     assert duplicate_key(b"[" * 5000 + b"]" * 5000) == ""  # too deep to check: the caller refuses it
 
 
+@settings(max_examples=200, deadline=None)
+@given(n=st.integers(1, 5), dup_at=st.one_of(st.none(), st.integers(0, 4)), colon_id=st.booleans())
+def test_an_api_batch_body_names_the_item_with_a_repeated_key(n: int, dup_at: int | None, colon_id: bool) -> None:
+    """The form the API uses on a whole body: the fast count first, the full check only when the
+    counts differ (a colon in a value), and the path of the item."""
+    items = [orjson.dumps({**PLAIN, "id": f"b:{i}" if colon_id else f"b{i}"}) for i in range(n)]
+    if dup_at is not None and dup_at < n:
+        items[dup_at] = items[dup_at][:-1] + b',"currency":"MYR"}'
+    body = b"[" + b",".join(items) + b"]"
+    expected = f"[{dup_at}].currency" if dup_at is not None and dup_at < n else None
+    assert duplicate_key(body, orjson.loads(body)) == expected
+    assert duplicate_key(body) == expected
+
+
 def test_a_line_too_deep_to_check_is_refused() -> None:
     deep = b'{"id":"x:1","a":' + b"[" * 1020 + b"]" * 1020 + b"}"
     assert orjson.loads(deep)["id"] == "x:1"  # orjson reads it (its limit is 1024 levels)
