@@ -8,6 +8,7 @@ import json
 import re
 import urllib.parse
 import uuid
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -219,3 +220,28 @@ def test_iso20022_ids_used_as_payment_ids_follow_the_same_rule(node: Node) -> No
     assert b"RJCT" in res.replies[0][1]
     assert node.store.get_payment("RTR/2026/1") is None
     assert submit_xml(node, ret("RTR:2026:1")).acks[0].status == "SETTLED"
+
+
+def test_submit_answers_each_refused_line_and_settles_the_rest(tmp_path: Path) -> None:
+    """Through the real CLI and its intake workers: a file of plain lines with a JSON-number amount,
+    a repeated key and an unaddressable id among them."""
+    from tests.conftest import run_cli
+
+    net_file = tmp_path / "network.toml"
+    net_file.write_text(example_toml())
+    db = str(tmp_path / "s.db")
+    run_cli("init", "--network", str(net_file), "--db", db)
+    lines = [_line({**PLAIN, "id": f"ok{i}"}) for i in range(3000)]
+    lines[100] = _line({**PLAIN, "id": "num"}).replace(b'"12.50"', b"12.50")
+    lines[1500] = b'{"id":"dup","debtor":"BANK_ID1","creditor":"BANK_ID2","currency":"IDR","amount":"1.00",' \
+                  b'"amount":"5000.00"}\n'
+    lines[2999] = _line({**PLAIN, "id": "a/b?c#d%2F"})
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(b"".join(lines))
+    out = run_cli("submit", str(f), "--db", db, "--batch", "1000").stdout.decode().splitlines()
+    assert len(out) == 3000
+    assert out[100].startswith("num REJECTED AM12") and "decimal strings" in out[100]
+    assert out[1500] == "dup REJECTED FF01 field amount appears more than once"
+    assert out[2999].startswith("line:3000 REJECTED FF01 field id must be 1-64 characters")
+    assert sum(1 for x in out if x.endswith(" SETTLED")) == 2997
+    run_cli("verify", "--db", db)

@@ -302,3 +302,26 @@ def test_init_refuses_a_bad_network_with_exit_2_and_writes_nothing(tmp_path: Pat
         lines = proc.stderr.decode().strip().splitlines()
         assert len(lines) == 1 and "Traceback" not in proc.stderr.decode(), (name, lines)
         assert not list(tmp_path.glob(f"{name}.db*")), name
+
+
+def test_a_refused_change_file_leaves_the_state_as_it_was(tmp_path: Path) -> None:
+    net_file = tmp_path / "network.toml"
+    net_file.write_text(example_toml())
+    db = str(tmp_path / "s.db")
+    run_cli("init", "--network", str(net_file), "--db", db)
+    before = run_cli("verify", "--db", db).stdout
+    for name, text in {
+        "typo": ADD.replace('credit_line = "10.00"', 'credit_lines = "10.00"'),
+        "opening": ADD.replace('credit_line = "10.00"', 'credit_line = "10.00"\nopening_balance = "5.00"'),
+        "roles": ADD.replace('country = "ID"', 'country = "ID"\nroles = [{ x = "member" }, "fx_provider"]'),
+        "supply": ADD.replace('IDR = "100.00"', 'IDR = "46116860184273879.04"'),
+    }.items():
+        change = tmp_path / f"{name}.toml"
+        change.write_text(text)
+        proc = run_cli("network", "apply", str(change), "--db", db, check=False)
+        err = proc.stderr.decode()
+        # one error line (the "no sanctions list" warning is issue 15 item 11, the CLI's)
+        errors = [ln for ln in err.splitlines() if not ln.startswith("warning:")]
+        assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in err, (name, err)
+    assert run_cli("verify", "--db", db).stdout == before
+    assert "BANK_NEW" not in run_cli("network", "show", "--db", db).stdout.decode()
