@@ -99,6 +99,21 @@ def test_the_reported_duplicate_amount_is_refused() -> None:
         assert v[n] == ("rejected", ("FF01", "field amount appears more than once"))
 
 
+def test_ids_with_colons_keep_the_fast_paths_and_escapes_do_not_hide_a_repeat() -> None:
+    lines = [_line({**PLAIN, "id": f"urn:pay:{i}"}) for i in range(50)]
+    segs = parse_chunk(lines, 1, NET, KEY, NullScreening(), 0)
+    assert [s[0] for s in segs] == ["batch"] and segs[0][1]["id"][7] == "urn:pay:7"  # columnar
+    segs = parse_chunk([*lines, _line({**PLAIN, "id": "x", "priority": "URGENT"})], 1, NET, KEY, NullScreening(), 0)
+    assert segs[0][0] == "batch" and set(range(1, 51)) <= set(segs[0][2])  # per line, still batched
+    # "\u003a" is a colon that leaves no colon byte: it must not pay for a repeated key's colon
+    sly = b'{"id":"a\\u003ab","debtor":"BANK_ID1","creditor":"BANK_ID2","currency":"IDR","amount":"1.00",' \
+          b'"amount":"5000.00"}\n'
+    assert orjson.loads(sly)["id"] == "a:b" and sly.count(b":") == 6
+    for chunk in ([sly], [*lines, sly]):
+        v = verdicts(chunk)
+        assert v[len(chunk)] == ("rejected", ("FF01", "field amount appears more than once"))
+
+
 def _with_duplicate(obj: dict[str, Any], key: str, value: Any, at: int) -> bytes:
     """The JSON of obj with `key` given a second time, as the at-th member."""
     members = [f"{json.dumps(k)}:{json.dumps(v)}" for k, v in obj.items()]
