@@ -113,9 +113,11 @@ def parse_json_line(line: bytes) -> dict[str, Any]:
         raise Rejection("FF01", f"not valid JSON ({e.msg})") from None
     if not isinstance(obj, dict):
         raise Rejection("FF01", "a line must be a JSON object")
-    # Every key is followed by a colon, so a line with no more colons than distinct keys has no
-    # key twice: the common line costs one scan in C, only the others a second parse.
-    if line.count(b":") != len(obj):
+    # Every key is followed by a colon, so a line with no more colons than its distinct keys, plus
+    # those its keys and text values hold, has no key twice: the common line costs one scan in C,
+    # only the others a second parse (an escape, \u003a, can write a colon without one).
+    colons = line.count(b":")
+    if colons != len(obj) and (colons != len(obj) + _colons_in(obj) or b"\\" in line):
         dup = duplicate_key(line)
         if dup is not None:
             pid = obj.get("id")
@@ -123,6 +125,24 @@ def parse_json_line(line: bytes) -> dict[str, Any]:
                             "the line nests too deeply to check its keys",
                             pid if payment_id_problem(pid) is None and dup != "id" else None)
     return obj
+
+
+def _colons_in(obj: dict[str, Any]) -> int:
+    """Colons in the keys and text values of a flat object (text lists included); -1 when it nests
+    an object or a list of anything else, for which only the full check will do."""
+    n = 0
+    for k, v in obj.items():
+        n += k.count(":")
+        if type(v) is str:
+            n += v.count(":")
+        elif type(v) is list:
+            for x in v:
+                if type(x) is not str:
+                    return -1
+                n += x.count(":")
+        elif type(v) is dict:
+            return -1
+    return n
 
 
 def payment_id_problem(pid: object) -> str | None:
