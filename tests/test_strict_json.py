@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from setara.instructions import (
     ID_CHARS_MAX,
+    NestingError,
     Rejection,
     duplicate_key,
     parse_json_instruction,
@@ -142,6 +143,29 @@ def test_any_key_given_twice_is_refused_naming_it(pid: str, key: str, value: Any
     assert v[1][0] == v[3][0] == "ok"
 
 
+_TRICKY = st.text(alphabet=st.sampled_from(':"\\/\u00e9a{}[],'), max_size=6)
+
+
+@settings(max_examples=500, deadline=None)
+@given(obj=st.dictionaries(_TRICKY, st.one_of(_TRICKY, st.lists(_TRICKY, max_size=3), st.integers(), st.none()),
+                           min_size=1, max_size=5),
+       which=st.integers(0, 4), value=st.one_of(_TRICKY, st.integers()), at=st.integers(0, 6),
+       ascii_only=st.booleans())
+def test_a_line_with_a_repeated_key_is_always_refused(obj: dict[str, Any], which: int, value: Any, at: int,
+                                                       ascii_only: bool) -> None:
+    """Whatever colons, quotes and escapes the keys and values hold, and however the text is
+    escaped: a repeated key is found, and a line without one passes the check."""
+    members = [f"{json.dumps(k, ensure_ascii=ascii_only)}:{json.dumps(v, ensure_ascii=ascii_only)}"
+               for k, v in obj.items()]
+    clean = ("{" + ",".join(members) + "}").encode()
+    assert parse_json_line(clean) == obj
+    key = list(obj)[which % len(obj)]
+    members.insert(at % (len(members) + 1), f"{json.dumps(key, ensure_ascii=ascii_only)}:{json.dumps(value)}")
+    with pytest.raises(Rejection) as e:
+        parse_json_line(("{" + ",".join(members) + "}").encode())
+    assert (e.value.code, e.value.text) == ("FF01", f"field {key} appears more than once")
+
+
 @settings(max_examples=300, deadline=None)
 @given(obj=st.dictionaries(st.text(max_size=5), st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(-10, 10), st.text(alphabet=':"{},\\a', max_size=6)),
@@ -157,7 +181,9 @@ def test_duplicate_paths_are_named_inside_arrays_and_objects() -> None:
     assert duplicate_key(b'[{"a":1},{"b":1,"b":2}]') == "[1].b"
     assert duplicate_key(b'{"x":{"y":[{"z":1,"z":1}]}}') == "x.y[0].z"
     assert duplicate_key(b'{"a":"x:y","b":{"c":1}}') is None
-    assert duplicate_key(b"[" * 5000 + b"]" * 5000) == ""  # too deep to check: the caller refuses it
+    with pytest.raises(NestingError):  # too deep to check: the caller refuses it
+        duplicate_key(b"[" * 5000 + b"]" * 5000)
+    assert duplicate_key(b'{"":1,"":2}') == ""  # an empty key is a key
 
 
 @settings(max_examples=200, deadline=None)
