@@ -147,7 +147,7 @@ _TRICKY = st.text(alphabet=st.sampled_from(':"\\/\u00e9a{}[],'), max_size=6)
 
 
 @settings(max_examples=500, deadline=None)
-@given(obj=st.dictionaries(_TRICKY, st.one_of(_TRICKY, st.lists(_TRICKY, max_size=3), st.integers(), st.none()),
+@given(obj=st.dictionaries(_TRICKY, st.one_of(_TRICKY, st.lists(_TRICKY, max_size=3), st.integers(-9, 9), st.none()),
                            min_size=1, max_size=5),
        which=st.integers(0, 4), value=st.one_of(_TRICKY, st.integers()), at=st.integers(0, 6),
        ascii_only=st.booleans())

@@ -42,9 +42,9 @@ ID_CHARS_MAX = 64
 # URL-safe ids (RFC 3986 unreserved characters, plus ':'): an id is addressed in API paths
 # (/v1/payments/{id}) and CLI arguments exactly as it was written, so it needs no escaping there,
 # and appears in space-separated ack lines. "." and ".." alone are path segments, not names.
-_ID_FORM = rf"[A-Za-z0-9._~:-]{{1,{ID_CHARS_MAX}}}"
+# (the lookahead refuses "." and ".." as whole ids, also one per line in `_IDS_RE`)
+_ID_FORM = rf"(?!\.\.?(?:\n|\Z))[A-Za-z0-9._~:-]{{1,{ID_CHARS_MAX}}}"
 _ID_RE = re.compile(_ID_FORM)
-_DOT_IDS = frozenset({".", ".."})
 _ID_PROBLEM = f"must be 1-{ID_CHARS_MAX} characters A-Z, a-z, 0-9 or - . _ ~ : (not . or .. alone)"
 _CCY_RE = re.compile(r"[A-Z]{3}")
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
@@ -153,7 +153,7 @@ def payment_id_problem(pid: object) -> str | None:
     from JSON Lines, the API and ISO 20022 messages."""
     if type(pid) is not str:
         return "must be a string"
-    if not _ID_RE.fullmatch(pid) or pid in _DOT_IDS:
+    if not _ID_RE.fullmatch(pid):
         return _ID_PROBLEM
     return None
 
@@ -229,7 +229,7 @@ def parse_json_instruction(obj: dict[str, Any], network: Network) -> Instruction
     This runs once per submitted line, so the common case is written for speed.
     """
     pid = obj.get("id")
-    if type(pid) is not str or not _ID_RE.fullmatch(pid) or pid in _DOT_IDS:
+    if type(pid) is not str or not _ID_RE.fullmatch(pid):
         raise Rejection("FF01", f"field id {payment_id_problem(pid) or _ID_PROBLEM}")
     if not obj.keys() <= INSTRUCTION_FIELDS:
         raise Rejection("FF01", f"unknown field {sorted(obj.keys() - INSTRUCTION_FIELDS)[0]}", pid)
@@ -333,7 +333,8 @@ def parse_plain(obj: dict[str, Any], network: Network, line: bytes) -> tuple[str
         return None
     if type(pid) is not str or type(debtor) is not str or type(creditor) is not str \
             or type(currency) is not str or type(raw) is not str or debtor == creditor \
-            or not _ID_RE.fullmatch(pid) or pid in _DOT_IDS or _may_repeat_a_key(line, 1, pid):
+            or not _ID_RE.fullmatch(pid) \
+            or (line.count(b":") != 5 and _may_repeat_a_key(line, 1, pid)):
         return None
     members = network.members
     ccy = network.currencies.get(currency)
@@ -393,7 +394,7 @@ def parse_plain_many(objs: list[Any], network: Network, raws: Sequence[bytes]) -
     joined_ids = "\n".join(ids)
     if ccy is None or not (members >= set(debtors) and members >= set(creditors)) \
             or any(map(operator.eq, debtors, creditors)) or not _IDS_RE.fullmatch(joined_ids) \
-            or not _DOT_IDS.isdisjoint(ids) or _may_repeat_a_key(b"".join(raws), len(raws), joined_ids):
+            or _may_repeat_a_key(b"".join(raws), len(raws), joined_ids):
         return None
     units = ccy.currency.minor_units
     joined = "\n".join(amounts)
