@@ -215,4 +215,5 @@ def test_keys_commands(tmp_path: Path) -> None:
     code, out, err = run("keys", "revoke", "knothere")
     assert code == 2 and "knothere" in err
     r = runner.invoke(app, ["keys", "list", "--db", str(tmp_path / "none.db")])
-    assert r.exit_code != 0 and r.stdout == "" and "no network" in r.stderr
+    assert not (tmp_path / "none.db").exists()
+    assert r.exit_code != 0 and r.stdout == "" and "no Setara database at" in r.stderr

@@ -145,7 +145,7 @@ def test_execute_speaks_sqlite(pg_url: Callable[..., str], net: Network) -> None
 
 
 def test_synchronous_commit_is_never_off(pg_url: Callable[..., str]) -> None:
-    store = open_store(pg_url("&options=-c%20synchronous_commit%3Doff"))
+    store = open_store(pg_url("&options=-c%20synchronous_commit%3Doff"), create=True)
     try:
         assert store._query("SHOW synchronous_commit") == [("on",)]
     finally:

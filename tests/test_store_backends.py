@@ -356,7 +356,7 @@ def test_upgrade_from_the_first_schema_version(url: str, make_url: Callable[[str
         key = src.store.meta("party_key")
         blocks = list(src.store.iter_blocks())
     mod = _module(url)
-    store = open_store(url)
+    store = open_store(url, create=True)
     try:
         for stmt in mod.MIGRATIONS[0]:
             store._query(stmt)
@@ -393,7 +393,7 @@ def test_restore_by_log_copy_gives_the_same_state(src_kind: str, dst_kind: str, 
         src.catch_up()
         payments = [p.as_tuple() for p in src.store.iter_payments()]
         blocks = src.block_seq
-    src_store, dst_store = open_store(src_url), open_store(dst_url)
+    src_store, dst_store = open_store(src_url), open_store(dst_url, create=True)
     try:
         assert copy_log(src_store, dst_store) == blocks
         with pytest.raises(StoreError, match="already holds a network"):

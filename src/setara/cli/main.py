@@ -888,7 +888,7 @@ def db_copy(source: Annotated[str, typer.Option("--from", help="The store to cop
     from setara.node.verify import VerificationError, verify_store
     from setara.store import copy_log
 
-    src, dst = open_store(source), open_store(target)
+    src, dst = open_store(source), open_store(target, create=True)
     try:
         src.check_schema()
         n = copy_log(src, dst)

@@ -13,6 +13,8 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from setara.core.commands import EngineError, Notice, PostRate, Submit
+from setara.core.money import RateError
+from setara.core.money import parse_rate as strict_rate
 
 if TYPE_CHECKING:
     from setara.core.engine import Engine, Payment
@@ -134,6 +136,10 @@ def post_rate(engine: Engine, cmd: PostRate) -> None:
             raise EngineError(f"{cmd.provider} has no {c} account")
     if cmd.base == cmd.quote:
         raise EngineError("a rate needs two different currencies")
+    try:
+        strict_rate(cmd.rate)  # the form a newly posted rate must have (stored ones reload as they were)
+    except RateError as e:
+        raise EngineError(f"rate: {e}") from None
     value = parse_rate(cmd.rate)
     rate = Rate(cmd.provider, cmd.base, cmd.quote, cmd.rate, value, cmd.expires_ms, cmd.time_ms)
     if cmd.quote_id is not None:

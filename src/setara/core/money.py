@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from fractions import Fraction
 
 __all__ = [
     "AMOUNT_MINOR_MAX",
     "ISO4217_MINOR_UNITS",
+    "RATE_DIGITS_MAX",
+    "RATE_MAX",
+    "RATE_MIN",
+    "SUPPLY_MINOR_MAX",
     "AmountError",
     "Currency",
+    "RateError",
     "format_amount",
     "parse_amount",
+    "parse_rate",
 ]
 
 # ISO 4217 minor units for the currencies a trade network in the region is likely to use, plus
@@ -37,11 +44,29 @@ _AMOUNT_TEXT_MAX = 40
 # No currency's supply comes near this; it keeps every amount and sum inside a signed 64-bit
 # database integer.
 AMOUNT_MINOR_MAX = 10**18
+# The most a currency's accounts may hold in all (opening balances plus credit lines, then funding):
+# the floor of a settlement agent's issuance account in the ledger, so every balance and every
+# "available" figure fits a signed 64-bit database column (2**63 - 1) with room to spare.
+SUPPLY_MINOR_MAX = 2**62
 _POW10: list[int] = [10**k for k in range(5)]
+
+# FX rates (units of the quote currency per unit of the base): a plain positive decimal with at
+# most 18 significant digits, within [RATE_MIN, RATE_MAX]. The widest real pair (e.g. VND or IDR
+# against KWD) is near 1e-5..1e5; the bounds leave seven orders of magnitude either side while
+# keeping amount x rate far from overflow and from rounding every credit to zero.
+_RATE_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))?")
+_RATE_TEXT_MAX = 40
+RATE_DIGITS_MAX = 18
+_RATE_MIN_TEXT, _RATE_MAX_TEXT = "0.000000000001", "1000000000000"
+RATE_MIN, RATE_MAX = Fraction(_RATE_MIN_TEXT), Fraction(_RATE_MAX_TEXT)
 
 
 class AmountError(ValueError):
     """An amount that is not a valid decimal string for its currency."""
+
+
+class RateError(ValueError):
+    """An FX rate that is not a plain positive decimal string within the documented bounds."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,3 +129,26 @@ def format_amount(minor: int, minor_units: int) -> str:
     sign = "-" if minor < 0 else ""
     q, r = divmod(abs(minor), 10**minor_units)
     return f"{sign}{q}.{r:0{minor_units}d}"
+
+
+def parse_rate(text: str) -> Fraction:
+    """An FX rate as posted ("0.000283") -> its exact value; refused unless it is a plain decimal
+    (digits, optional fraction: no sign, exponent, spaces or grouping) with at most
+    RATE_DIGITS_MAX significant digits, between RATE_MIN and RATE_MAX inclusive."""
+    if not isinstance(text, str):
+        raise RateError("rate must be a decimal string such as \"0.000283\"")
+    shown = text if len(text) <= _RATE_TEXT_MAX else text[:_RATE_TEXT_MAX] + "..."
+    m = _RATE_RE.fullmatch(text) if len(text) <= _RATE_TEXT_MAX and text.isascii() else None
+    if m is None:
+        raise RateError(f"rate {shown!r} is not a plain decimal number such as \"0.000283\" "
+                        "(digits and one point; no sign, exponent or spaces)")
+    whole, frac = m.group(1), m.group(2) or ""
+    if len((whole + frac).lstrip("0")) > RATE_DIGITS_MAX:
+        raise RateError(f"rate {text!r} has more than {RATE_DIGITS_MAX} significant digits")
+    value = Fraction(int(whole + frac), 10 ** len(frac))
+    if value <= 0:
+        raise RateError(f"rate {text!r} must be greater than zero")
+    if not RATE_MIN <= value <= RATE_MAX:
+        raise RateError(f"rate {text!r} is outside {_RATE_MIN_TEXT}..{_RATE_MAX_TEXT}")
+    return value
+

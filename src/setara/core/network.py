@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
-from setara.core.money import AmountError, Currency, format_amount, parse_amount
+from setara.core.money import SUPPLY_MINOR_MAX, AmountError, Currency, format_amount, parse_amount
 
 __all__ = [
     "Account",
@@ -36,6 +36,20 @@ ROLES = frozenset({"member", "fx_provider"})
 SETTLEMENT_MODES = ("rtgs", "cycles")
 # The UN list binds every member; jurisdictions add theirs (issue 6 reads these names).
 LIST_SOURCES = frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})
+
+# The keys each table of a network file (and of a `network apply` change file) may hold. Anything
+# else is refused by name: a typo such as `credit_line` for `credit_lines` must not silently mean 0.
+NETWORK_KEYS = frozenset({"name", "currencies", "members", "accounts", "comprehensive_sanction_countries",
+                          "liquidity_saving", "operator_bic", "node", "finality"})
+CURRENCY_KEYS = frozenset({"code", "minor_units", "agent", "agent_bic", "settlement", "max_amount"})
+MEMBER_KEYS = frozenset({"id", "bic", "country", "name", "lei", "roles", "lists", "suspended", "opening",
+                         "credit_lines", "net_debit_caps"})
+ACCOUNT_KEYS = frozenset({"member", "currency", "opening_balance", "credit_line", "net_debit_cap"})
+LSM_KEYS = frozenset({"on_entry", "periodic", "period_s"})
+CHANGE_KEYS = frozenset({"add_member", "credit_line", "node"})
+ADD_MEMBER_KEYS = MEMBER_KEYS | {"accounts"}
+ADD_MEMBER_ACCOUNT_KEYS = ACCOUNT_KEYS - {"member"}  # the member is the one being added
+CREDIT_LINE_KEYS = ACCOUNT_KEYS - {"opening_balance"}  # an existing account's opening is history
 
 _MEMBER_ID_RE = re.compile(r"[A-Z0-9_]{1,16}")
 _NODE_NAME_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -320,12 +334,37 @@ def _build(
 # ---------------------------------------------------------------- TOML parsing
 
 
+_TOML_TYPES = {str: "string", int: "integer", bool: "boolean", float: "float", list: "array", dict: "table"}
+
+
+def _toml_type(v: Any) -> str:
+    return _TOML_TYPES.get(type(v), type(v).__name__)
+
+
+def _table(v: Any, where: str, allowed: frozenset[str]) -> dict[str, Any]:
+    """A TOML table holding no key outside `allowed`; the error names the table and the keys."""
+    if not isinstance(v, dict):
+        raise NetworkError(f"{where}: expected a table, got {_toml_type(v)}")
+    unknown = v.keys() - allowed
+    if unknown:
+        raise NetworkError(f"{where}: unknown key{'s' if len(unknown) > 1 else ''} {', '.join(sorted(unknown))}")
+    return v
+
+
+def _tables(d: Mapping[str, Any], key: str, where: str, allowed: frozenset[str]) -> list[dict[str, Any]]:
+    """An optional array of tables (`[[key]]`), each checked by `_table`."""
+    v = d.get(key, [])
+    if not isinstance(v, list):
+        raise NetworkError(f"{where}{key}: expected an array of tables ([[{key}]]), got {_toml_type(v)}")
+    return [_table(x, f"{where}{key}[{i}]", allowed) for i, x in enumerate(v)]
+
+
 def _req(d: Mapping[str, Any], key: str, where: str, typ: type | tuple[type, ...]) -> Any:
     if key not in d:
         raise NetworkError(f"{where}.{key}: missing")
     v = d[key]
     if not isinstance(v, typ) or (isinstance(v, bool) and typ is not bool):
-        raise NetworkError(f"{where}.{key}: expected {_typename(typ)}, got {type(v).__name__}")
+        raise NetworkError(f"{where}.{key}: expected {_typename(typ)}, got {_toml_type(v)}")
     return v
 
 
@@ -333,21 +372,58 @@ def _opt(d: Mapping[str, Any], key: str, where: str, typ: type | tuple[type, ...
     return _req(d, key, where, typ) if key in d else default
 
 
+def _strings(d: Mapping[str, Any], key: str, where: str, default: list[str], known: frozenset[str] | None,
+             what: str) -> list[str]:
+    """An optional array of distinct strings, each one of `known` (when given)."""
+    items = _opt(d, key, where, list, default)
+    seen: set[str] = set()
+    for i, x in enumerate(items):
+        if not isinstance(x, str):
+            raise NetworkError(f"{where}.{key}[{i}]: expected string, got {_toml_type(x)}")
+        if known is not None and x not in known:
+            raise NetworkError(f"{where}.{key}[{i}]: unknown {what} {x!r} (known: {', '.join(sorted(known))})")
+        if x in seen:
+            raise NetworkError(f"{where}.{key}[{i}]: {what} {x!r} listed twice")
+        seen.add(x)
+    return list(items)
+
+
 def _typename(typ: type | tuple[type, ...]) -> str:
     if isinstance(typ, tuple):
-        return " or ".join(t.__name__ for t in typ)
-    return typ.__name__
+        return " or ".join(_TOML_TYPES.get(t, t.__name__) for t in typ)
+    return _TOML_TYPES.get(typ, typ.__name__)
 
 
 def _amount(text: Any, units: int, where: str) -> int:
     if isinstance(text, int) and not isinstance(text, bool):
         text = str(text)
     if not isinstance(text, str):
-        raise NetworkError(f"{where}: expected a decimal string such as \"1250.50\"")
+        raise NetworkError(f"{where}: expected a decimal string such as \"1250.50\", got {_toml_type(text)}")
     try:
         return parse_amount(text, units)
     except AmountError as e:
         raise NetworkError(f"{where}: {e}") from None
+
+
+class _Totals:
+    """Running total per currency of what the accounts may hold: opening balances (issued by the
+    agent, whose issuance account floors at -SUPPLY_MINOR_MAX) plus credit lines (what members may
+    owe, so what the others may hold on top of the supply). Refused at the key that passes the bound,
+    so that every balance fits a signed 64-bit column and `init` never fails half-way."""
+
+    def __init__(self, currencies: Mapping[str, CurrencyConfig]) -> None:
+        self._currencies = currencies
+        self._total: dict[str, int] = {}
+
+    def add(self, currency: str, delta_minor: int, where: str) -> None:
+        total = self._total.get(currency, 0) + delta_minor
+        self._total[currency] = total
+        if total > SUPPLY_MINOR_MAX:
+            units = self._currencies[currency].currency.minor_units
+            raise NetworkError(
+                f"{where}: opening balances and credit lines in {currency} would total "
+                f"{format_amount(total, units)}, above the most a currency can hold "
+                f"({format_amount(SUPPLY_MINOR_MAX, units)})")
 
 
 def validate_bic(bic: str, where: str) -> str:
@@ -368,9 +444,8 @@ def _validate_lei(lei: str, where: str) -> str:
     return lei
 
 
-def _parse_member(m: Any, where: str) -> Member:
-    if not isinstance(m, dict):
-        raise NetworkError(f"{where}: expected a table")
+def _parse_member(m: Mapping[str, Any], where: str) -> Member:
+    """A member table whose keys `_table` has already checked."""
     mid = _req(m, "id", where, str)
     if not _MEMBER_ID_RE.fullmatch(mid):
         raise NetworkError(f"{where}.id: {mid!r} must be 1-16 characters A-Z, 0-9 or _")
@@ -381,14 +456,8 @@ def _parse_member(m: Any, where: str) -> Member:
     lei = _opt(m, "lei", where, str, None)
     if lei is not None:
         _validate_lei(lei, f"{where}.lei")
-    roles = tuple(_opt(m, "roles", where, list, ["member"]))
-    for r in roles:
-        if r not in ROLES:
-            raise NetworkError(f"{where}.roles: unknown role {r!r} (known: {', '.join(sorted(ROLES))})")
-    lists = list(_opt(m, "lists", where, list, []))
-    for s in lists:
-        if s not in LIST_SOURCES:
-            raise NetworkError(f"{where}.lists: unknown list {s!r} (known: {', '.join(sorted(LIST_SOURCES))})")
+    roles = tuple(_strings(m, "roles", where, ["member"], ROLES, "role"))
+    lists = _strings(m, "lists", where, [], LIST_SOURCES, "list")
     # The UN Security Council lists bind every member; a config cannot opt out of them.
     if "un-xml" not in lists:
         lists.insert(0, "un-xml")
@@ -404,10 +473,9 @@ def _parse_member(m: Any, where: str) -> Member:
     )
 
 
-def _parse_account(a: Any, where: str, currencies: Mapping[str, CurrencyConfig], members: Mapping[str, Member]
-                   ) -> Account:
-    if not isinstance(a, dict):
-        raise NetworkError(f"{where}: expected a table")
+def _parse_account(a: Mapping[str, Any], where: str, currencies: Mapping[str, CurrencyConfig],
+                   members: Mapping[str, Member]) -> Account:
+    """An account table whose keys `_table` has already checked."""
     member = _req(a, "member", where, str)
     if member not in members:
         raise NetworkError(f"{where}.member: unknown member {member!r}")
@@ -422,59 +490,71 @@ def _parse_account(a: Any, where: str, currencies: Mapping[str, CurrencyConfig],
     return Account(member, ccy, opening, credit, cap_minor)
 
 
-def _inline_accounts(m: Mapping[str, Any], where: str, currencies: Mapping[str, CurrencyConfig]
-                     ) -> list[Account]:
-    """A member's `opening`, `credit_lines` and `net_debit_caps` tables, keyed by currency."""
-    opening = _opt(m, "opening", where, dict, {})
-    credit = _opt(m, "credit_lines", where, dict, {})
-    caps = _opt(m, "net_debit_caps", where, dict, {})
+_INLINE_ACCOUNT_TABLES = ("opening", "credit_lines", "net_debit_caps")
+
+
+def _inline_accounts(m: Mapping[str, Any], mid: str, where: str, currencies: Mapping[str, CurrencyConfig]
+                     ) -> list[tuple[str, Account]]:
+    """A member's `opening`, `credit_lines` and `net_debit_caps` tables, keyed by currency; each
+    account with the key that declared it first (for errors)."""
+    tables = {name: _opt(m, name, where, dict, {}) for name in _INLINE_ACCOUNT_TABLES}
+    first: dict[str, str] = {}
+    for name, table in tables.items():
+        for ccy in table:
+            if ccy not in currencies:
+                raise NetworkError(f"{where}.{name}.{ccy}: currency {ccy!r} is not in the network")
+            first.setdefault(ccy, f"{where}.{name}.{ccy}")
+    opening, credit, caps = (tables[name] for name in _INLINE_ACCOUNT_TABLES)
     out = []
-    for ccy in list(opening) + [c for c in [*credit, *caps] if c not in opening]:
-        if ccy not in currencies:
-            raise NetworkError(f"{where}.opening.{ccy}: currency {ccy!r} is not in the network")
+    for ccy, key in first.items():
         units = currencies[ccy].currency.minor_units
         cap = caps.get(ccy)
-        out.append(Account(
-            m["id"], ccy,
+        out.append((key, Account(
+            mid, ccy,
             _amount(opening.get(ccy, "0"), units, f"{where}.opening.{ccy}"),
             _amount(credit.get(ccy, "0"), units, f"{where}.credit_lines.{ccy}"),
             None if cap is None else _amount(cap, units, f"{where}.net_debit_caps.{ccy}"),
-        ))
+        )))
     return out
+
+
+def _parse_currency(c: Mapping[str, Any], where: str) -> CurrencyConfig:
+    code = _req(c, "code", where, str)
+    units = _req(c, "minor_units", where, int)
+    try:
+        cur = Currency(code, units)
+    except ValueError as e:
+        raise NetworkError(f"{where}: {e}") from None
+    agent = _req(c, "agent", where, str)
+    if not _MEMBER_ID_RE.fullmatch(agent):
+        raise NetworkError(f"{where}.agent: {agent!r} must be 1-16 characters A-Z, 0-9 or _")
+    agent_bic = validate_bic(_req(c, "agent_bic", where, str), f"{where}.agent_bic")
+    mode = _opt(c, "settlement", where, str, "rtgs")
+    if mode not in SETTLEMENT_MODES:
+        raise NetworkError(f"{where}.settlement: must be one of {', '.join(SETTLEMENT_MODES)}")
+    max_amt = c.get("max_amount")
+    max_minor = None if max_amt is None else _amount(max_amt, units, f"{where}.max_amount")
+    return CurrencyConfig(cur, agent, agent_bic, mode, max_minor)
 
 
 def parse_network(doc: Mapping[str, Any]) -> Network:
     """Validate a decoded network document; errors name the key (e.g. `members[3].bic`)."""
+    doc = _table(doc, "network", NETWORK_KEYS)
     name = _opt(doc, "name", "network", str, "setara network")
-    raw_ccys = _req(doc, "currencies", "network", list)
+    _req(doc, "currencies", "network", list)
+    raw_ccys = _tables(doc, "currencies", "", CURRENCY_KEYS)
     if not raw_ccys or len(raw_ccys) > CURRENCIES_MAX:
         raise NetworkError(f"currencies: need 1..{CURRENCIES_MAX} entries")
     currencies: dict[str, CurrencyConfig] = {}
     agents: set[str] = set()
     for i, c in enumerate(raw_ccys):
-        where = f"currencies[{i}]"
-        if not isinstance(c, dict):
-            raise NetworkError(f"{where}: expected a table")
-        code = _req(c, "code", where, str)
-        units = _req(c, "minor_units", where, int)
-        try:
-            cur = Currency(code, units)
-        except ValueError as e:
-            raise NetworkError(f"{where}: {e}") from None
-        if code in currencies:
-            raise NetworkError(f"{where}.code: currency {code} declared twice")
-        agent = _req(c, "agent", where, str)
-        if not _MEMBER_ID_RE.fullmatch(agent):
-            raise NetworkError(f"{where}.agent: {agent!r} must be 1-16 characters A-Z, 0-9 or _")
-        agent_bic = validate_bic(_req(c, "agent_bic", where, str), f"{where}.agent_bic")
-        mode = _opt(c, "settlement", where, str, "rtgs")
-        if mode not in SETTLEMENT_MODES:
-            raise NetworkError(f"{where}.settlement: must be one of {', '.join(SETTLEMENT_MODES)}")
-        max_amt = c.get("max_amount")
-        max_minor = None if max_amt is None else _amount(max_amt, units, f"{where}.max_amount")
-        currencies[code] = CurrencyConfig(cur, agent, agent_bic, mode, max_minor)
-        agents.add(agent)
-    raw_members = _req(doc, "members", "network", list)
+        cfg = _parse_currency(c, f"currencies[{i}]")
+        if cfg.code in currencies:
+            raise NetworkError(f"currencies[{i}].code: currency {cfg.code} declared twice")
+        currencies[cfg.code] = cfg
+        agents.add(cfg.agent)
+    _req(doc, "members", "network", list)
+    raw_members = _tables(doc, "members", "", MEMBER_KEYS)
     if not raw_members or len(raw_members) > MEMBERS_MAX:
         raise NetworkError(f"members: need 1..{MEMBERS_MAX} entries")
     members: dict[str, Member] = {}
@@ -486,24 +566,25 @@ def parse_network(doc: Mapping[str, Any]) -> Network:
             raise NetworkError(f"members[{i}].id: {member.id} is a settlement agent's id")
         members[member.id] = member
     seen_bics: dict[str, str] = {}
-    for m in members.values():
-        if m.bic in seen_bics:
-            raise NetworkError(f"members: BIC {m.bic} used by both {seen_bics[m.bic]} and {m.id}")
-        seen_bics[m.bic] = m.id
+    for member in members.values():
+        if member.bic in seen_bics:
+            raise NetworkError(f"members: BIC {member.bic} used by both {seen_bics[member.bic]} and {member.id}")
+        seen_bics[member.bic] = member.id
     accounts: dict[tuple[str, str], Account] = {}
+    totals = _Totals(currencies)
+    declared: list[tuple[str, Account]] = []
     for i, m in enumerate(raw_members):
-        for acct in _inline_accounts(m, f"members[{i}]", currencies):
-            accounts[(acct.member, acct.currency)] = acct
-    for i, a in enumerate(_opt(doc, "accounts", "network", list, [])):
-        acct = _parse_account(a, f"accounts[{i}]", currencies, members)
+        declared += _inline_accounts(m, m["id"], f"members[{i}]", currencies)
+    for i, a in enumerate(_tables(doc, "accounts", "", ACCOUNT_KEYS)):
+        declared.append((f"accounts[{i}]", _parse_account(a, f"accounts[{i}]", currencies, members)))
+    for where, acct in declared:
         key = (acct.member, acct.currency)
         if key in accounts:
-            raise NetworkError(f"accounts[{i}]: account {acct.member}/{acct.currency} declared twice")
+            raise NetworkError(f"{where}: account {acct.member}/{acct.currency} declared twice")
         accounts[key] = acct
-    countries = tuple(_opt(doc, "comprehensive_sanction_countries", "network", list, ["KP"]))
-    for cc in countries:
-        if cc not in _ISO3166:
-            raise NetworkError(f"comprehensive_sanction_countries: {cc!r} is not an ISO 3166 code")
+        totals.add(acct.currency, acct.opening_minor + acct.credit_line_minor, where)
+    countries = tuple(_strings(doc, "comprehensive_sanction_countries", "network", ["KP"], _ISO3166,
+                               "ISO 3166 country"))
     if "KP" not in countries:
         # UNSC resolutions 2270/2321/2397 apply to every UN member state's banks.
         countries = ("KP", *countries)
@@ -579,11 +660,8 @@ LSM_PERIODIC = ("optimise", "heuristic", "lp-round", "all-or-nothing", "partial"
 
 
 def _parse_lsm(doc: Mapping[str, Any]) -> LiquiditySaving:
-    raw = _opt(doc, "liquidity_saving", "network", dict, {})
     where = "liquidity_saving"
-    unknown = set(raw) - {"on_entry", "periodic", "period_s"}
-    if unknown:
-        raise NetworkError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    raw = _table(doc.get(where, {}), where, LSM_KEYS)
     on_entry = _opt(raw, "on_entry", where, str, "bilateral")
     if on_entry not in ("bilateral", "none"):
         raise NetworkError(f"{where}.on_entry: must be bilateral or none")
@@ -614,29 +692,42 @@ def parse_network_change(text: str, network: Network) -> dict[str, Any]:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise NetworkError(f"change TOML: {e}") from None
-    unknown = set(doc) - {"add_member", "credit_line", "node"}
-    if unknown:
-        raise NetworkError(f"change: unknown section(s) {', '.join(sorted(unknown))}")
+    doc = _table(doc, "change", CHANGE_KEYS)
+    totals = _Totals(network.currencies)
+    for acct in network.accounts.values():
+        totals.add(acct.currency, acct.opening_minor + acct.credit_line_minor, "network")
     add: list[dict[str, Any]] = []
-    for i, m in enumerate(doc.get("add_member", [])):
+    for i, m in enumerate(_tables(doc, "add_member", "", ADD_MEMBER_KEYS)):
         where = f"add_member[{i}]"
         member = _parse_member(m, where)
-        if member.id in network.members:
+        if member.id in network.members or any(x["member"].id == member.id for x in add):
             raise NetworkError(f"{where}.id: member {member.id} already exists")
-        if network.member_by_bic(member.bic) is not None:
+        if member.id in {c.agent for c in network.currencies.values()}:
+            raise NetworkError(f"{where}.id: {member.id} is a settlement agent's id")
+        if network.member_by_bic(member.bic) is not None or any(x["member"].bic == member.bic for x in add):
             raise NetworkError(f"{where}.bic: BIC {member.bic} already in use")
-        accts = _inline_accounts(m, where, network.currencies)
-        for j, a in enumerate(m.get("accounts", [])):
-            a = {**a, "member": member.id}
-            acct = _parse_account(a, f"{where}.accounts[{j}]", network.currencies, {member.id: member})
-            accts.append(acct)
-        add.append({"member": member, "accounts": accts})
+        declared = _inline_accounts(m, member.id, where, network.currencies)
+        for j, a in enumerate(_tables(m, "accounts", f"{where}.", ADD_MEMBER_ACCOUNT_KEYS)):
+            acct_where = f"{where}.accounts[{j}]"
+            declared.append((acct_where, _parse_account({**a, "member": member.id}, acct_where,
+                                                        network.currencies, {member.id: member})))
+        accts: dict[str, Account] = {}
+        for acct_where, acct in declared:
+            if acct.currency in accts:
+                raise NetworkError(f"{acct_where}: account {member.id}/{acct.currency} declared twice")
+            accts[acct.currency] = acct
+            totals.add(acct.currency, acct.opening_minor + acct.credit_line_minor, acct_where)
+        add.append({"member": member, "accounts": list(accts.values())})
     lines: list[Account] = []
-    for i, c in enumerate(doc.get("credit_line", [])):
+    for i, c in enumerate(_tables(doc, "credit_line", "", CREDIT_LINE_KEYS)):
         where = f"credit_line[{i}]"
         acct = _parse_account(c, where, network.currencies, network.members)
-        if (acct.member, acct.currency) not in network.accounts:
+        old = network.accounts.get((acct.member, acct.currency))
+        if old is None:
             raise NetworkError(f"{where}: account {acct.member}/{acct.currency} does not exist")
+        if any((x.member, x.currency) == (acct.member, acct.currency) for x in lines):
+            raise NetworkError(f"{where}: account {acct.member}/{acct.currency} changed twice")
+        totals.add(acct.currency, acct.credit_line_minor - old.credit_line_minor, f"{where}.credit_line")
         lines.append(acct)
     members_after = {**network.members, **{x["member"].id: x["member"] for x in add}}
     node_changes: list[dict[str, Any]] = []

@@ -7,7 +7,18 @@ Front ends (`setara.api`, `setara.cli`) import the node and never the store or t
 """
 
 from setara.node.node import LOCK_TIMEOUT_S, Ack, Node, SetaraError, queue_problem, tune_gc
-from setara.store import PaymentRow, Store, StoreError, open_store
+from setara.store import NoDatabaseError, PaymentRow, Store, StoreError, open_store
 
-__all__ = ["LOCK_TIMEOUT_S", "Ack", "Node", "PaymentRow", "SetaraError", "Store", "StoreError", "open_store",
-           "queue_problem", "tune_gc"]
+__all__ = [
+           "LOCK_TIMEOUT_S",
+           "Ack",
+           "NoDatabaseError",
+           "Node",
+           "PaymentRow",
+           "SetaraError",
+           "Store",
+           "StoreError",
+           "open_store",
+           "queue_problem",
+           "tune_gc",
+]

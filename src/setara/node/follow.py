@@ -39,7 +39,7 @@ from setara.replication.checkpoint import (
 from setara.replication.header import GENESIS_TIP, BlockHeader, BlockRejected, ChainTip, verify_block
 from setara.replication.jetstream import JetStreamLog, ReplicationError
 from setara.replication.keys import KeyRegistry, load_private_key, public_key_b64
-from setara.store import open_store
+from setara.store import NoDatabaseError, open_store
 
 __all__ = ["FollowError", "FollowSettings", "checkpoint_doc", "follow"]
 
@@ -66,7 +66,10 @@ def checkpoint_doc(scp: SignedCheckpoint, registry: KeyRegistry) -> dict[str, ob
 
 
 def _open_replica(db: str) -> Node:
-    store = open_store(db)
+    try:
+        store = open_store(db)
+    except NoDatabaseError:
+        return Node.create_replica(db)
     try:
         if store.exists():
             if store.node_role() != "follower":

@@ -10,17 +10,19 @@ state (duplicates, liquidity, suspension).
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import marshal
 import multiprocessing as mp
 import os
+import re
 import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from multiprocessing.connection import Connection
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
@@ -40,7 +42,8 @@ from setara.core.network import Network
 if TYPE_CHECKING:
     from setara.ports import Screening
 
-__all__ = ["ParsedLine", "Segment", "intake_workers", "parallel_parse", "parse_chunk", "parse_lines", "prepare"]
+__all__ = ["InputEncodingError", "ParsedLine", "Segment", "intake_workers", "parallel_parse", "parse_chunk",
+           "parse_lines", "prepare", "sniff_input", "xml_as_utf8"]
 
 # (line_no, Submit row or None, private data or None, screening audits or None, rejection or None)
 ParsedLine = tuple[int, list[Any] | None, list[Any] | None, list[dict[str, Any]] | None,
@@ -50,6 +53,68 @@ Segment = tuple[Any, ...]
 CHUNK_LINES_MAX = 50_000
 INTAKE_WORKERS_MAX = 4
 UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class InputEncodingError(ValueError):
+    """Input in an encoding it may not use (JSON Lines in UTF-16), or not valid in the one it uses."""
+
+
+# (leading bytes, Python codec, name for messages), longest first: UTF-32's byte order marks begin
+# with UTF-16's. The codecs named "utf-16"/"utf-32" read and drop the byte order mark themselves.
+_BOMS = ((codecs.BOM_UTF32_BE, "utf-32", "UTF-32 (byte order mark 00 00 FE FF)"),
+         (codecs.BOM_UTF32_LE, "utf-32", "UTF-32 (byte order mark FF FE 00 00)"),
+         (codecs.BOM_UTF16_BE, "utf-16", "UTF-16 (byte order mark FE FF)"),
+         (codecs.BOM_UTF16_LE, "utf-16", "UTF-16 (byte order mark FF FE)"))
+_XML_ENCODING_DECL = re.compile(r"""\A(\s*<\?xml\s[^>]*?\bencoding\s*=\s*)(["'])[A-Za-z0-9._-]*\2""")
+
+
+def _encoding(head: bytes) -> tuple[str, str]:
+    """(codec, name) of text beginning with `head`: a byte order mark, else the pattern of zero
+    bytes that an ASCII first character ('<', '{', a space) leaves in UTF-16 or UTF-32 (the XML
+    1.0 recommendation's autodetection, Appendix F), else UTF-8."""
+    for bom, codec, name in _BOMS:
+        if head.startswith(bom):
+            return codec, name
+    b = head[:4]
+    if len(b) == 4 and b[:3] == b"\0\0\0" and b[3]:
+        return "utf-32-be", "UTF-32BE (no byte order mark)"
+    if len(b) == 4 and b[0] and b[1:] == b"\0\0\0":
+        return "utf-32-le", "UTF-32LE (no byte order mark)"
+    if len(b) >= 2 and not b[0] and b[1]:
+        return "utf-16-be", "UTF-16BE (no byte order mark)"
+    if len(b) >= 2 and b[0] and not b[1]:
+        return "utf-16-le", "UTF-16LE (no byte order mark)"
+    return "utf-8", "UTF-8"
+
+
+def sniff_input(head: bytes) -> Literal["xml", "jsonl"]:
+    """Whether input beginning with `head` (its first line, or more) is ISO 20022 XML or JSON
+    Lines. XML may come in UTF-16 or UTF-32 (pass it through `xml_as_utf8`); JSON Lines must be
+    UTF-8 (RFC 8259 section 8.1), and anything else raises InputEncodingError naming the encoding,
+    rather than answering every line with an error."""
+    codec, name = _encoding(head)
+    if codec == "utf-8":
+        return "xml" if head.removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n").startswith(b"<") else "jsonl"
+    text = codecs.getincrementaldecoder(codec)(errors="replace").decode(head)
+    if text.lstrip(" \t\r\n").startswith("<"):  # XML's white space
+        return "xml"
+    raise InputEncodingError(f"the input is {name}: JSON Lines must be UTF-8 (convert it first, e.g. "
+                             f"iconv -f {codec.upper().replace('-LE', 'LE').replace('-BE', 'BE')} -t UTF-8)")
+
+
+def xml_as_utf8(data: bytes) -> bytes:
+    """An XML document in UTF-8, as the ISO 20022 parser reads it: UTF-16 and UTF-32 (found as
+    `sniff_input` finds them) are decoded, their byte order mark dropped and the encoding their XML
+    declaration names replaced by UTF-8; UTF-8 passes unchanged. Raises InputEncodingError when the
+    bytes are not valid in the encoding they begin in."""
+    codec, name = _encoding(data[:4])
+    if codec == "utf-8":
+        return data
+    try:
+        text = data.decode(codec)
+    except UnicodeDecodeError as e:
+        raise InputEncodingError(f"the input is {name} but not valid {codec.upper()} at byte {e.start}") from None
+    return _XML_ENCODING_DECL.sub(r"\1\2UTF-8\2", text, count=1).encode("utf-8")
 
 
 def prepare(ins: Instruction, net: Network, key: bytes, screening: Screening, time_ms: int,
@@ -159,7 +224,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
     if lines and max(map(len, lines)) <= LINE_BYTES_MAX:
         # A bulk file's chunk is usually nothing but plain payments: judged all at once.
         try:
-            cols = parse_plain_many(list(map(loads, lines)), net)
+            cols = parse_plain_many(list(map(loads, lines)), net, lines)
         except decode_error:
             cols = None
         if cols is not None:
@@ -181,7 +246,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
             except decode_error:
                 obj = None
             if type(obj) is dict:
-                plain = parse_plain(obj, net)
+                plain = parse_plain(obj, net, raw)
         if plain is not None:
             if plain_ref is None:
                 d = screening.decide(Instruction(*plain[:5]), net)

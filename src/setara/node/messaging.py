@@ -22,7 +22,7 @@ import orjson
 
 from setara import iso20022 as iso
 from setara.core import CANCELLED, HELD, QUEUED, REJECTED, SETTLED, Cancel
-from setara.core.instructions import TEXT_FIELD_MAX, Instruction
+from setara.core.instructions import TEXT_FIELD_MAX, Instruction, payment_id_problem
 from setara.core.money import parse_amount
 from setara.node.node import Ack, Node
 from setara.ports import now_ms
@@ -74,7 +74,9 @@ def submit_xml(node: Node, data: bytes, *, source: str = "-", xsd_dir: Path | No
     for n, tx in enumerate(msg.transactions, start=1):
         t = clock()
         fault = iso.hub_validate(tx, bic_to_member=net.member_by_bic, minor_units=net.minor_units)
-        pid = (tx.instr_id if tx.kind == "return" else tx.uetr) or tx.end_to_end_id or f"{msg.msg_id}/{n}"
+        pid = (tx.instr_id if tx.kind == "return" else tx.uetr) or tx.end_to_end_id or f"{msg.msg_id}:{n}"
+        if fault is None and (problem := payment_id_problem(pid)) is not None:
+            fault = ("FF01", f"payment id {pid[:70]!r} {problem}")
         if fault is None and tx.kind == "return":
             fault = _check_return(node, tx)
         if fault is not None:

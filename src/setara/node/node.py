@@ -184,7 +184,7 @@ class Node:
 
     @classmethod
     def create(cls, url: str, network: Network, time_ms: int) -> Node:
-        store = open_store(url)
+        store = open_store(url, create=True)
         if store.exists():
             store.close()
             raise StoreError(f"{url} already holds a network")
@@ -206,7 +206,7 @@ class Node:
     def create_replica(cls, url: str) -> Node:
         """A member's node's new store: empty until the first block of the replicated log arrives.
         It never holds party data, so its party key is random and unused."""
-        store = open_store(url)
+        store = open_store(url, create=True)
         if store.exists():
             store.close()
             raise StoreError(f"{url} already holds a network")

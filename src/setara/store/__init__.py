@@ -18,6 +18,7 @@ from setara.store.base import (
 __all__ = [
     "SCHEMA_VERSION",
     "Block",
+    "NoDatabaseError",
     "PaymentRow",
     "Projection",
     "Store",
@@ -28,15 +29,24 @@ __all__ = [
 ]
 
 
-def open_store(url: str) -> Store:
-    """`postgresql://…` opens PostgreSQL; anything else is a SQLite file path."""
+class NoDatabaseError(StoreError):
+    """No Setara database where `--db` points and the command may not create one: an input error
+    (CLI exit 2), not a failure of the system."""
+
+
+def open_store(url: str, *, create: bool = False) -> Store:
+    """`postgresql://…` opens PostgreSQL; anything else is a SQLite file path.
+
+    Only `create=True` (`setara init`, the target of `db copy`) may bring a database into being: a
+    missing SQLite file, or a missing `?schema=`, is otherwise refused with a StoreError and
+    nothing is created, so a mistyped `--db` never leaves an empty database behind."""
     if url.startswith(("postgresql://", "postgres://")):
         from setara.store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, create=create)
     from setara.store.sqlite import SqliteStore
 
-    return SqliteStore(url)
+    return SqliteStore(url, create=create)
 
 
 def copy_log(source: Store, target: Store) -> int:

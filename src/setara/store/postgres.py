@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from setara.store import base
+from setara.store import NoDatabaseError, base
 from setara.store.base import (
     PAYMENT_COLUMNS,
     Block,
@@ -289,8 +289,9 @@ def _unique_balances(balances: list[tuple[str, str, int, int]]) -> tuple[list[An
 
 
 class PostgresStore(Store):
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = False) -> None:
         self.url = _redact(url)
+        self._create = create
         self._conninfo, self._schema = split_url(url)
         self._tmp_ready = False
         # One connection, shared safely: a transaction holds the lock from BEGIN to COMMIT, so a
@@ -322,6 +323,9 @@ class PostgresStore(Store):
         if self._schema is not None:
             row = c.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (self._schema,)).fetchone()
             if row is None:
+                if not self._create:
+                    raise NoDatabaseError(f"no Setara database at {self.url} (no schema {self._schema}); "
+                                     "run setara init")
                 try:
                     c.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self._schema)))
                 except psycopg.Error as e:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from setara.store import NoDatabaseError
 from setara.store.base import (
     PAYMENT_COLUMNS,
     SCHEMA_VERSION,
@@ -70,13 +71,21 @@ _STATUS_UPDATE = ("UPDATE payments SET status = ?, reason_code = ?, reason = ?, 
 
 
 class SqliteStore(Store):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, create: bool = False) -> None:
         self.url = path
         self.path = Path(path)
+        if not create and not self.path.exists():
+            raise NoDatabaseError(f"no Setara database at {path}; run setara init")
+        # Without create, mode=rw: SQLite opens the file or fails, never makes a new one (also
+        # if the file goes away between the check above and here).
+        target, uri = (path, False) if create else (f"{self.path.resolve().as_uri()}?mode=rw", True)
         try:
-            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, timeout=30.0,
+                                       uri=uri)
             self._db.execute("PRAGMA journal_mode=WAL")
         except sqlite3.Error as e:
+            if not create and not self.path.exists():
+                raise NoDatabaseError(f"no Setara database at {path}; run setara init") from None
             raise StoreError(f"cannot open database {path}: {e}") from None
         # FULL: the WAL is fsynced at every commit, so an acknowledged block survives power loss.
         self._db.execute("PRAGMA synchronous=FULL")
