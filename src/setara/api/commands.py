@@ -5,7 +5,9 @@ the key list); messages go to stderr as one line, without a traceback.
 """
 
 
+import signal
 import sys
+from types import FrameType
 from typing import Annotated, NoReturn
 
 import orjson
@@ -14,6 +16,7 @@ import typer
 __all__ = ["register"]
 
 DEFAULT_DB = "./setara.db"
+SHUTDOWN_GRACE_S = 10  # on SIGTERM, requests still running after this long are cancelled
 DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or postgresql://… URL.")]
 
 
@@ -35,6 +38,9 @@ def register(app: typer.Typer) -> None:
         """Serve the HTTP API (/v1/…, OpenAPI at /docs) and the operator dashboard at /."""
         import uvicorn
 
+        # SIGTERM is how a service manager asks for a clean stop: exit 0. While serving, uvicorn
+        # takes the signal, drains and closes the writer, then re-raises it to this handler.
+        signal.signal(signal.SIGTERM, _terminated)
         from setara.api.app import create_app
         from setara.node import SetaraError
         from setara.store import StoreError
@@ -53,10 +59,13 @@ def register(app: typer.Typer) -> None:
 
         tune_gc()
         sys.stderr.write(f"setara: serving {db} on http://{host}:{port} (dashboard /, OpenAPI /docs)\n")
+        config = uvicorn.Config(api, host=host, port=port, log_level=log_level, access_log=False,
+                                timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         try:
-            uvicorn.run(api, host=host, port=port, log_level=log_level, access_log=False)
+            uvicorn.Server(config).run()
         except OSError as e:
             _fail(f"cannot listen on {host}:{port}: {e}")
+        sys.stderr.write("setara: stopped\n")
 
     @keys_app.command("issue")
     def keys_issue(member: Annotated[str | None, typer.Option("--member", help="Member id the key acts for.")] = None,
@@ -110,6 +119,10 @@ def register(app: typer.Typer) -> None:
                 sys.stdout.write(orjson.dumps(k).decode() + "\n")
         finally:
             store.close()
+
+
+def _terminated(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(0)
 
 
 def _check_bind(host: str, port: int) -> None:

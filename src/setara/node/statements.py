@@ -154,15 +154,15 @@ def _msg_id(prefix: str) -> str:
 def camt053_page(store: Store, network: Network, acct: Account, rng: EntryRange, *, page: int = 1,
                  page_size: int = STATEMENT_PAGE_MAX) -> bytes:
     """One camt.053 document: page `page` (from 1) of the account's entries in `rng` (one business
-    day or one date range), at most `page_size` (≤ STATEMENT_PAGE_MAX) entries, with `StmtPgntn`
-    (page number, last-page indicator) and the opening and closing balance of the page."""
-    if rng.business_day is None and rng.from_ms is None:
-        raise Refused("invalid", "a camt.053 statement covers one business_day or a from/to date range",
-                      "business_day")
+    day or one date range; neither: the business day in force), at most `page_size`
+    (≤ STATEMENT_PAGE_MAX) entries, with `StmtPgntn` (page number, last-page indicator) and the
+    opening and closing balance of the page."""
     _check_limit(page_size, "page_size")
     if page < 1:
         raise Refused("invalid", "page counts from 1", "page")
     project_entries(store)
+    if rng.business_day is None and rng.from_ms is None:
+        rng = EntryRange(business_day=store.entries_upto()[1])  # the business day in force now
     total = store.entries_count(acct.member, acct.currency, rng)
     pages = max(1, -(-total // page_size))
     if page > pages:

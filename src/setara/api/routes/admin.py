@@ -52,8 +52,10 @@ async def admin_queue(request: Request, who: AdminReader,
 async def close_cycle(request: Request, currency: str, who: Operator) -> dict[str, Any]:
     """Close the current deferred-net cycle of a `settlement = "cycles"` currency ("*": all)."""
     api = api_of(request)
-    notices = await api.call(lambda node: usecases.close_cycle(node, currency))
-    return {"currency": currency, "notices": notices}
+    found = await api.call(lambda node: usecases.close_cycle(node, currency))
+    notices = [{"kind": n["event"], "data": {k: v for k, v in n.items() if k != "event"}} for n in found]
+    settled = sum(int(n["data"].get("payments", 0)) for n in notices if n["kind"] == "cycle_closed")
+    return {"currency": currency, "statuses": {"SETTLED": settled} if settled else {}, "notices": notices}
 
 
 @router.get("/v1/admin/members")
