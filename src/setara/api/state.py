@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import Request
 
 from setara.api.keys import Principal
@@ -31,6 +32,7 @@ from setara.ports import Screening, now_ms
 __all__ = ["HELD_NEUTRAL", "Api", "api_of"]
 
 T = TypeVar("T")
+STATEMENT_SLOTS = 1  # statement chunks built at a time in this process (the others wait their turn)
 LISTS_CHECK_S = 10.0  # how often the writer looks for a newly imported sanctions list
 # What a member sees of a screening hold or a regulatory rejection: that it happened, never why
 # (which list, entity or score): telling a party it matched a list would tip it off.
@@ -61,6 +63,13 @@ class Api:
         self.metrics_public = os.environ.get("SETARA_METRICS_PUBLIC", "") == "1"
         self.auth_cache: dict[str, tuple[Principal, float]] = {}
         self.block_seq = self.node.block_seq  # last durable block, as the writer last reported it
+        self._statement_slots: anyio.Semaphore | None = None
+
+    def statement_slots(self) -> anyio.Semaphore:
+        """Made on first use, inside the event loop that waits on it."""
+        if self._statement_slots is None:
+            self._statement_slots = anyio.Semaphore(STATEMENT_SLOTS)
+        return self._statement_slots
 
     @property
     def network(self) -> Network:

@@ -73,28 +73,38 @@ async def statement(
     # A connection of its own: the pages are read from worker threads one after another, and a
     # thread's shared read connection may be in use by another request meanwhile.
     store = await anyio.to_thread.run_sync(open_store, api.db_url)
+    slots = api.statement_slots()
     try:
         if format == "camt053":
-            doc = await anyio.to_thread.run_sync(
-                lambda: camt053_page(store, api.network, acct, rng, page=page, page_size=page_size))
+            async with slots:
+                doc = await anyio.to_thread.run_sync(
+                    lambda: camt053_page(store, api.network, acct, rng, page=page, page_size=page_size))
             store.close()
             return Response(doc, media_type="application/xml")
         chunks = json_chunks(store, acct, after=after, limit=limit, rng=rng)
-        first = await anyio.to_thread.run_sync(next, chunks)  # validation and catch-up happen here
+        async with slots:
+            first = await anyio.to_thread.run_sync(next, chunks)  # validation and catch-up happen here
     except BaseException:
         store.close()
         raise
-    return StreamingResponse(_stream(request, store, first, chunks), media_type="application/json")
+    return StreamingResponse(_stream(request, store, first, chunks, slots), media_type="application/json")
 
 
-async def _stream(request: Request, store: Store, first: bytes, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
-    """The page's chunks; stops reading as soon as the client has gone."""
+async def _stream(request: Request, store: Store, first: bytes, chunks: Iterator[bytes],
+                  slots: anyio.Semaphore | None = None) -> AsyncIterator[bytes]:
+    """The page's chunks; stops reading as soon as the client has gone. Each chunk is built in a
+    statement slot: however many statements run, they take turns, so they share one thread's worth
+    of the process and leave the writer and the event loop alone."""
     try:
         yield first
         while True:
             if await request.is_disconnected():
                 return
-            chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
+            if slots is None:
+                chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
+            else:
+                async with slots:
+                    chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
             if chunk is None:
                 return
             yield chunk
