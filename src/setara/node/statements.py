@@ -94,19 +94,21 @@ def entry_json(e: EntryRow, units: int) -> dict[str, Any]:
 
 
 def json_chunks(store: Store, acct: Account, *, after: int = 0, limit: int = 100,
-                rng: EntryRange | None = None) -> Iterator[bytes]:
+                rng: EntryRange | None = None, catch_up: bool = True) -> Iterator[bytes]:
     """One JSON statement page, as chunks of bytes that together are one JSON object:
     `{member, currency, range, opening_balance, entries: [...], closing_balance, count, next_after}`.
 
     At most `limit` (≤ STATEMENT_PAGE_MAX) entries after journal seq `after`; `next_after` is the
     seq to pass as `after` for the next page, null on the last. The caller may stop iterating
-    between chunks (its client left): nothing more is read.
+    between chunks (its client left): nothing more is read. `catch_up=False`: the caller has
+    caught the entries read model up itself (a server does, in its writer thread).
     """
     _check_limit(limit, "limit")
     if after < 0:
         raise Refused("invalid", "after must be a journal seq (0 or more)", "after")
     rng = rng or EntryRange()
-    project_entries(store)
+    if catch_up:
+        project_entries(store)
     units = acct.minor_units
     opening = store.balance_before(acct.member, acct.currency, seq=after + 1)
     if rng.business_day is not None or rng.from_ms is not None:
@@ -152,7 +154,7 @@ def _msg_id(prefix: str) -> str:
 
 
 def camt053_page(store: Store, network: Network, acct: Account, rng: EntryRange, *, page: int = 1,
-                 page_size: int = STATEMENT_PAGE_MAX) -> bytes:
+                 page_size: int = STATEMENT_PAGE_MAX, catch_up: bool = True) -> bytes:
     """One camt.053 document: page `page` (from 1) of the account's entries in `rng` (one business
     day or one date range; neither: the business day in force), at most `page_size`
     (≤ STATEMENT_PAGE_MAX) entries, with `StmtPgntn` (page number, last-page indicator) and the
@@ -160,7 +162,8 @@ def camt053_page(store: Store, network: Network, acct: Account, rng: EntryRange,
     _check_limit(page_size, "page_size")
     if page < 1:
         raise Refused("invalid", "page counts from 1", "page")
-    project_entries(store)
+    if catch_up:
+        project_entries(store)
     if rng.business_day is None and rng.from_ms is None:
         rng = EntryRange(business_day=store.entries_upto()[1])  # the business day in force now
     total = store.entries_count(acct.member, acct.currency, rng)

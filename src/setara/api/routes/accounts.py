@@ -14,8 +14,9 @@ from fastapi.responses import Response, StreamingResponse
 
 from setara.api.auth import Who
 from setara.api.problems import ApiProblem
-from setara.api.state import api_of
+from setara.api.state import Api, api_of
 from setara.node import Store, open_store
+from setara.node.projection import project_entries_step
 from setara.node.statements import STATEMENT_PAGE_MAX, EntryRange, account, camt053_page, date_range, json_chunks
 
 __all__ = ["router"]
@@ -70,6 +71,7 @@ async def statement(
     if from_ is not None or to is not None:
         rng = date_range(from_, to)
     acct = account(api.network, member, currency)
+    await catch_up_entries(api)
     # A connection of its own: the pages are read from worker threads one after another, and a
     # thread's shared read connection may be in use by another request meanwhile.
     store = await anyio.to_thread.run_sync(open_store, api.db_url)
@@ -78,16 +80,25 @@ async def statement(
         if format == "camt053":
             async with slots:
                 doc = await anyio.to_thread.run_sync(
-                    lambda: camt053_page(store, api.network, acct, rng, page=page, page_size=page_size))
+                    lambda: camt053_page(store, api.network, acct, rng, page=page, page_size=page_size,
+                                     catch_up=False))
             store.close()
             return Response(doc, media_type="application/xml")
-        chunks = json_chunks(store, acct, after=after, limit=limit, rng=rng)
+        chunks = json_chunks(store, acct, after=after, limit=limit, rng=rng, catch_up=False)
         async with slots:
             first = await anyio.to_thread.run_sync(next, chunks)  # validation and catch-up happen here
     except BaseException:
         store.close()
         raise
     return StreamingResponse(_stream(request, store, first, chunks, slots), media_type="application/json")
+
+
+async def catch_up_entries(api: Api) -> None:
+    """Bring the entries read model up to the last durable block, in the writer thread between
+    blocks, one bounded step at a time: it shares the store's single write lock with nobody, and a
+    long catch-up (after a restart over a big log) lets submissions through between its steps."""
+    while not await api.call(lambda node: project_entries_step(node.store)):
+        pass
 
 
 async def _stream(request: Request, store: Store, first: bytes, chunks: Iterator[bytes],
