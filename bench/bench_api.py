@@ -214,9 +214,11 @@ def _statement_client(base: str, key: str, stop: object, out: object) -> None:
                 if r.status_code != 200:
                     out.put(("error", r.status_code))  # type: ignore[attr-defined]
                     return
-                body = r.json()
+                # Only the page's tail is parsed: the clients share the machine with the server.
+                tail = r.content[r.content.rindex(b"], ") + 2:]
+                body = json.loads(b"{" + tail)
                 pages += 1
-                entries += len(body["entries"])
+                entries += int(body["count"])
                 if body["next_after"] is None:
                     break
                 after = body["next_after"]

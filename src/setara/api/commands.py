@@ -58,6 +58,9 @@ def register(app: typer.Typer) -> None:
         from setara.node import tune_gc
 
         tune_gc()
+        # Hand the interpreter over every 1 ms (default 5 ms): a thread building a statement
+        # then delays the event loop and the writer, which each hold it briefly, by at most that.
+        sys.setswitchinterval(0.001)
         sys.stderr.write(f"setara: serving {db} on http://{host}:{port} (dashboard /, OpenAPI /docs)\n")
         config = uvicorn.Config(api, host=host, port=port, log_level=log_level, access_log=False,
                                 timeout_graceful_shutdown=SHUTDOWN_GRACE_S)

@@ -82,11 +82,18 @@ def _signed(e: EntryRow) -> int:
     return e.amount_minor if e.credit else -e.amount_minor
 
 
-def entry_json(e: EntryRow, units: int) -> dict[str, Any]:
+def entry_json(e: EntryRow, units: int, booked: dict[int, str] | None = None) -> dict[str, Any]:
+    at = booked.get(e.time_ms) if booked is not None else None
+    if at is None:
+        at = datetime.fromtimestamp(e.time_ms / 1000, UTC).isoformat()
+        if booked is not None:
+            if len(booked) > STATEMENT_CHUNK:
+                booked.clear()
+            booked[e.time_ms] = at
     return {
         "seq": e.seq, "payment_id": e.payment_id, "amount": format_amount(e.amount_minor, units),
         "direction": "credit" if e.credit else "debit",
-        "booked_at": datetime.fromtimestamp(e.time_ms / 1000, UTC).isoformat(), "time_ms": e.time_ms,
+        "booked_at": at, "time_ms": e.time_ms,
         "business_day": e.business_day, "block": e.block, "counterparty": e.counterparty,
         "end_to_end_id": e.end_to_end_id, "uetr": e.uetr,
         "balance_after": format_amount(e.balance_after_minor, units),
@@ -123,12 +130,13 @@ def json_chunks(store: Store, acct: Account, *, after: int = 0, limit: int = 100
             "from_ms": rng.from_ms, "to_ms": rng.to_ms, "opening_balance": format_amount(opening, units)}
     yield orjson.dumps(head)[:-1] + b', "entries": ['
     balance, n, last_seq, cursor = opening, 0, after, after
+    booked: dict[int, str] = {}  # entries of one block share its time
     while n < limit:
         rows = store.entries_page(acct.member, acct.currency, rng, after_seq=cursor,
                                   limit=min(STATEMENT_CHUNK, limit - n))
         if not rows:
             break
-        parts = [orjson.dumps(entry_json(e, units)) for e in rows]
+        parts = [orjson.dumps(entry_json(e, units, booked)) for e in rows]
         yield (b"," if n else b"") + b",".join(parts)
         n += len(rows)
         cursor = last_seq = rows[-1].seq

@@ -4,6 +4,7 @@ paged and bounded; a JSON page is streamed and stops when its client goes away."
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
@@ -22,6 +23,7 @@ from setara.node.statements import STATEMENT_PAGE_MAX, EntryRange, account, camt
 __all__ = ["router"]
 
 router = APIRouter(tags=["accounts"])
+STATEMENT_REST_RATIO = 1.0
 
 
 @router.get("/v1/accounts")
@@ -105,20 +107,26 @@ async def _stream(request: Request, store: Store, first: bytes, chunks: Iterator
                   slots: anyio.Semaphore | None = None) -> AsyncIterator[bytes]:
     """The page's chunks; stops reading as soon as the client has gone. Each chunk is built in a
     statement slot: however many statements run, they take turns, so they share one thread's worth
-    of the process and leave the writer and the event loop alone."""
+    of the process, and they rest between chunks, so they leave the writer and the event loop
+    their share of the interpreter."""
     try:
         yield first
         while True:
             if await request.is_disconnected():
                 return
+            t = time.perf_counter()
             if slots is None:
                 chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
             else:
                 async with slots:
+                    t = time.perf_counter()
                     chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
             if chunk is None:
                 return
             yield chunk
+            # Statements are background work: after each chunk, rest as long as it took to build,
+            # so that all statements together use at most half of one core.
+            await anyio.sleep((time.perf_counter() - t) * STATEMENT_REST_RATIO)
     finally:
         with contextlib.suppress(Exception):
             chunks.close()  # type: ignore[attr-defined]
