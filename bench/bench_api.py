@@ -200,7 +200,7 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _statement_client(base: str, key: str, stop: object, out: object) -> None:
+def _statement_client(base: str, key: str, stop: object, out: object, limit: int = 1000) -> None:
     """Page through the key's member's IDR statement until told to stop; count pages and entries."""
     import multiprocessing.synchronize as ms
 
@@ -210,7 +210,7 @@ def _statement_client(base: str, key: str, stop: object, out: object) -> None:
         while not stop.is_set():
             after = 0
             while not stop.is_set():
-                r = c.get(f"/v1/statements/IDR?limit=1000&after={after}")
+                r = c.get(f"/v1/statements/IDR?limit={limit}&after={after}")
                 if r.status_code != 200:
                     out.put(("error", r.status_code))  # type: ignore[attr-defined]
                     return
@@ -225,8 +225,8 @@ def _statement_client(base: str, key: str, stop: object, out: object) -> None:
     out.put(("done", pages, entries))  # type: ignore[attr-defined]
 
 
-def _statements_proc(base: str, keys: list[str], stop: object, out: object) -> None:
-    ts = [threading.Thread(target=_statement_client, args=(base, k, stop, out)) for k in keys]
+def _statements_proc(base: str, keys: list[str], stop: object, out: object, limit: int) -> None:
+    ts = [threading.Thread(target=_statement_client, args=(base, k, stop, out, limit)) for k in keys]
     for t in ts:
         t.start()
     for t in ts:
@@ -234,7 +234,7 @@ def _statements_proc(base: str, keys: list[str], stop: object, out: object) -> N
 
 
 def statements_phase(base: str, port: int, pid: int, keys: dict[str, str], n: int, rate: float, seconds: float,
-                     max_s: float) -> dict[str, object]:
+                     max_s: float, limit: int = 1000) -> dict[str, object]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -243,7 +243,7 @@ def statements_phase(base: str, port: int, pid: int, keys: dict[str, str], n: in
     who = [keys[MEMBERS[i % len(MEMBERS)]] for i in range(n)]
     log(f"statements: {n} parallel statement clients during {rate:.0f} POST/s for {seconds:.0f} s …")
     rss_before = rss_mb(pid)
-    proc = ctx.Process(target=_statements_proc, args=(base, who, stop, out))
+    proc = ctx.Process(target=_statements_proc, args=(base, who, stop, out, limit))
     proc.start()
     time.sleep(1.0)  # let every client be in the middle of a statement
     lat = asyncio.run(paced(port, keys, rate, seconds, max_s, prefix="S"))
@@ -263,9 +263,9 @@ def statements_phase(base: str, port: int, pid: int, keys: dict[str, str], n: in
             entries += m[2]
         else:
             errors.append(m[1])
-    return {"clients": n, "latency_single": lat, "statement_pages": pages, "statement_entries": entries,
-            "statement_errors": errors[:5], "rss_mb_before": rss_before, "rss_mb_after": rss_after,
-            "rss_mb_5s_after": rss_settled}
+    return {"clients": n, "page_limit": limit, "latency_single": lat, "statement_pages": pages,
+            "statement_entries": entries, "statement_errors": errors[:5], "rss_mb_before": rss_before,
+            "rss_mb_after": rss_after, "rss_mb_5s_after": rss_settled}
 
 
 def main() -> None:
@@ -276,6 +276,7 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="paced single POSTs per second")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
     ap.add_argument("--statements", type=int, default=0, help="parallel statement clients in a third phase")
+    ap.add_argument("--statement-limit", type=int, default=1000, help="entries a statement page (1-1000)")
     ap.add_argument("--max-seconds", type=float, default=120.0, help="bound on each phase")
     a = ap.parse_args()
     if not (0 <= a.payments <= 1_000_000 and 0 < a.batch <= 10_000 and 0 < a.rate <= 5000 and 0 < a.seconds <= 120):
@@ -307,7 +308,8 @@ def main() -> None:
             lat = asyncio.run(paced(port, keys, a.rate, a.seconds, a.max_seconds))
             log(f"  p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, errors {lat['errors']}")
             if a.statements:
-                st = statements_phase(base, port, proc.pid, keys, a.statements, a.rate, a.seconds, a.max_seconds)
+                st = statements_phase(base, port, proc.pid, keys, a.statements, a.rate, a.seconds, a.max_seconds,
+                                      a.statement_limit)
                 with_lat = st["latency_single"]
                 assert isinstance(with_lat, dict)
                 st["p99_increase_ms"] = round(float(with_lat["p99_ms"]) - float(str(lat["p99_ms"])), 2)

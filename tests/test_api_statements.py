@@ -151,8 +151,10 @@ def test_statement_stops_reading_when_the_client_leaves(env: tuple[TestClient, d
     chunks = counted()
     first = next(chunks)
 
+    api = c.app.state.api  # type: ignore[attr-defined]
+
     async def drain() -> list[bytes]:
-        return [b async for b in _stream(Gone(), store, first, chunks)]  # type: ignore[arg-type]
+        return [b async for b in _stream(Gone(), api, first, chunks)]  # type: ignore[arg-type]
 
     got = asyncio.run(drain())
     assert len(got) == 2 and len(read) == 2  # the head and one chunk; the other chunks were never read

@@ -13,9 +13,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import anyio
 from fastapi import Request
 
 from setara.api.keys import Principal
@@ -25,14 +25,13 @@ from setara.core.money import format_amount
 from setara.core.network import Network
 from setara.node import Node, PaymentRow, SetaraError, Store, open_store
 from setara.node.dashboard import Cycles
-from setara.node.projection import project
+from setara.node.projection import project, project_entries_step
 from setara.node.usecases import Refused
 from setara.ports import Screening, now_ms
 
 __all__ = ["HELD_NEUTRAL", "Api", "api_of"]
 
 T = TypeVar("T")
-STATEMENT_SLOTS = 1  # statement chunks built at a time in this process (the others wait their turn)
 LISTS_CHECK_S = 10.0  # how often the writer looks for a newly imported sanctions list
 # What a member sees of a screening hold or a regulatory rejection: that it happened, never why
 # (which list, entity or score): telling a party it matched a list would tip it off.
@@ -63,13 +62,32 @@ class Api:
         self.metrics_public = os.environ.get("SETARA_METRICS_PUBLIC", "") == "1"
         self.auth_cache: dict[str, tuple[Principal, float]] = {}
         self.block_seq = self.node.block_seq  # last durable block, as the writer last reported it
-        self._statement_slots: anyio.Semaphore | None = None
+        # Statements are built by one thread of their own, on one read connection of their own.
+        self._statements = ThreadPoolExecutor(1, thread_name_prefix="setara-statements")
+        self._statement_store: Store | None = None
+        self._entries_step: asyncio.Future[int] | None = None
+        self.entries_upto = 0
 
-    def statement_slots(self) -> anyio.Semaphore:
-        """Made on first use, inside the event loop that waits on it."""
-        if self._statement_slots is None:
-            self._statement_slots = anyio.Semaphore(STATEMENT_SLOTS)
-        return self._statement_slots
+    async def in_statement_thread(self, fn: Callable[[Store], T]) -> T:
+        """Run `fn` in the statement thread with its read connection."""
+        def run() -> T:
+            if self._statement_store is None:
+                self._statement_store = open_store(self.db_url)
+            return fn(self._statement_store)
+
+        return await asyncio.get_running_loop().run_in_executor(self._statements, run)
+
+    async def entries_caught_up(self) -> None:
+        """Bring the entries read model up to the block durable now, in the writer thread between
+        blocks, one bounded step at a time (so it contends for the store's write lock with nobody,
+        and a long catch-up lets submissions through between its steps). At most one step is
+        queued at a time, whoever asks: concurrent statements wait for the same one."""
+        target = self.node.block_seq
+        while self.entries_upto < target:
+            step = self._entries_step
+            if step is None or step.done():
+                step = self._entries_step = asyncio.ensure_future(self.call(_entries_step))
+            self.entries_upto = max(self.entries_upto, await asyncio.shield(step))
 
     @property
     def network(self) -> Network:
@@ -138,6 +156,10 @@ class Api:
         return store
 
     def close(self) -> None:
+        self._statements.shutdown(wait=True, cancel_futures=True)
+        if self._statement_store is not None:
+            with contextlib.suppress(Exception):
+                self._statement_store.close()
         self.writer.close()
         with self.writer.lock:
             self.node.close()
@@ -172,6 +194,11 @@ class Api:
         if row is None or (who.role == "member" and who.member not in (row.debtor, row.creditor)):
             raise not_found(pid)  # another member's payment is indistinguishable from none
         return row
+
+
+def _entries_step(node: Node) -> int:
+    project_entries_step(node.store)
+    return node.store.entries_upto()[0]
 
 
 def visible_reason(who: Principal, status: str, code: str | None, reason: str | None

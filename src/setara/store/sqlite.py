@@ -59,7 +59,7 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE account_entries (member TEXT NOT NULL, currency TEXT NOT NULL, seq INTEGER NOT NULL,"
         " block INTEGER NOT NULL, payment_id TEXT NOT NULL, amount_minor INTEGER NOT NULL, credit INTEGER NOT NULL,"
         " counterparty TEXT NOT NULL, time_ms INTEGER NOT NULL, business_day INTEGER NOT NULL,"
-        " balance_after_minor INTEGER NOT NULL, PRIMARY KEY (member, currency, seq))",
+        " balance_after_minor INTEGER NOT NULL, PRIMARY KEY (member, currency, seq)) WITHOUT ROWID",
         "CREATE INDEX account_entries_day ON account_entries(member, currency, business_day, seq)",
         "CREATE INDEX account_entries_time ON account_entries(member, currency, time_ms, seq)",
         "INSERT OR IGNORE INTO meta VALUES ('entries_upto', '0')",

@@ -16,8 +16,7 @@ from fastapi.responses import Response, StreamingResponse
 from setara.api.auth import Who
 from setara.api.problems import ApiProblem
 from setara.api.state import Api, api_of
-from setara.node import Store, open_store
-from setara.node.projection import project_entries_step
+from setara.node import Store
 from setara.node.statements import STATEMENT_PAGE_MAX, EntryRange, account, camt053_page, date_range, json_chunks
 
 __all__ = ["router"]
@@ -73,64 +72,41 @@ async def statement(
     if from_ is not None or to is not None:
         rng = date_range(from_, to)
     acct = account(api.network, member, currency)
-    await catch_up_entries(api)
-    # A connection of its own: the pages are read from worker threads one after another, and a
-    # thread's shared read connection may be in use by another request meanwhile.
-    store = await anyio.to_thread.run_sync(open_store, api.db_url)
-    slots = api.statement_slots()
-    try:
-        if format == "camt053":
-            async with slots:
-                doc = await anyio.to_thread.run_sync(
-                    lambda: camt053_page(store, api.network, acct, rng, page=page, page_size=page_size,
-                                     catch_up=False))
-            store.close()
-            return Response(doc, media_type="application/xml")
+    await api.entries_caught_up()
+    if format == "camt053":
+        doc = await api.in_statement_thread(
+            lambda store: camt053_page(store, api.network, acct, rng, page=page, page_size=page_size, catch_up=False))
+        return Response(doc, media_type="application/xml")
+    chunks: Iterator[bytes] | None = None
+
+    def start(store: Store) -> tuple[Iterator[bytes], bytes]:
+        nonlocal chunks
         chunks = json_chunks(store, acct, after=after, limit=limit, rng=rng, catch_up=False)
-        async with slots:
-            first = await anyio.to_thread.run_sync(next, chunks)  # validation and catch-up happen here
-    except BaseException:
-        store.close()
-        raise
-    return StreamingResponse(_stream(request, store, first, chunks, slots), media_type="application/json")
+        return chunks, next(chunks)  # validation happens here: a refusal is still a problem answer
+
+    it, first = await api.in_statement_thread(start)
+    return StreamingResponse(_stream(request, api, first, it), media_type="application/json")
 
 
-async def catch_up_entries(api: Api) -> None:
-    """Bring the entries read model up to the last durable block, in the writer thread between
-    blocks, one bounded step at a time: it shares the store's single write lock with nobody, and a
-    long catch-up (after a restart over a big log) lets submissions through between its steps."""
-    while not await api.call(lambda node: project_entries_step(node.store)):
-        pass
-
-
-async def _stream(request: Request, store: Store, first: bytes, chunks: Iterator[bytes],
-                  slots: anyio.Semaphore | None = None) -> AsyncIterator[bytes]:
-    """The page's chunks; stops reading as soon as the client has gone. Each chunk is built in a
-    statement slot: however many statements run, they take turns, so they share one thread's worth
-    of the process, and they rest between chunks, so they leave the writer and the event loop
-    their share of the interpreter."""
+async def _stream(request: Request, api: Api, first: bytes, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """The page's chunks; stops reading as soon as the client has gone. Chunks are built by the
+    server's one statement thread: however many statements run, they take turns there, and they
+    rest between chunks, so together they use at most about half of one core and leave the writer
+    and the event loop their share of the interpreter."""
     try:
         yield first
         while True:
             if await request.is_disconnected():
                 return
             t = time.perf_counter()
-            if slots is None:
-                chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
-            else:
-                async with slots:
-                    t = time.perf_counter()
-                    chunk = await anyio.to_thread.run_sync(_next_or_none, chunks)
+            chunk = await api.in_statement_thread(lambda _store: next(chunks, None))
             if chunk is None:
                 return
             yield chunk
-            # Statements are background work: after each chunk, rest as long as it took to build,
-            # so that all statements together use at most half of one core.
             await anyio.sleep((time.perf_counter() - t) * STATEMENT_REST_RATIO)
     finally:
         with contextlib.suppress(Exception):
-            chunks.close()  # type: ignore[attr-defined]
-        store.close()
+            await api.in_statement_thread(lambda _store: chunks.close())  # type: ignore[attr-defined]
 
 
 def _next_or_none(it: Iterator[bytes]) -> bytes | None:
