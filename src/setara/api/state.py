@@ -32,6 +32,7 @@ from setara.ports import Screening, now_ms
 __all__ = ["HELD_NEUTRAL", "Api", "api_of"]
 
 T = TypeVar("T")
+STATEMENT_REST_RATIO = 3.0
 LISTS_CHECK_S = 10.0  # how often the writer looks for a newly imported sanctions list
 # What a member sees of a screening hold or a regulatory rejection: that it happened, never why
 # (which list, entity or score): telling a party it matched a list would tip it off.
@@ -73,7 +74,14 @@ class Api:
         def run() -> T:
             if self._statement_store is None:
                 self._statement_store = open_store(self.db_url)
-            return fn(self._statement_store)
+            t = time.perf_counter()
+            try:
+                return fn(self._statement_store)
+            finally:
+                # Statements are background work: the thread rests STATEMENT_REST_RATIO times as
+                # long as each step took, so all statements together use at most 1 / (1 + ratio) of
+                # one core, however many there are, and submissions keep the rest.
+                time.sleep((time.perf_counter() - t) * STATEMENT_REST_RATIO)
 
         return await asyncio.get_running_loop().run_in_executor(self._statements, run)
 

@@ -4,12 +4,10 @@ paged and bounded; a JSON page is streamed and stops when its client goes away."
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date
 from typing import Annotated, Any, Literal
 
-import anyio
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
@@ -22,7 +20,6 @@ from setara.node.statements import STATEMENT_PAGE_MAX, EntryRange, account, camt
 __all__ = ["router"]
 
 router = APIRouter(tags=["accounts"])
-STATEMENT_REST_RATIO = 1.0
 
 
 @router.get("/v1/accounts")
@@ -90,20 +87,17 @@ async def statement(
 
 async def _stream(request: Request, api: Api, first: bytes, chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
     """The page's chunks; stops reading as soon as the client has gone. Chunks are built by the
-    server's one statement thread: however many statements run, they take turns there, and they
-    rest between chunks, so together they use at most about half of one core and leave the writer
-    and the event loop their share of the interpreter."""
+    server's one statement thread (`Api.in_statement_thread`): however many statements run, they
+    take turns there, within its CPU budget."""
     try:
         yield first
         while True:
             if await request.is_disconnected():
                 return
-            t = time.perf_counter()
             chunk = await api.in_statement_thread(lambda _store: next(chunks, None))
             if chunk is None:
                 return
             yield chunk
-            await anyio.sleep((time.perf_counter() - t) * STATEMENT_REST_RATIO)
     finally:
         with contextlib.suppress(Exception):
             await api.in_statement_thread(lambda _store: chunks.close())  # type: ignore[attr-defined]
