@@ -11,7 +11,7 @@ Starts a server on a fresh example network in a temporary directory (127.0.0.1, 
 3. statements (`--statements N`): the paced phase again, this time with N other clients (in a process
    of their own, so that they do not slow the load generator) each paging through its member's full
    JSON statement (pages of 1000) over and over; POST p99 with statements minus p99 without, and the
-   server's RSS before, after, and 5 s after. The entries read model is caught up by one statement
+   server's RSS before, after, and 5 s after; `--statement-rounds R` repeats the phase. The entries read model is caught up by one statement
    before the baseline, as a running server keeps it caught up.
 Bounded in count and time (`--max-seconds` per phase); only loopback traffic. Prints a JSON summary
 to stdout, progress to stderr. Targets: >= 2,000 payments/s batched; p99 < 50 ms at 500 requests/s.
@@ -276,13 +276,14 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500.0, help="paced single POSTs per second")
     ap.add_argument("--seconds", type=float, default=10.0, help="length of the paced phase")
     ap.add_argument("--statements", type=int, default=0, help="parallel statement clients in a third phase")
+    ap.add_argument("--statement-rounds", type=int, default=1, help="statement phases in a row (RSS over time)")
     ap.add_argument("--statement-limit", type=int, default=1000, help="entries a statement page (1-1000)")
     ap.add_argument("--max-seconds", type=float, default=120.0, help="bound on each phase")
     a = ap.parse_args()
     if not (0 <= a.payments <= 1_000_000 and 0 < a.batch <= 10_000 and 0 < a.rate <= 5000 and 0 < a.seconds <= 120):
         raise SystemExit("bounds: payments <= 1e6, batch <= 10000, rate <= 5000, seconds <= 120")
-    if not 0 <= a.statements <= 100:
-        raise SystemExit("bounds: statements <= 100")
+    if not (0 <= a.statements <= 100 and 1 <= a.statement_rounds <= 10 and 1 <= a.statement_limit <= 1000):
+        raise SystemExit("bounds: statements <= 100, statement rounds 1-10, statement limit 1-1000")
     with tempfile.TemporaryDirectory(prefix="setara-bench-") as tmp:
         db = str(Path(tmp) / "bench.db")
         Node.create(db, load_network(example_toml()), 1_700_000_000_000).close()
@@ -307,7 +308,8 @@ def main() -> None:
             log(f"latency: {a.rate:.0f} requests/s for {a.seconds:.0f} s …")
             lat = asyncio.run(paced(port, keys, a.rate, a.seconds, a.max_seconds))
             log(f"  p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, errors {lat['errors']}")
-            if a.statements:
+            rounds: list[dict[str, object]] = []
+            for _ in range(a.statement_rounds if a.statements else 0):
                 st = statements_phase(base, port, proc.pid, keys, a.statements, a.rate, a.seconds, a.max_seconds,
                                       a.statement_limit)
                 with_lat = st["latency_single"]
@@ -315,6 +317,9 @@ def main() -> None:
                 st["p99_increase_ms"] = round(float(with_lat["p99_ms"]) - float(str(lat["p99_ms"])), 2)
                 log(f"  p99 {with_lat['p99_ms']} ms with statements ({st['p99_increase_ms']:+} ms), "
                     f"RSS {st['rss_mb_before']} → {st['rss_mb_after']} → {st['rss_mb_5s_after']} MB")
+                rounds.append(st)
+            if rounds:
+                st = {"rounds": rounds}
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
