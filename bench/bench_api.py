@@ -235,7 +235,7 @@ def _statements_proc(base: str, keys: list[str], stop: object, out: object, limi
 
 
 def statements_phase(base: str, port: int, pid: int, keys: dict[str, str], n: int, rate: float, seconds: float,
-                     max_s: float, limit: int = 1000) -> dict[str, object]:
+                     max_s: float, limit: int = 1000, prefix: str = "S") -> dict[str, object]:
     import multiprocessing as mp
 
     ctx = mp.get_context("spawn")
@@ -247,7 +247,7 @@ def statements_phase(base: str, port: int, pid: int, keys: dict[str, str], n: in
     proc = ctx.Process(target=_statements_proc, args=(base, who, stop, out, limit))
     proc.start()
     time.sleep(1.0)  # let every client be in the middle of a statement
-    lat = asyncio.run(paced(port, keys, rate, seconds, max_s, prefix="S"))
+    lat = asyncio.run(paced(port, keys, rate, seconds, max_s, prefix=prefix))  # new ids: every POST is a new payment
     stop.set()
     proc.join(max_s)
     if proc.is_alive():
@@ -310,9 +310,9 @@ def main() -> None:
             lat = asyncio.run(paced(port, keys, a.rate, a.seconds, a.max_seconds))
             log(f"  p50 {lat['p50_ms']} ms, p99 {lat['p99_ms']} ms, errors {lat['errors']}")
             rounds: list[dict[str, object]] = []
-            for _ in range(a.statement_rounds if a.statements else 0):
+            for r in range(a.statement_rounds if a.statements else 0):
                 st = statements_phase(base, port, proc.pid, keys, a.statements, a.rate, a.seconds, a.max_seconds,
-                                      a.statement_limit)
+                                      a.statement_limit, prefix=f"S{r}")
                 with_lat = st["latency_single"]
                 assert isinstance(with_lat, dict)
                 st["p99_increase_ms"] = round(float(with_lat["p99_ms"]) - float(str(lat["p99_ms"])), 2)
