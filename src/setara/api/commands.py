@@ -42,8 +42,7 @@ def register(app: typer.Typer) -> None:
         # takes the signal, drains and closes the writer, then re-raises it to this handler.
         signal.signal(signal.SIGTERM, _terminated)
         from setara.api.app import create_app
-        from setara.node import SetaraError
-        from setara.store import StoreError
+        from setara.node import SetaraError, StoreError
 
         if not 0 < port < 65536:
             _fail("--port must be between 1 and 65535", 2)
@@ -146,7 +145,7 @@ def _check_bind(host: str, port: int) -> None:
 
 
 def _open_store(db: str):  # type: ignore[no-untyped-def]
-    from setara.store import StoreError, open_store
+    from setara.node import StoreError, open_store
 
     try:
         store = open_store(db)
@@ -157,8 +156,7 @@ def _open_store(db: str):  # type: ignore[no-untyped-def]
 
 
 def _check_member(db: str, member: str) -> None:
-    from setara.node import Node
-    from setara.store import StoreError
+    from setara.node import Node, StoreError
 
     try:
         node = Node.open(db, write=False)
