@@ -272,3 +272,26 @@ def test_serve_exits_0_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
 
+
+
+def test_a_schema_1_database_upgrades_and_its_statements_cover_every_block(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = make_db(tmp_path)
+    k = keys(db)
+    with Node.open(db, write=True) as node:
+        fund(node, "BANK_ID1", "IDR", 250_00, fund_id="F-old")
+    con = sqlite3.connect(db)  # lay the database out as schema version 1 had it
+    con.execute("DROP TABLE account_entries")
+    con.execute("DELETE FROM meta WHERE key IN ('entries_upto', 'entries_day')")
+    con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    con.commit()
+    con.close()
+    store = open_store(db)
+    try:
+        assert store.upgrade() == ["migrated to schema version 2"]
+    finally:
+        store.close()
+    with TestClient(create_app(db)) as c:
+        st = c.get("/v1/statements/IDR?limit=1000", headers=auth(k["BANK_ID1"])).json()
+        assert [e["payment_id"] for e in st["entries"]] == ["open:BANK_ID1:IDR", "F-old"]

@@ -46,12 +46,12 @@ async def statement(
     request: Request, currency: str, who: Who,
     format: Literal["json", "camt053"] = "json",
     member: Annotated[str | None, Query(max_length=64, description="admin roles: the account holder")] = None,
-    after: Annotated[int, Query(ge=0, description="json: journal seq of the previous page's last entry")] = 0,
+    after: Annotated[int, Query(ge=0, le=2**62, description="json: journal seq of the previous page's last entry")] = 0,
     limit: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX, description="json: entries a page")] = 100,
-    business_day: Annotated[int | None, Query(ge=1, description="entries of one business day")] = None,
+    business_day: Annotated[int | None, Query(ge=1, le=10**9, description="entries of one business day")] = None,
     from_: Annotated[date | None, Query(alias="from", description="first UTC date of a range (YYYY-MM-DD)")] = None,
     to: Annotated[date | None, Query(description="last UTC date of a range, inclusive")] = None,
-    page: Annotated[int, Query(ge=1, description="camt053: page number, from 1")] = 1,
+    page: Annotated[int, Query(ge=1, le=10**9, description="camt053: page number, from 1")] = 1,
     page_size: Annotated[int, Query(ge=1, le=STATEMENT_PAGE_MAX, description="camt053: entries a page")]
     = STATEMENT_PAGE_MAX,
 ) -> Response:
