@@ -62,7 +62,6 @@ class Api:
         self.started_ms = now_ms()
         self.metrics_public = os.environ.get("SETARA_METRICS_PUBLIC", "") == "1"
         self.auth_cache: dict[str, tuple[Principal, float]] = {}
-        self.block_seq = self.node.block_seq  # last durable block, as the writer last reported it
         # Statements are built by one thread of their own, on one read connection of their own.
         self._statements = ThreadPoolExecutor(1, thread_name_prefix="setara-statements")
         self._statement_store: Store | None = None
@@ -90,7 +89,7 @@ class Api:
         blocks, one bounded step at a time (so it contends for the store's write lock with nobody,
         and a long catch-up lets submissions through between its steps). At most one step is
         queued at a time, whoever asks: concurrent statements wait for the same one."""
-        target = self.node.block_seq
+        target = self.block_seq
         while self.entries_upto < target:
             step = self._entries_step
             if step is None or step.done():
@@ -101,6 +100,11 @@ class Api:
     def network(self) -> Network:
         """The network as of the last block (an immutable value the writer replaces on a change)."""
         return self.node.network
+
+    @property
+    def block_seq(self) -> int:
+        """The last durable block (the writer moves it after each commit)."""
+        return self.node.block_seq
 
     @property
     def screening_loaded(self) -> bool:
@@ -130,7 +134,7 @@ class Api:
     async def call(self, fn: Callable[[Node], T]) -> T:
         """Run `fn` on the node in the writer thread, between blocks; refusals become problems."""
         try:
-            result: T = await asyncio.wrap_future(self.writer.call(lambda node: self._tracked(node, fn)))
+            result: T = await asyncio.wrap_future(self.writer.call(fn))
         except WriterFailed as e:
             raise ApiProblem(503, "Service Unavailable", str(e)) from None
         except Refused as e:
@@ -138,12 +142,6 @@ class Api:
         except SetaraError as e:
             raise ApiProblem(409, "Conflict", str(e)) from None
         return result
-
-    def _tracked(self, node: Node, fn: Callable[[Node], T]) -> T:
-        try:
-            return fn(node)
-        finally:
-            self.block_seq = node.block_seq
 
     # ------------------------------------------------------------------ read connections
     def reader(self) -> Store:
