@@ -61,3 +61,15 @@ def test_api_on_postgres(pg_db: str) -> None:
         ho = {"Authorization": f"Bearer {op}"}
         assert 'setara_payments{status="SETTLED"} 21' in c.get("/metrics", headers=ho).text
         assert c.get("/v1/admin/overview", headers=ho).json()["payments_by_status"] == {"SETTLED": 21}
+        # statements from the entries read model, paged, and camt.053 of the business day
+        pages, after = [], 0
+        while after is not None:
+            page = c.get(f"/v1/statements/IDR?limit=7&after={after}", headers=h1).json()
+            pages.append(page)
+            after = page["next_after"]
+        entries = [e for p in pages for e in p["entries"]]
+        assert [e["payment_id"] for e in entries][:2] == ["open:BANK_ID1:IDR", "PG-1"] and len(entries) == 22
+        assert pages[-1]["closing_balance"] == "19999999737.50" and pages[1]["opening_balance"] == pages[0][
+            "closing_balance"]
+        camt = c.get("/v1/statements/IDR?format=camt053&page_size=5&page=5", headers=h1)
+        assert camt.status_code == 200 and b"<LastPgInd>true</LastPgInd>" in camt.content, camt.text

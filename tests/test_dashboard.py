@@ -41,7 +41,10 @@ class HoldNamed:
 
     def decide(self, ins: Instruction, network: Network) -> ScreeningDecision:
         if "HOLD" in str(ins.parties.get("debtor_name", "")):
-            return ScreeningDecision("review", "test-list:1")
+            return ScreeningDecision("review", "test-list@1 debtor_name 0.910 test-list:E-77", ({
+                "subject": "debtor_name", "decision": "review", "score": 0.91, "entity_id": "E-77",
+                "list": "test-list", "matched_name": "HOLD ME LTD", "list_versions": "test-list@1",
+                "explanation": "stand-in"},))
         return ScreeningDecision("clear", "test-list:1")
 
 
@@ -163,9 +166,13 @@ def test_compliance_releases_and_rejects_holds(served: tuple[str, dict[str, str]
             login(page, base, keys["compliance"])
             page.wait_for_selector("tr[data-hold='H-1'] button.release")
             page.screenshot(path=str(ARTIFACTS / "dashboard-compliance-holds.png"), full_page=True)
+            decision = page.inner_text("tr[data-hold='H-1'] td.decision")
+            assert "test-list@1" in decision and "debtor_name" in decision and "0.91" in decision
+            assert "test-list:E-77" in decision and "HOLD ME LTD" in decision
             page.fill("tr[data-hold='H-1'] input.note", "false positive: different entity")
             page.click("tr[data-hold='H-1'] button.release")
             page.wait_for_selector("tr[data-hold='H-1']", state="detached")
+            page.fill("tr[data-hold='H-2'] input.note", "true match")
             page.click("tr[data-hold='H-2'] button.reject")
             page.wait_for_selector("tr[data-hold='H-2']", state="detached")
             assert "No payment is held" in page.inner_text("#holdsTable")
@@ -177,7 +184,9 @@ def test_compliance_releases_and_rejects_holds(served: tuple[str, dict[str, str]
     assert httpx.get(base + "/v1/payments/H-1", headers=h).json()["status"] == "SETTLED"
     rej = httpx.get(base + "/v1/payments/H-2", headers=h).json()
     assert rej["status"] == "REJECTED" and rej["reason_code"] == "RR04"
-    assert keys["compliance"].split(".")[0] in rej["reason"]
+    assert rej["reason"] == "rejected for regulatory reasons"  # the member is not told why (issue #16)
+    full = httpx.get(base + "/v1/payments/H-2", headers={"Authorization": f"Bearer {keys['compliance']}"}).json()
+    assert keys["compliance"].split(".")[0] in full["reason"] and "true match" in full["reason"]
 
 
 def test_member_key_is_refused_by_the_page(served: tuple[str, dict[str, str]]) -> None:

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from setara.store import Store
+from setara.node import Store
 
 __all__ = ["ROLES", "KeyError_", "Principal", "authenticate", "issue_key", "list_keys", "revoke_key"]
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 from setara.store.base import (
     SCHEMA_VERSION,
     Block,
+    EntryRange,
+    EntryRow,
     PaymentRow,
     Projection,
     Store,
@@ -18,6 +20,8 @@ from setara.store.base import (
 __all__ = [
     "SCHEMA_VERSION",
     "Block",
+    "EntryRange",
+    "EntryRow",
     "NoDatabaseError",
     "PaymentRow",
     "Projection",

@@ -25,7 +25,12 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+
+# The account entries read model (schema version 3): one row per posting and side, with the
+# account's balance after it and the business day it was booked in. Statements page it.
+ENTRY_COLUMNS = ("member", "currency", "seq", "block", "payment_id", "amount_minor", "credit", "counterparty",
+                 "time_ms", "business_day", "balance_after_minor")
 
 PAYMENT_COLUMNS = (
     "id", "debtor", "creditor", "currency", "amount_minor", "to_currency", "credit_minor", "provider",
@@ -110,6 +115,54 @@ class PaymentRow:
                 self.credit_minor, self.provider, self.rate, self.priority, self.status, self.reason_code,
                 self.reason, self.accepted_ms, self.updated_ms, self.block, self.uetr, self.end_to_end_id,
                 self.msg_id, self.parties)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRow:
+    """One side of one posting on one account, as the entries read model holds it."""
+
+    member: str
+    currency: str
+    seq: int  # journal sequence number of the posting
+    block: int
+    payment_id: str
+    amount_minor: int  # > 0; the direction is `credit`
+    credit: bool
+    counterparty: str
+    time_ms: int
+    business_day: int
+    balance_after_minor: int
+    uetr: str | None = None  # from the payments read model, when the posting belongs to a payment
+    end_to_end_id: str | None = None
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        return (self.member, self.currency, self.seq, self.block, self.payment_id, self.amount_minor,
+                int(self.credit), self.counterparty, self.time_ms, self.business_day, self.balance_after_minor)
+
+
+@dataclass(frozen=True, slots=True)
+class EntryRange:
+    """Which entries of an account a statement covers: all, one business day, or a time range
+    [from_ms, to_ms)."""
+
+    business_day: int | None = None
+    from_ms: int | None = None
+    to_ms: int | None = None
+
+
+def _range_sql(r: EntryRange) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if r.business_day is not None:
+        clauses.append("business_day = ?")
+        params.append(r.business_day)
+    if r.from_ms is not None:
+        clauses.append("time_ms >= ?")
+        params.append(r.from_ms)
+    if r.to_ms is not None:
+        clauses.append("time_ms < ?")
+        params.append(r.to_ms)
+    return "".join(" AND " + c for c in clauses), params
 
 
 @dataclass(slots=True)
@@ -264,6 +317,63 @@ class Store(ABC):
             " UNION ALL SELECT to_currency, provider, creditor, SUM(credit_minor) FROM payments"
             " WHERE status = 'SETTLED' AND provider IS NOT NULL AND to_currency IS NOT NULL GROUP BY 1, 2, 3")
         return [(str(c), str(d), str(cr), int(a)) for c, d, cr, a in rows if c is not None and a is not None]
+
+    # ---------------------------------------------------------------- account entries read model
+    def entries_upto(self) -> tuple[int, int]:
+        """(last block reflected in the entries read model, business day in force after it)."""
+        upto = self.meta("entries_upto")
+        day = self.meta("entries_day")
+        return (int(upto) if upto else 0), (int(day) if day else 1)
+
+    @abstractmethod
+    def project_entries(self, rows: list[EntryRow], upto_block: int, business_day: int, after_block: int) -> bool:
+        """Write entry rows and move the entries watermark from after_block, in one transaction;
+        False (nothing written) when another reader moved it first."""
+
+    def last_entry_balances(self) -> dict[tuple[str, str], int]:
+        """Each account's balance after its last projected entry."""
+        rows = self._query(
+            "SELECT e.member, e.currency, e.balance_after_minor FROM account_entries e"
+            " JOIN (SELECT member, currency, MAX(seq) AS seq FROM account_entries GROUP BY member, currency) m"
+            " ON m.member = e.member AND m.currency = e.currency AND m.seq = e.seq")
+        return {(str(m), str(c)): int(b) for m, c, b in rows}
+
+    def entries_page(self, member: str, currency: str, rng: EntryRange, *, after_seq: int = 0,
+                     offset: int = 0, limit: int) -> list[EntryRow]:
+        """An account's entries in `rng`, in posting order: those after journal seq `after_seq`,
+        skipping `offset`, at most `limit`, with the payment's references."""
+        where, params = _range_sql(rng)
+        rows = self._query(
+            "SELECT e.member, e.currency, e.seq, e.block, e.payment_id, e.amount_minor, e.credit, e.counterparty,"
+            " e.time_ms, e.business_day, e.balance_after_minor, p.uetr, p.end_to_end_id FROM account_entries e"
+            " LEFT JOIN payments p ON p.id = e.payment_id"
+            f" WHERE e.member = ? AND e.currency = ? AND e.seq > ?{where.replace(' AND ', ' AND e.')}"
+            f" ORDER BY e.seq LIMIT {int(limit)} OFFSET {int(offset)}",
+            (member, currency, after_seq, *params))
+        return [EntryRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4]), int(r[5]), bool(r[6]), str(r[7]),
+                         int(r[8]), int(r[9]), int(r[10]), r[11], r[12]) for r in rows]
+
+    def entries_count(self, member: str, currency: str, rng: EntryRange) -> int:
+        where, params = _range_sql(rng)
+        rows = self._query(f"SELECT COUNT(*) FROM account_entries WHERE member = ? AND currency = ?{where}",
+                           (member, currency, *params))
+        return int(rows[0][0]) if rows else 0
+
+    def balance_before(self, member: str, currency: str, *, seq: int | None = None, business_day: int | None = None,
+                       time_ms: int | None = None) -> int:
+        """The account's balance just before journal seq `seq`, business day `business_day` or time
+        `time_ms` (one of them): what an entries range opens with."""
+        if seq is not None:
+            cond, order, v = "seq < ?", "seq DESC", seq
+        elif business_day is not None:
+            cond, order, v = "business_day < ?", "business_day DESC, seq DESC", business_day
+        elif time_ms is not None:
+            cond, order, v = "time_ms < ?", "time_ms DESC, seq DESC", time_ms
+        else:
+            raise ValueError("give seq, business_day or time_ms")
+        rows = self._query(f"SELECT balance_after_minor FROM account_entries WHERE member = ? AND currency = ?"
+                           f" AND {cond} ORDER BY {order} LIMIT 1", (member, currency, v))
+        return int(rows[0][0]) if rows else 0
 
     # ---------------------------------------------------------------- sanctions list versions
     def list_version_of(self, source: str, checksum: str) -> tuple[int, int] | None:

@@ -38,8 +38,10 @@ from psycopg import sql
 
 from setara.store import NoDatabaseError, base
 from setara.store.base import (
+    ENTRY_COLUMNS,
     PAYMENT_COLUMNS,
     Block,
+    EntryRow,
     PaymentRow,
     Projection,
     Store,
@@ -93,6 +95,16 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE list_indexes (key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL,"
         " created_ms BIGINT NOT NULL, data BYTEA NOT NULL)",
     ],
+    [  # 3: the account entries read model, caught up from the first block by its own watermark
+        "CREATE TABLE account_entries (member TEXT NOT NULL, currency TEXT NOT NULL, seq BIGINT NOT NULL,"
+        " block BIGINT NOT NULL, payment_id TEXT COLLATE \"C\" NOT NULL, amount_minor BIGINT NOT NULL,"
+        " credit INTEGER NOT NULL, counterparty TEXT NOT NULL, time_ms BIGINT NOT NULL,"
+        " business_day BIGINT NOT NULL, balance_after_minor BIGINT NOT NULL, PRIMARY KEY (member, currency, seq))",
+        "CREATE INDEX account_entries_day ON account_entries(member, currency, business_day, seq)",
+        "CREATE INDEX account_entries_time ON account_entries(member, currency, time_ms, seq)",
+        "INSERT INTO meta (key, value) VALUES ('entries_upto', '0') ON CONFLICT (key) DO NOTHING",
+        "INSERT INTO meta (key, value) VALUES ('entries_day', '1') ON CONFLICT (key) DO NOTHING",
+    ],
 ]
 assert len(MIGRATIONS) == base.SCHEMA_VERSION
 
@@ -106,6 +118,7 @@ _TABLE_KEYS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "screening_audit": (("n",), ("n", "time_ms", "payment_id", "subject", "decision", "score", "entity_id",
                                  "list", "list_version", "explanation")),
     "payments": (("id",), PAYMENT_COLUMNS),
+    "account_entries": (("member", "currency", "seq"), ENTRY_COLUMNS),
 }
 
 _LOCK_NAMESPACE = b"setara.store.writer\x00"
@@ -526,6 +539,19 @@ class PostgresStore(Store):
                     f" provider = COALESCE(u.provider, p.provider), rate = COALESCE(u.rate, p.rate)"
                     f" FROM {_TMP_UPDATES} u WHERE p.id = u.id")
             c.execute("UPDATE meta SET value = %s WHERE key = 'projected_upto'", (str(projection.upto_block),))
+        return True
+
+    def project_entries(self, rows: list[EntryRow], upto_block: int, business_day: int, after_block: int) -> bool:
+        with self._tx() as c:
+            row = c.execute("SELECT value FROM meta WHERE key = 'entries_upto' FOR UPDATE").fetchone()
+            if (int(row[0]) if row else 0) != after_block:
+                return False
+            if rows:
+                with c.cursor().copy(f"COPY account_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as cp:
+                    for r in rows:
+                        cp.write_row(r.as_tuple())
+            c.execute("UPDATE meta SET value = %s WHERE key = 'entries_upto'", (str(upto_block),))
+            c.execute("UPDATE meta SET value = %s WHERE key = 'entries_day'", (str(business_day),))
         return True
 
     def meta(self, key: str) -> str | None:
