@@ -26,12 +26,13 @@ from setara.ports import Screening
 __all__ = ["AUTH_CACHE_S", "Api", "ApiProblem", "create_app"]
 
 
-def create_app(db_url: str, *, screening: Screening | None = None) -> FastAPI:
+def create_app(db_url: str, *, screening: Screening | None = None, replication: Any = None) -> FastAPI:
     """The API over the network stored at `db_url`; opens it as the single writer.
 
-    `screening` replaces the node's screening (by default the sanctions lists in the store).
+    `screening` replaces the node's screening (by default the sanctions lists in the store);
+    `replication` (node.replicate.ReplicationSettings) replicates every block before its acks.
     """
-    api = Api(db_url, screening)
+    api = Api(db_url, screening, replication)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -8,7 +8,7 @@ the key list); messages go to stderr as one line, without a traceback.
 import signal
 import sys
 from types import FrameType
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import orjson
 import typer
@@ -34,9 +34,28 @@ def register(app: typer.Typer) -> None:
     def serve(db: DbOpt = DEFAULT_DB,
               host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
               port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-              log_level: Annotated[str, typer.Option("--log-level")] = "warning") -> None:
+              log_level: Annotated[str, typer.Option("--log-level")] = "warning",
+              replicate: Annotated[str | None, typer.Option(
+                  "--replicate", help="NATS servers nats://H:P[,…] (or SETARA_REPLICATE).")] = None,
+              key: Annotated[str | None, typer.Option("--key", help="Sequencer node key (or SETARA_NODE_KEY).")] = None,
+              stream: Annotated[str | None, typer.Option("--stream", help="Stream (default setara).")] = None,
+              standby: Annotated[bool, typer.Option("--standby", help="Replicate the stream and take over when "
+                                                     "the active sequencer's lease lapses.")] = False,
+              network: Annotated[str | None, typer.Option("--network", help="A standby's network TOML (block 1 "
+                                                           "must hold it) when its store is new.")] = None) -> None:
         """Serve the HTTP API (/v1/…, OpenAPI at /docs) and the operator dashboard at /."""
         import uvicorn
+
+        from setara.node.replicate import NotASequencer, settings_from
+
+        try:
+            replication = settings_from(replicate, key, stream)
+        except NotASequencer as e:
+            _fail(str(e), 2)
+        if standby:
+            if replication is None:
+                _fail("--standby needs --replicate and --key (a registered sequencer's)", 2)
+            _standby(db, replication, network)
 
         # SIGTERM is how a service manager asks for a clean stop: exit 0. While serving, uvicorn
         # takes the signal, drains and closes the writer, then re-raises it to this handler.
@@ -48,7 +67,9 @@ def register(app: typer.Typer) -> None:
             _fail("--port must be between 1 and 65535", 2)
         _check_bind(host, port)
         try:
-            api = create_app(db)
+            api = create_app(db, replication=replication)
+        except NotASequencer as e:
+            _fail(str(e), 2)
         except (StoreError, SetaraError) as e:
             _fail(str(e))
         if not api.state.api.screening_loaded:
@@ -165,3 +186,31 @@ def _check_member(db: str, member: str) -> None:
     with node:
         if member not in node.network.members:
             _fail(f"--member: {member} is not a member of the network", 2)
+
+
+def _standby(db: str, replication: Any, network_path: str | None) -> None:
+    """Wait as a standby sequencer until the active one's lease lapses; then the store is ours."""
+    from pathlib import Path
+
+    from setara.core.network import NetworkError, load_network
+    from setara.node import NoDatabaseError, Node, SetaraError, StoreError
+    from setara.node.standby import wait_to_take_over
+
+    try:
+        with Node.open(db, write=False) as node:
+            net = node.network
+    except NoDatabaseError:
+        if network_path is None:
+            _fail(f"no store at {db}: a new standby needs --network NET.toml", 2)
+        try:
+            net = load_network(Path(network_path).read_text(encoding="utf-8"))
+        except (OSError, NetworkError) as e:
+            _fail(f"--network {network_path}: {e}", 2)
+    except (StoreError, SetaraError) as e:
+        _fail(str(e))
+    sys.stderr.write(f"setara: standby on stream {replication.stream}, replicating into {db}\n")
+    try:
+        wait_to_take_over(db, replication, net)
+    except (StoreError, SetaraError) as e:
+        _fail(str(e))
+    sys.stderr.write("setara: the sequencer's lease lapsed: taking over\n")

@@ -23,7 +23,7 @@ from setara.api.problems import ApiProblem, not_found, refused
 from setara.api.writer import Writer, WriterFailed
 from setara.core.money import format_amount
 from setara.core.network import Network
-from setara.node import Node, PaymentRow, SetaraError, Store, open_store
+from setara.node import Node, PaymentRow, SetaraError, Store, open_store, usecases, views
 from setara.node.dashboard import Cycles
 from setara.node.projection import project, project_entries_step
 from setara.node.usecases import Refused
@@ -34,6 +34,8 @@ __all__ = ["HELD_NEUTRAL", "Api", "api_of"]
 T = TypeVar("T")
 STATEMENT_REST_RATIO = 3.0
 LISTS_CHECK_S = 10.0  # how often the writer looks for a newly imported sanctions list
+FINALITY_READ_S = 1.0  # how stale the `final` of a payment may be
+FINALITY_RECORD_S = 2.0  # how often a replicating server records the member nodes' latest final checkpoint
 # What a member sees of a screening hold or a regulatory rejection: that it happened, never why
 # (which list, entity or score): telling a party it matched a list would tip it off.
 HELD_NEUTRAL = "held for compliance review"
@@ -43,9 +45,18 @@ REJECTED_NEUTRAL = "rejected for regulatory reasons"
 class Api:
     """The writer-owned node, read connections, and small caches."""
 
-    def __init__(self, db_url: str, screening: Screening | None = None) -> None:
+    def __init__(self, db_url: str, screening: Screening | None = None, replication: Any = None) -> None:
         self.db_url = db_url
         self.node = Node.open(db_url, write=True)
+        self._finality: Any = None
+        self._finality_read = -FINALITY_READ_S
+        self._stop_finality = threading.Event()
+        if replication is not None:
+            try:
+                usecases.start_replication(self.node, replication)
+            except BaseException:
+                self.node.close()
+                raise
         self.lists_version = -1
         self._lists_checked = 0.0
         self.fixed_screening = screening is not None
@@ -54,6 +65,8 @@ class Api:
         else:
             self.refresh_screening(self.node, force=True)
         self.writer = Writer(self.node, before_block=None if self.fixed_screening else self.refresh_screening)
+        if self.node.replicator is not None:
+            threading.Thread(target=self._record_finality, name="setara-finality", daemon=True).start()
         self._local = threading.local()
         self._readers: list[Store] = []
         self._readers_lock = threading.Lock()
@@ -162,6 +175,7 @@ class Api:
         return store
 
     def close(self) -> None:
+        self._stop_finality.set()
         self._statements.shutdown(wait=True, cancel_futures=True)
         if self._statement_store is not None:
             with contextlib.suppress(Exception):
@@ -193,7 +207,27 @@ class Api:
             else self.amount(p.credit_minor, p.to_currency),
             "provider": p.provider, "rate": p.rate, "uetr": p.uetr, "end_to_end_id": p.end_to_end_id,
             "accepted_ms": p.accepted_ms, "updated_ms": p.updated_ms,
+            "final": self.finality().covers(p) if self.finality() is not None else False,
         }
+
+    def _record_finality(self) -> None:
+        """Keep the member nodes' latest final checkpoint in the store (run by the writer thread,
+        between blocks)."""
+        def record(node: Node) -> None:
+            if node.replicator is not None:
+                node.replicator.record_finality(node.store, node.network)
+
+        while not self._stop_finality.wait(FINALITY_RECORD_S):
+            with contextlib.suppress(Exception):  # the stream may be electing a leader: next time
+                self.writer.call(record).result(timeout=30)
+
+    def finality(self) -> Any:
+        """The latest final checkpoint (views.Finality), read at most once a second."""
+        t = time.monotonic()
+        if t - self._finality_read > FINALITY_READ_S:
+            self._finality = views.finality(self.reader())
+            self._finality_read = t
+        return self._finality
 
     def visible_payment(self, who: Principal, pid: str) -> PaymentRow:
         row = self.fresh_reader().get_payment(pid)

@@ -162,6 +162,16 @@ def metrics_text(store: Store, network: Network, summary: EngineSummary, *, grou
 # ====================================================================== overview
 
 
+def finality_json(store: Store) -> dict[str, Any] | None:
+    """The last final checkpoint this store holds and which member nodes signed it."""
+    doc = store.checkpoint("final")
+    if doc is None:
+        return None
+    cp = orjson.loads(doc)
+    return {"seq": cp["seq"], "state_hash": cp["state_hash"], "block_hash": cp["block_hash"],
+            "signers": [{"node": sg["node"], "member": sg["member"]} for sg in cp["signatures"]]}
+
+
 def overview(store: Store, network: Network, summary: EngineSummary, cycles: list[dict[str, Any]], *,
              time_ms: int, started_ms: int) -> dict[str, Any]:
     """What the dashboard draws: balances and positions, queue, throughput, liquidity, netting."""
@@ -195,6 +205,7 @@ def overview(store: Store, network: Network, summary: EngineSummary, cycles: lis
         liquidity.append({"currency": ccy, "gross": amount(gross[ccy], ccy), "used": amount(used, ccy),
                           "ratio": used / gross[ccy] if gross[ccy] else None})
     return {
+        "finality": finality_json(store),
         "time_ms": time_ms, "business_day": summary.business_day, "day_open": summary.day_open,
         "block": summary.block,
         "currencies": [{"code": c, "minor_units": network.minor_units(c) or 0} for c in network.currencies],
