@@ -93,17 +93,24 @@ def open_node(db: str, *, write: bool, screens: bool = False) -> Node:
         node = Node.open(db, write=write)
     except (StoreError, SetaraError) as e:
         fail(str(e))
-    if screens:
-        from setara.node.screening import PaymentScreening
-
-        # Cheap without lists: the matcher (ICU, rapidfuzz, numpy) loads only when a name is screened.
-        screening = PaymentScreening.from_store(node.store)
-        if not screening.loaded:
-            warn("no sanctions list is loaded: screening finds no hit (load one with `setara lists import`); "
-                 "country measures still apply")
-        if write:
-            node.screening = screening
+    if screens and not attach_screening(node):
+        warn(NO_LIST_WARNING)
     return node
+
+
+NO_LIST_WARNING = ("no sanctions list is loaded: screening finds no hit (load one with `setara lists import`); "
+                   "country measures still apply")
+
+
+def attach_screening(node: Node) -> bool:
+    """Screen with the lists in the store (on a writable node); returns whether any is loaded."""
+    from setara.node.screening import PaymentScreening
+
+    # Cheap without lists: the matcher (ICU, rapidfuzz, numpy) loads only when a name is screened.
+    screening = PaymentScreening.from_store(node.store)
+    if node.writable:
+        node.screening = screening
+    return bool(screening.loaded)
 
 
 def network_of(node: Node) -> Network:

@@ -5,7 +5,21 @@ from typing import Annotated
 
 import typer
 
-from setara.cli.common import DEFAULT_DB, DbOpt, check_db, fail, open_node, out, out_json, read_text, refusals, say
+from setara.cli.common import (
+    DEFAULT_DB,
+    NO_LIST_WARNING,
+    DbOpt,
+    attach_screening,
+    check_db,
+    fail,
+    open_node,
+    out,
+    out_json,
+    read_text,
+    refusals,
+    say,
+    warn,
+)
 
 network_app = typer.Typer(no_args_is_help=True, help="Show or change the network configuration.")
 member_app = typer.Typer(no_args_is_help=True, help="Suspend or resume a member.")
@@ -33,8 +47,11 @@ def network_apply(change: Annotated[Path, typer.Argument(help="Change TOML: [[ad
     from setara.node.usecases import apply_network_change
 
     text = read_text(change)
-    with open_node(db, write=True, screens=True) as node, refusals():
+    with open_node(db, write=True) as node, refusals():
+        loaded = attach_screening(node)
         report = apply_network_change(node, text)
+        if report["added"] and not loaded:  # said once the change is valid, so a refusal stays one line
+            warn(NO_LIST_WARNING)
         say(f"applied: {len(report['added'])} member(s) added, {report['credit_lines']} credit line(s) changed"
             + (f"; screened the new members: {report['frozen']} frozen" if report["added"] else ""))
 
