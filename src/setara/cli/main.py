@@ -67,7 +67,7 @@ def main() -> None:
     # standalone_mode=False: usage errors come back here, to be said in one line like every other
     # refusal (Click would print a usage block and a boxed message).
     try:
-        rc = app(standalone_mode=False)
+        rc = app(standalone_mode=False, prog_name="setara")
     except typer.TyperException as e:  # Typer's (vendored Click's) usage errors
         code = int(getattr(e, "exit_code", 2))
         if type(e).__name__ != "NoArgsIsHelpError":  # otherwise the help is already printed
