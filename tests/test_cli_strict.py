@@ -206,3 +206,20 @@ def test_usage_errors_from_the_parser_are_one_line(cli_db: Path) -> None:
     refused(run_cli("nosuchcommand", check=False), "nosuchcommand")
     refused(run_cli("export", "balances", "--bogus", check=False), "--bogus")
     refused(run_cli("submit", "x", "--batch", "many", check=False), "--batch")
+
+
+def test_the_cli_imports_neither_the_store_nor_the_engine() -> None:
+    """The CLI is a shell over the node's use cases and views (issue #13): it reaches the store
+    and the engine only through `setara.node`."""
+    import ast
+
+    forbidden = ("setara.store", "setara.core.engine", "setara.core.commands")
+    cli = Path(__file__).resolve().parents[1] / "src" / "setara" / "cli"
+    modules = sorted(cli.glob("*.py"))
+    assert len(modules) >= 10  # one per command group
+    for path in modules:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert name != "setara.core" and not name.startswith(forbidden), f"{path.name} imports {name}"
