@@ -175,8 +175,10 @@ def test_fund_withdraw_cancel_day_and_member_commands(cli_db: Path, tmp_path: Pa
     db = str(cli_db)
     out = run_cli("fund", "--member", "BANK_ID2", "--currency", "IDR", "--amount", "100.50", "--db", db)
     assert out.stdout.decode().split()[-1] == "12000000100.50"
-    assert run_cli("withdraw", "--member", "BANK_ID2", "--currency", "IDR", "--amount", "99999999999999",
-                   "--db", db, check=False).returncode == 1
+    short = run_cli("withdraw", "--member", "BANK_ID2", "--currency", "IDR", "--amount", "99999999999999",
+                    "--db", db, check=False)
+    assert short.returncode == 2  # more than the account holds is refused input
+    assert short.stderr.decode() == "error: --amount: BANK_ID2 has only 12000000100.50 IDR available to withdraw\n"
     bad = run_cli("fund", "--member", "BANK_ID2", "--currency", "IDR", "--amount", "1.001", "--db", db, check=False)
     assert bad.returncode == 2 and b"--amount" in bad.stderr
     f = tmp_path / "q.jsonl"
@@ -184,7 +186,8 @@ def test_fund_withdraw_cancel_day_and_member_commands(cli_db: Path, tmp_path: Pa
                              "amount": "150000.00"}) + "\n")
     assert run_cli("submit", str(f), "--db", db).stdout.decode().strip() == "big QUEUED"
     assert run_cli("cancel", "big", "--db", db).stdout.decode().strip() == "big CANCELLED"
-    assert run_cli("cancel", "big", "--db", db, check=False).returncode == 1
+    again = run_cli("cancel", "big", "--db", db, check=False)
+    assert again.returncode == 2 and b"is CANCELLED" in again.stderr
     f.write_text(json.dumps({"id": "q2", "debtor": "BANK_ID3", "creditor": "BANK_ID1", "currency": "MYR",
                              "amount": "150000.00"}) + "\n")
     run_cli("submit", str(f), "--db", db)
@@ -210,7 +213,8 @@ def test_usage_errors_are_one_line(tmp_path: Path) -> None:
     proc = run_cli("submit", str(tmp_path / "missing.jsonl"), "--db", str(tmp_path / "none.db"), check=False)
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr
     proc = run_cli("export", "payments", "--db", str(tmp_path / "none.db"), check=False)
-    assert proc.returncode == 1 and b"setara init" in proc.stderr
+    assert proc.returncode == 2 and b"setara init" in proc.stderr  # a missing database is a usage error (#15)
+    assert not (tmp_path / "none.db").exists()
 
 
 def test_fx_rates_and_cross_currency_payments(cli_db: Path, tmp_path: Path) -> None:

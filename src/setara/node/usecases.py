@@ -45,12 +45,14 @@ __all__ = [
     "cancel_payment",
     "close_cycle",
     "close_day",
+    "copy_network",
     "fund",
     "open_day",
     "post_rate",
     "rescreen",
     "review_hold",
     "set_suspended",
+    "start_replication",
 ]
 
 RefusalKind = Literal["not_found", "conflict", "invalid"]
@@ -230,6 +232,39 @@ def start_replication(node: Node, settings: Any, *, clock: Clock = now_ms) -> No
     node.replicator = rep
     if rep.new_epoch:
         node.execute([EpochStart(rep.epoch, rep.signer, clock())])
+
+
+# ====================================================================== operations
+
+
+def copy_network(source: str, target: str) -> tuple[int, str]:
+    """Copy a network's block log into an empty store and rebuild it by replay (a backup restored,
+    or a move between SQLite and PostgreSQL), then verify it; returns (blocks copied, state hash).
+    Raises StoreError (a store cannot be used) or VerificationError (the copy does not verify)."""
+    from setara.node.verify import verify_store
+    from setara.store import copy_log, open_store
+
+    src = open_store(source)
+    try:
+        dst = open_store(target, create=True)
+    except BaseException:
+        src.close()
+        raise
+    try:
+        src.check_schema()
+        n = copy_log(src, dst)
+    finally:
+        src.close()
+        dst.close()
+    with Node.open(target, write=True) as node:
+        node.snapshot()
+        node.catch_up()
+    store = open_store(target)
+    try:
+        report = verify_store(store)
+    finally:
+        store.close()
+    return n, report.state_hash
 
 
 # ====================================================================== compliance
