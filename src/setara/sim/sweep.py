@@ -182,15 +182,16 @@ class Cache:
 # ---------------------------------------------------------------------------------------------- runner
 
 
-def _start_ray(address: str) -> Any:
+def _start_ray(address: str) -> tuple[Any, bool]:
+    """Ray, and whether this call started or joined it (and so shuts it down after the sweep)."""
     try:
         import ray
     except ImportError:
         raise RunnerError("--ray needs Ray, which is not installed (pip install 'setara[ray]')") from None
-    if ray.is_initialized():
-        return ray  # a caller (a notebook, a test fixture) runs Ray already: use that instance
     if address != "local" and address != "auto" and not address.startswith("ray://") and ":" not in address:
         raise RunnerError(f"--ray {address}: expected local, auto or ray://HOST:PORT")
+    if ray.is_initialized():
+        return ray, False  # a caller (a notebook, a test fixture) runs Ray already: use that instance
     try:
         if address == "local":
             ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=RAY_OBJECT_STORE_BYTES,
@@ -200,7 +201,7 @@ def _start_ray(address: str) -> Any:
     except Exception as e:
         raise RunnerError(f"--ray {address}: cannot start or join Ray ({str(e).splitlines()[0] if str(e) else e!r})"
                           ) from None
-    return ray
+    return ray, True
 
 
 class Runner:
@@ -214,11 +215,7 @@ class Runner:
         self._ray: Any = None
         self._owns_ray = False
         if ray_address:
-            import sys
-
-            had = "ray" in sys.modules and sys.modules["ray"].is_initialized()
-            self._ray = _start_ray(ray_address)
-            self._owns_ray = not had
+            self._ray, self._owns_ray = _start_ray(ray_address)
             self._remote = self._ray.remote(task)
         elif self.workers > 1:
             self._pool = ProcessPoolExecutor(max_workers=self.workers)
