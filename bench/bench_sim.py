@@ -1,15 +1,28 @@
-"""Simulator benchmark: engine throughput in simulated time per design, and the bounds pre-pass.
+"""Simulator benchmark: engine throughput in simulated time per design, and the bounds pre-pass;
+with --sweep, one sweep run in this process, on local worker processes and on a local Ray instance.
 
     .venv/bin/python bench/bench_sim.py [--payments 20000] [--seed 1]
+    .venv/bin/python bench/bench_sim.py --sweep [--payments 1000] [--seeds 4] [--workers 2]
 
-Prints one line per design: seconds for one run of the day at liquidity level 0.1, payments per
+Default: one line per design: seconds for one run of the day at liquidity level 0.1, payments per
 second, periodic solver runs, and what was left unsettled.
+
+--sweep: the same sweep (the example scenario's designs but lsm-optimise and hybrid, 3 liquidity
+levels, seeds 1..N, the outage stress) three ways, without the run cache: in this process (the
+baseline), on local processes and on a local Ray instance with as many CPUs. Prints wall times and
+ratios to the baseline, the cost per run, the overhead per task of each path (worker-seconds not
+spent in the baseline's work, per task) and the dispatch cost of an empty task that takes the day.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import tempfile
 import time
+from pathlib import Path
+from typing import Any
 
 from setara.sim import Design, base_network, bounds_of, generate_day, liquidity_at, run_day
 
@@ -22,12 +35,84 @@ DESIGNS = (
 )
 
 
+SWEEP_DESIGNS = ("gross", "offset", "lsm-all-or-nothing", "lsm-partial", "lsm-bilateral", "dns-60")
+
+
+def _noop(day: Any) -> int:
+    return len(day.payments)
+
+
+def sweep(payments: int, seeds: int, workers: int) -> None:
+    import ray
+
+    from setara.sim.scenario import EXAMPLE_SCENARIO, load_scenario, simulate
+    from setara.sim.sweep import RAY_OBJECT_STORE_BYTES
+
+    text = (EXAMPLE_SCENARIO.replace("payments = 3000", f"payments = {payments}")
+            .replace("levels = [0.0, 0.1, 0.25, 0.5, 1.0]", "levels = [0.0, 0.1, 0.5]")
+            .replace("[liquidity]", f"[sweep]\nseeds = {seeds}\n\n[liquidity]"))
+    sc = load_scenario(text)
+    sc.designs = [d for d in sc.designs if d.name in SWEEP_DESIGNS]
+    sc.stresses = [(s, "lsm-partial") for s, _ in sc.stresses if s.name == "outage"]
+    tmp = Path(tempfile.mkdtemp(prefix="bench_sim_"))
+    print(f"sweep: {len(sc.designs)} designs x {len(sc.levels)} levels x {seeds} seeds, 1 stress, "
+          f"{payments} payments a day; {os.cpu_count()} CPUs")
+    t = time.perf_counter()
+    base = simulate(sc, tmp / "serial", workers=1, cache=False)
+    serial = time.perf_counter() - t
+    tasks = base["timing"]["tasks"]
+    print(f"in this process     {serial:7.2f} s  {tasks} tasks ({base['timing']['executed']} runs and searches), "
+          f"cost per run {base['timing']['run_seconds_mean'] * 1000:.0f} ms, per task {serial / tasks * 1000:.0f} ms")
+    t = time.perf_counter()
+    local = simulate(sc, tmp / "local", workers=workers, cache=False)
+    wall = time.perf_counter() - t
+    print(f"local processes x{workers} {wall:7.2f} s  {serial / wall:.2f}x the baseline, overhead per task "
+          f"{(wall * workers - serial) / tasks * 1000:.0f} ms")
+    t = time.perf_counter()
+    ray.init(num_cpus=workers, object_store_memory=RAY_OBJECT_STORE_BYTES, include_dashboard=False,
+             log_to_driver=False, logging_level=logging.WARNING)
+    init = time.perf_counter() - t
+    t = time.perf_counter()
+    on_ray = simulate(sc, tmp / "ray", ray_address="local", cache=False)
+    wall_ray = time.perf_counter() - t
+    print(f"local Ray x{workers}       {wall_ray:7.2f} s  {serial / wall_ray:.2f}x the baseline, overhead per task "
+          f"{(wall_ray * workers - serial) / tasks * 1000:.0f} ms (ray.init before it: {init:.2f} s)")
+    same = {k: v for k, v in local.items() if k != "timing"} == {k: v for k, v in on_ray.items() if k != "timing"}
+    print(f"results.json identical but timings: {same}")
+    # Dispatch cost alone: an empty task that receives the day (Ray: a reference to it in the object store)
+    from concurrent.futures import ProcessPoolExecutor
+
+    day = sc.day_for(1)
+    n = 400
+    ref = ray.put(day)
+    remote = ray.remote(_noop)
+    ray.get([remote.remote(ref) for _ in range(workers * 2)])  # workers warm
+    t = time.perf_counter()
+    ray.get([remote.remote(ref) for _ in range(n)])
+    per_ray = (time.perf_counter() - t) / n
+    ray.shutdown()
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(_noop, [day] * workers * 2))
+        t = time.perf_counter()
+        list(pool.map(_noop, [day] * n))
+        per_pool = (time.perf_counter() - t) / n
+    print(f"empty task taking the day ({n} tasks): local processes {per_pool * 1000:.2f} ms, "
+          f"Ray {per_ray * 1000:.2f} ms (wall per task, {workers} workers)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--payments", type=int, default=20_000)
+    ap.add_argument("--payments", type=int, default=None)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--level", type=float, default=0.1)
+    ap.add_argument("--sweep", action="store_true", help="local processes against a local Ray instance")
+    ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
+    if args.sweep:
+        sweep(args.payments or 1000, args.seeds, args.workers)
+        return
+    args.payments = args.payments or 20_000
     net = base_network()
     t = time.perf_counter()
     day = generate_day(net, args.payments, seed=args.seed)
