@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,15 +15,17 @@ def _hours(ts: Sequence[int]) -> list[float]:
     return [t / 3600 for t in ts]
 
 
-def _band(ax: Any, xs: Sequence[float], ys: Sequence[Sequence[float]], label: str, scale: float = 1.0) -> None:
-    """Mean over seeds as a line, its 95% confidence interval as a band (none for a single seed)."""
+def _band(ax: Any, xs: Sequence[float], ys: Sequence[Sequence[float]], label: str, scale: float = 1.0,
+          top: float = math.inf) -> None:
+    """Mean over seeds as a line, its 95% confidence interval as a band (none for a single seed),
+    clipped to the quantity's range [0, top]: with few seeds the t-interval reaches past it."""
     from .scenario import mean_ci
 
     stats = [mean_ci([v * scale for v in y]) for y in ys]
     line = ax.plot(xs, [m for m, _, _ in stats], marker="o", label=label)[0]
     if any(len(y) > 1 for y in ys):
-        ax.fill_between(xs, [lo for _, lo, _ in stats], [hi for _, _, hi in stats], color=line.get_color(),
-                        alpha=0.18, linewidth=0)
+        ax.fill_between(xs, [max(0.0, lo) for _, lo, _ in stats], [min(top, hi) for _, _, hi in stats],
+                        color=line.get_color(), alpha=0.18, linewidth=0)
 
 
 def _mean_series(cs: Sequence[dict[str, Any]]) -> tuple[list[float], list[list[float]]]:
@@ -70,7 +73,7 @@ def simulate_report(results: dict[str, Any], series: dict[tuple[str, int], dict[
 
     stats = [mean_ci(need_by[nm]) for nm in names]
     bars = ax.bar(range(len(names)), [m for m, _, _ in stats], color="#4c78a8",
-                  yerr=[[m - lo for m, lo, _ in stats], [hi - m for m, _, hi in stats]] if n > 1 else None,
+                  yerr=[[m - max(0.0, lo) for m, lo, _ in stats], [hi - m for m, _, hi in stats]] if n > 1 else None,
                   capsize=4)
     if n > 1:
         for i, nm in enumerate(names):
@@ -116,7 +119,7 @@ def simulate_report(results: dict[str, Any], series: dict[tuple[str, int], dict[
     for nm in names:
         ys = [[100.0 * r["settled_payments"] / max(1, r["settled_payments"] + r["unsettled_payments"])
                for r in runs if r["design"] == nm and r["level"] == lv] for lv in levels]
-        _band(ax, levels, ys, nm)
+        _band(ax, levels, ys, nm, top=100.0)
     ax.set_xlabel("liquidity level (0 = lower bound, 1 = upper bound)")
     ax.set_ylabel("% of payments settled by cut-off")
     ax.set_title("Liquidity sweep: settlement")

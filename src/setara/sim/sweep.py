@@ -5,8 +5,10 @@ liquidity level, stress case, seed), or one design's liquidity_needed bisection 
 task returns a compact, JSON-ready summary (`compact`): figures, per-member totals and, for
 reference runs, the queue series of the report, never the day's payment log.
 
-On Ray the network config, each seed's day and each day's bounds are put in the object store once
-and the tasks receive references; on local processes they are pickled with each task.
+The network config, each seed's day and each day's bounds travel to the workers once: on Ray they
+are put in the object store and tasks receive references; local worker processes receive them when
+they start (one pool per phase, since the bounds exist only after the first), and tasks carry a
+handle. What a task itself carries is its parameters: design, level, stress case, seed.
 
 Finished runs and searches are cached in `OUT/cache/` as one JSON file each, named by a content hash
 of (day, network, rates, design, parameters, seed, code version): a re-run, or a sweep resumed after
@@ -114,6 +116,31 @@ def task(kind: str, params: dict[str, Any], cfg: dict[str, Any], day: Day, bound
     raise ValueError(f"unknown task {kind}")
 
 
+class _Ref:
+    """A handle to an object a local worker process received when it started."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+
+_SHARED: dict[int, Any] = {}
+
+
+def _init_worker(shared: dict[int, Any]) -> None:
+    global _SHARED
+    _SHARED = shared
+
+
+def _resolve(x: Any) -> Any:
+    return _SHARED[x.n] if isinstance(x, _Ref) else x
+
+
+def _pool_task(kind: str, params: dict[str, Any], cfg: Any, day: Any, bounds: Any, tbounds: Any) -> Any:
+    return task(kind, params, _resolve(cfg), _resolve(day), _resolve(bounds), _resolve(tbounds))
+
+
 # ---------------------------------------------------------------------------------------------- cache
 
 
@@ -211,22 +238,26 @@ class Runner:
     def __init__(self, workers: int, ray_address: str | None = None) -> None:
         self.workers = max(1, min(workers, WORKERS_MAX))
         self.ray_address = ray_address
-        self._pool: ProcessPoolExecutor | None = None
+        self._shared: dict[int, Any] = {}
         self._ray: Any = None
         self._owns_ray = False
         if ray_address:
             self._ray, self._owns_ray = _start_ray(ray_address)
             self._remote = self._ray.remote(task)
-        elif self.workers > 1:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
 
     @property
     def label(self) -> str | int:
         return f"ray:{self.ray_address}" if self.ray_address else self.workers
 
     def put(self, obj: Any) -> Any:
-        """Into the object store once (Ray); the object itself elsewhere."""
-        return self._ray.put(obj) if self._ray is not None else obj
+        """Into the object store once (Ray), or to each local worker process when it starts; in this
+        process, the object itself."""
+        if self._ray is not None:
+            return self._ray.put(obj)
+        if self.workers > 1:
+            self._shared[len(self._shared)] = obj
+            return _Ref(len(self._shared) - 1)
+        return obj
 
     def run(self, calls: Sequence[Call], done: Callable[[int, Any], None]) -> None:
         """Run every call; `done(index, result)` as each finishes, in completion order."""
@@ -246,24 +277,22 @@ class Runner:
                     self._ray.cancel(r, force=True)
                 raise
             return
-        if self._pool is not None:
-            futures: dict[Future[Any], int] = {self._pool.submit(task, *c): i for i, c in enumerate(calls)}
-            waiting = set(futures)
+        if self.workers > 1:
+            pool = ProcessPoolExecutor(max_workers=min(self.workers, len(calls)), initializer=_init_worker,
+                                       initargs=(self._shared,))
             try:
+                futures: dict[Future[Any], int] = {pool.submit(_pool_task, *c): i for i, c in enumerate(calls)}
+                waiting = set(futures)
                 while waiting:
                     finished, waiting = wait(waiting, return_when=FIRST_COMPLETED)
                     for f in finished:
                         done(futures[f], f.result())
-            except BaseException:
-                for f in waiting:
-                    f.cancel()
-                raise
+            finally:
+                pool.shutdown(cancel_futures=True)
             return
         for i, c in enumerate(calls):
             done(i, task(*c))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
         if self._ray is not None and self._owns_ray:
             self._ray.shutdown()
