@@ -3,6 +3,11 @@ with --sweep, one sweep run in this process, on local worker processes and on a 
 
     .venv/bin/python bench/bench_sim.py [--payments 20000] [--seed 1]
     .venv/bin/python bench/bench_sim.py --sweep [--payments 1000] [--seeds 4] [--workers 2]
+    .venv/bin/python bench/bench_sim.py --dns-check
+
+--dns-check: the example scenario's dns-60 at the upper bound and at the lower bound, with one
+netting over every cycled currency (what the runner does) and with one close per currency (what it
+did before issue 20), counting unwinds by who was short and in which currency.
 
 Default: one line per design: seconds for one run of the day at liquidity level 0.1, payments per
 second, periodic solver runs, and what was left unsettled.
@@ -107,6 +112,65 @@ def sweep(payments: int, seeds: int, workers: int) -> None:
           f"Ray {per_ray * 1000:.2f} ms (wall per task, {workers} workers)")
 
 
+def dns_check() -> None:
+    from collections import Counter
+
+    from setara.engine import CloseCycle, Engine
+    from setara.sim.scenario import EXAMPLE_SCENARIO, load_scenario
+
+    sc = load_scenario(EXAMPLE_SCENARIO)
+    design = next(d for d in sc.designs if d.name == "dns-60")
+    b = bounds_of(sc.network, sc.day)
+    joint_apply = Engine.apply
+    closing: list[str] = []
+    short: Counter[str] = Counter()
+    first: list[str] = []
+
+    def per_currency(self: Engine, cmd: Any) -> Any:
+        if type(cmd) is CloseCycle and cmd.currency == "*":
+            assert self.network is not None
+            out = []
+            for c, cc in self.network.currencies.items():
+                if cc.settlement == "cycles" and self.cycle_pending.get(c):
+                    closing[:] = [c]
+                    out += joint_apply(self, CloseCycle(c, cmd.time_ms))
+            return out
+        return joint_apply(self, cmd)
+
+    shortfalls = Engine._cycle_shortfalls
+
+    def who(self: Engine, chosen: Any) -> Any:
+        found = shortfalls(self, chosen)
+        if found and closing:
+            member = max(found)[1]
+            deltas: dict[tuple[str, str], int] = {}
+            for p in chosen:
+                for leg in p.legs():
+                    deltas[(leg.debit, leg.currency)] = deltas.get((leg.debit, leg.currency), 0) - leg.amount_minor
+                    deltas[(leg.credit, leg.currency)] = deltas.get((leg.credit, leg.currency), 0) + leg.amount_minor
+            for (m, c), v in deltas.items():
+                if m == member and v < 0 and -v > self.ledger.available((m, c)):
+                    kind = "an FX provider" if self.network and self.network.members[m].is_fx_provider else "a bank"
+                    where = "the other leg's currency" if c != closing[0] else "the closed currency"
+                    short[f"{kind} short in {where}"] += 1
+                    if len(first) < 3:
+                        first.append(f"closing {closing[0]}: {m} short in {c}")
+        return found
+
+    for label, patch in (("one netting over all cycled currencies", False), ("one close per currency", True)):
+        Engine.apply = per_currency if patch else joint_apply  # type: ignore[method-assign]
+        Engine._cycle_shortfalls = who  # type: ignore[method-assign]
+        short.clear()
+        first.clear()
+        for level in (1.0, 0.0):
+            r = run_day(sc.network, sc.day, design, liquidity_at(b, level), target=b.target)
+            print(f"{label:40s} level {level}: unsettled {r.unsettled:4d} of {len(b.target)}, unwinds {r.unwinds}")
+            if level == 1.0 and short:
+                print(f"    at the upper bound: first unwinds {first}; {dict(short)}")
+    Engine.apply = joint_apply  # type: ignore[method-assign]
+    Engine._cycle_shortfalls = shortfalls  # type: ignore[method-assign]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--payments", type=int, default=None)
@@ -115,7 +179,11 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="local processes against a local Ray instance")
     ap.add_argument("--seeds", type=int, default=4)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--dns-check", action="store_true", help="why per-currency cycle closes fail dns-60")
     args = ap.parse_args()
+    if args.dns_check:
+        dns_check()
+        return
     if args.sweep:
         sweep(args.payments or 1000, args.seeds, args.workers)
         return
