@@ -14,7 +14,8 @@ second, periodic solver runs, and what was left unsettled.
 
 --sweep: the same sweep (the example scenario's designs but lsm-optimise and hybrid, 3 liquidity
 levels, seeds 1..N, the outage stress) three ways, without the run cache: in this process (the
-baseline), on local processes and on a local Ray instance with as many CPUs. Prints wall times and
+baseline), on local processes and on a local Ray instance with as many CPUs, in turn, --rounds times
+(medians of the task phases' wall time). Prints wall times and
 ratios to the baseline, the cost per run, the overhead per task of each path (worker-seconds of the
 task phases beyond the baseline's, per task: dispatch, transfer, and idle workers at the barriers
 between phases) and the dispatch cost of an empty task that takes the day.
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -44,11 +46,11 @@ DESIGNS = (
 SWEEP_DESIGNS = ("gross", "offset", "lsm-all-or-nothing", "lsm-partial", "lsm-bilateral", "dns-60")
 
 
-def _noop(day: Any) -> int:
-    return len(day.payments)
+def _noop(x: Any) -> int:
+    return len(getattr(x, "payments", ()))
 
 
-def sweep(payments: int, seeds: int, workers: int) -> None:
+def sweep(payments: int, seeds: int, workers: int, rounds: int) -> None:
     import ray
 
     from setara.sim.scenario import EXAMPLE_SCENARIO, load_scenario, simulate
@@ -66,50 +68,59 @@ def sweep(payments: int, seeds: int, workers: int) -> None:
     simulate(load_scenario(text.replace(f"payments = {payments}", "payments = 50")), tmp / "warm", workers=1,
              cache=False)  # imports (scipy, matplotlib) and first-use costs out of the baseline
     t = time.perf_counter()
-    base = simulate(sc, tmp / "serial", workers=1, cache=False)
-    serial = time.perf_counter() - t
-    bt = base["timing"]
-    tasks, serial_tasks = bt["executed"], bt["tasks_wall_seconds"]
-    print(f"in this process     {serial:7.2f} s  tasks {serial_tasks:.2f} s: {tasks} runs and searches "
-          f"(+{bt['tasks'] - tasks} bounds pre-passes), cost per run {bt['run_seconds_mean'] * 1000:.0f} ms, "
-          f"per task {serial_tasks / tasks * 1000:.0f} ms")
-
-    def line(label: str, wall: float, timing: dict[str, Any], extra: str = "") -> None:
-        tw = timing["tasks_wall_seconds"]
-        print(f"{label:19s} {wall:7.2f} s  tasks {tw:.2f} s: {serial_tasks / tw:.2f}x the baseline, "
-              f"overhead per task {(tw * workers - serial_tasks) / tasks * 1000:.0f} ms{extra}")
-
-    t = time.perf_counter()
-    local = simulate(sc, tmp / "local", workers=workers, cache=False)
-    line(f"local processes x{workers}", time.perf_counter() - t, local["timing"])
-    t = time.perf_counter()
     ray.init(num_cpus=workers, object_store_memory=RAY_OBJECT_STORE_BYTES, include_dashboard=False,
              log_to_driver=False, logging_level=logging.WARNING)
-    init = time.perf_counter() - t
-    t = time.perf_counter()
-    on_ray = simulate(sc, tmp / "ray", ray_address="local", cache=False)
-    line(f"local Ray x{workers}", time.perf_counter() - t, on_ray["timing"], f" (ray.init before it: {init:.2f} s)")
-    same = {k: v for k, v in local.items() if k != "timing"} == {k: v for k, v in on_ray.items() if k != "timing"}
-    print(f"results.json identical but timings: {same}")
-    # Dispatch cost alone: an empty task that receives the day (Ray: a reference to it in the object store)
+    print(f"ray.init (local, {workers} CPUs): {time.perf_counter() - t:.2f} s, once, before the rounds")
+    # The three paths in turn, `rounds` times: on a shared machine the load drifts, so each path sees
+    # the same conditions on average; medians are reported.
+    paths: dict[str, dict[str, Any]] = {"in this process": {"workers": 1},
+                                        f"local processes x{workers}": {"workers": workers},
+                                        f"local Ray x{workers}": {"ray_address": "local"}}
+    walls: dict[str, list[float]] = {k: [] for k in paths}
+    results: dict[str, dict[str, Any]] = {}
+    for i in range(rounds):
+        for label, kw in paths.items():
+            r = simulate(sc, tmp / f"{i}-{len(results)}", cache=False, **kw)
+            walls[label].append(r["timing"]["tasks_wall_seconds"])
+            results[label] = r
+        print(f"round {i + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s" for k, v in walls.items())
+              + f" (load average {os.getloadavg()[0]:.1f})")
+    base = results["in this process"]["timing"]
+    tasks = base["executed"]
+    serial = statistics.median(walls["in this process"])
+    print(f"{tasks} tasks a sweep (runs and searches; +{base['tasks'] - tasks} bounds pre-passes), "
+          f"cost per run {base['run_seconds_mean'] * 1000:.0f} ms (last round)")
+    for label in paths:
+        w = statistics.median(walls[label])
+        n_workers = 1 if label == "in this process" else workers
+        print(f"{label:19s} median {w:7.2f} s for the tasks: {serial / w:.2f}x the baseline, "
+              f"{w / tasks * 1000:.0f} ms a task, overhead per task {(w * n_workers - serial) / tasks * 1000:.0f} ms")
+    ref = {k: v for k, v in results["in this process"].items() if k != "timing"}
+    print("results.json identical but timings: "
+          + str(all({k: v for k, v in r.items() if k != "timing"} == ref for r in results.values())))
+    # Dispatch cost alone: an empty task with a task's parameters; on Ray also one that takes the day
+    # by reference (the worker deserialises it from the object store for each task).
     from concurrent.futures import ProcessPoolExecutor
 
-    day = sc.day_for(1)
+    params = {"design": sc.designs[0], "level": 0.1, "stress": None, "series": False}
     n = 400
-    ref = ray.put(day)
+    day_ref = ray.put(sc.day_for(1))
     remote = ray.remote(_noop)
-    ray.get([remote.remote(ref) for _ in range(workers * 2)])  # workers warm
+    ray.get([remote.remote(params) for _ in range(workers * 2)])  # workers warm
     t = time.perf_counter()
-    ray.get([remote.remote(ref) for _ in range(n)])
+    ray.get([remote.remote(params) for _ in range(n)])
     per_ray = (time.perf_counter() - t) / n
+    t = time.perf_counter()
+    ray.get([remote.remote(day_ref) for _ in range(n)])
+    per_ray_day = (time.perf_counter() - t) / n
     ray.shutdown()
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(_noop, [day] * workers * 2))
+        list(pool.map(_noop, [params] * workers * 2))
         t = time.perf_counter()
-        list(pool.map(_noop, [day] * n))
+        list(pool.map(_noop, [params] * n))
         per_pool = (time.perf_counter() - t) / n
-    print(f"empty task taking the day ({n} tasks): local processes {per_pool * 1000:.2f} ms, "
-          f"Ray {per_ray * 1000:.2f} ms (wall per task, {workers} workers)")
+    print(f"empty task ({n}, {workers} workers, wall per task): local processes {per_pool * 1000:.2f} ms, "
+          f"Ray {per_ray * 1000:.2f} ms, Ray taking the day by reference {per_ray_day * 1000:.2f} ms")
 
 
 def dns_check() -> None:
@@ -178,6 +189,7 @@ def main() -> None:
     ap.add_argument("--level", type=float, default=0.1)
     ap.add_argument("--sweep", action="store_true", help="local processes against a local Ray instance")
     ap.add_argument("--seeds", type=int, default=4)
+    ap.add_argument("--rounds", type=int, default=3, help="--sweep: the three paths in turn, this many times")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--dns-check", action="store_true", help="why per-currency cycle closes fail dns-60")
     args = ap.parse_args()
@@ -185,7 +197,7 @@ def main() -> None:
         dns_check()
         return
     if args.sweep:
-        sweep(args.payments or 1000, args.seeds, args.workers)
+        sweep(args.payments or 1000, args.seeds, args.workers, args.rounds)
         return
     args.payments = args.payments or 20_000
     net = base_network()

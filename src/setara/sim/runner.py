@@ -530,8 +530,9 @@ def find_liquidity_needed(
     """The least level in [0, 1] (to 2**-steps) at which the design settles every target payment by
     cut-off, by bisection; `known` holds levels already run (from the sweep). Returns (level,
     per-account liquidity, runs made, settles): at level 1 gross RTGS settles everything by
-    definition of the upper bound, and so do the liquidity-saving designs in practice; a design that
-    does not (deferred-net cycles whose unwinds cascade) gets level 1 and settles=False. Settlement is
+    definition of the upper bound, and so do the liquidity-saving designs and (closing every cycled
+    currency in one netting) the net cycles in practice; a design that does not gets level 1 and
+    settles=False. Settlement is
     assumed monotone in liquidity, which holds for gross RTGS and, in practice, for the solvers."""
     known = dict(known or {})
     runs = 0
