@@ -186,6 +186,9 @@ def test_sweep_section_is_checked() -> None:
             load_scenario(base + "[sweep]\n" + extra)
     with pytest.raises(ScenarioError, match="not both"):
         load_scenario(base + "[liquidity]\nlevels = [0.1]\n[sweep]\nliquidity = [0.2]\n")
+    twice = "[[stress]]\nname = 'o'\nkind = 'outage'\nmember = 'BANK_MY1'\n"
+    with pytest.raises(ScenarioError, match=r"stress\[1\]\.name"):
+        load_scenario(base + twice + twice)
 
 
 def test_recorded_day_has_no_seeds_to_sweep(tmp_path: Path) -> None:

@@ -337,6 +337,8 @@ def load_scenario(text: str, base_dir: Path | None = None) -> Scenario:
         stress = Stress(_get(r, "name", where, str, f"{kind}-{member}"), kind, member,
                         _clock(r.get("start", "10:00"), f"{where}.start"),
                         _clock(r["end"], f"{where}.end") if "end" in r else None, fraction, ccy)
+        if any(x.name == stress.name for x, _ in stresses):
+            raise ScenarioError(f"{where}.name: {stress.name!r} repeated")
         stresses.append((stress, design))
     seeds = list(range(1, n_seeds + 1)) if n_seeds else []
     if len(designs) * (len(levels) + 1 + len(stresses)) * max(1, len(seeds)) > TASKS_MAX:
