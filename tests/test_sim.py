@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ from setara.sim import (
 )
 from setara.sim.commands import register
 from setara.sim.day import usd_value
-from setara.sim.scenario import EXAMPLE_SCENARIO, load_scenario, simulate
+from setara.sim.scenario import EXAMPLE_SCENARIO, ScenarioError, load_scenario, simulate
 
 NET = base_network()
 UNITS = {c: v.currency.minor_units for c, v in NET.currencies.items()}
@@ -147,15 +148,21 @@ def test_example_round_trips_through_simulate(tmp_path: Path) -> None:
     assert res.exit_code == 0, res.output
     assert res.stdout.strip().endswith("results.json")
     data = json.loads((out / "results.json").read_text())
-    assert len(data["designs"]) >= 3
-    for d in data["designs"].values():
-        assert float(d["lower_bound"]) <= float(d["liquidity_needed"]) <= float(d["upper_bound"])
-        for c, v in d["liquidity_needed_minor"].items():
-            assert d["lower_bound_minor"][c] <= v <= d["upper_bound_minor"][c]
+    assert data["seeds"] == [7] and len(data["designs"]) >= 3
+    for n in data["liquidity_needed"]:
+        assert n["seed"] == 7
+        assert float(n["lower_bound"]) <= float(n["liquidity_needed"]) <= float(n["upper_bound"])
+        day = data["days"][0]
+        for c, v in n["liquidity_needed_minor"].items():
+            assert day["lower_bound_minor"][c] <= v <= day["upper_bound_minor"][c]
+    # one row per run: designs x levels, plus one per stress case
+    levels = data["levels"]
+    assert len(data["runs"]) == len(data["designs"]) * len(levels) + 3
     assert set(data["stress"]) == {"outage", "liquidity-shock", "fx-provider-stops"}
     html = (out / "report.html").read_text()
     assert html.count("data:image/png;base64,") >= 4
-    assert (out / "designs.csv").read_text().startswith("design,")
+    assert (out / "designs.csv").read_text().startswith("design,seed,")
+    assert len((out / "sweep.csv").read_text().splitlines()) == 1 + len(data["runs"])
 
 
 def test_simulate_errors_are_one_line(tmp_path: Path) -> None:
@@ -167,6 +174,136 @@ def test_simulate_errors_are_one_line(tmp_path: Path) -> None:
     assert res.exit_code == 2
 
 
+def test_sweep_section_is_checked() -> None:
+    base = "[day]\npayments = 50\n[[designs]]\nname = 'g'\n"
+    sc = load_scenario(base + "[sweep]\nseeds = 3\nliquidity = [0.2, 0.05, 0.1]\n")
+    assert sc.day_seeds() == [1, 2, 3] and sc.levels == [0.05, 0.1, 0.2]
+    assert sc.day_for(2).payments != sc.day_for(3).payments and sc.day_for(2) == sc.day_for(2)
+    assert load_scenario(base).day_seeds() == [7]  # no [sweep]: the day's own seed
+    for extra, key in (("seeds = 3\nrepeats = 2\n", "repeats"), ("seeds = 0\n", "sweep.seeds"),
+                       ("liquidity = [0.1, 2.0]\n", "sweep.liquidity"), ("seeds = 'ten'\n", "sweep.seeds")):
+        with pytest.raises(ScenarioError, match=re.escape(key)):
+            load_scenario(base + "[sweep]\n" + extra)
+    with pytest.raises(ScenarioError, match="not both"):
+        load_scenario(base + "[liquidity]\nlevels = [0.1]\n[sweep]\nliquidity = [0.2]\n")
+    twice = "[[stress]]\nname = 'o'\nkind = 'outage'\nmember = 'BANK_MY1'\n"
+    with pytest.raises(ScenarioError, match=r"stress\[1\]\.name"):
+        load_scenario(base + twice + twice)
+
+
+def test_recorded_day_has_no_seeds_to_sweep(tmp_path: Path) -> None:
+    (tmp_path / "day.csv").write_text("id,debtor,creditor,currency,amount,priority,time\n"
+                                      "a,BANK_ID1,BANK_ID2,IDR,1000.00,NORMAL,09:00\n")
+    text = "[day]\nrecorded = 'day.csv'\n[[designs]]\nname = 'g'\n"
+    assert load_scenario(text, tmp_path).day_seeds() == [0]
+    with pytest.raises(ScenarioError, match=r"sweep\.seeds"):
+        load_scenario(text + "[sweep]\nseeds = 2\n", tmp_path)
+
+
+_SWEEP = """
+[day]
+payments = 120
+[liquidity]
+reference = 0.1
+search_steps = 3
+[sweep]
+liquidity = [0.0, 0.1, 0.5]
+seeds = 4
+[[designs]]
+name = "gross"
+[[designs]]
+name = "lsm-partial"
+periodic = "partial"
+period_s = 1800
+[[designs]]
+name = "dns-60"
+cycles = ["*"]
+cycle_minutes = 60
+[[stress]]
+name = "outage"
+kind = "outage"
+member = "BANK_MY1"
+start = "10:00"
+end = "13:00"
+design = "lsm-partial"
+"""
+
+
+def _without_timing(results: dict) -> dict:  # type: ignore[type-arg]
+    return {k: v for k, v in results.items() if k != "timing"}
+
+
+def test_sweep_over_seeds_keeps_one_row_per_run(tmp_path: Path) -> None:
+    sc = load_scenario(_SWEEP)
+    r = simulate(sc, tmp_path / "a", workers=1)
+    assert r["seeds"] == [1, 2, 3, 4]
+    sweep_runs = [x for x in r["runs"] if x["stress"] is None]
+    assert len(sweep_runs) == 3 * 3 * 4 and len(r["runs"]) == 3 * 3 * 4 + 4
+    assert {(x["design"], x["seed"], x["level"]) for x in sweep_runs} == {
+        (d, s, lv) for d in ("gross", "lsm-partial", "dns-60") for s in (1, 2, 3, 4) for lv in (0.0, 0.1, 0.5)}
+    assert all(isinstance(x["seed"], int) for x in r["runs"])
+    assert len(r["liquidity_needed"]) == 3 * 4 and len(r["days"]) == 4
+    # different seeds are different days
+    assert len({d["gross_value"] for d in r["days"]}) == 4
+    g = r["designs"]["gross"]
+    lo, hi = (float(x) for x in g["liquidity_needed_ci95"])
+    assert lo <= float(g["liquidity_needed"]) <= hi and lo < hi
+    assert [b["level"] for b in g["by_level"]] == [0.0, 0.1, 0.5]
+    assert (tmp_path / "a" / "sweep.csv").read_text().count("\n") == 1 + len(r["runs"])
+    assert (tmp_path / "a" / "designs.csv").read_text().count("\n") == 1 + 3 * 4
+    html = (tmp_path / "a" / "report.html").read_text()
+    assert "seed by seed" in html and "95% confidence interval" in html
+    assert html.count("data:image/png;base64,") >= 6
+
+
+def test_interrupted_sweep_resumes_from_the_cache(tmp_path: Path) -> None:
+    sc = load_scenario(_SWEEP.replace("seeds = 4", "seeds = 2"))
+    full = simulate(sc, tmp_path / "ref", workers=1, cache=False)
+    assert not (tmp_path / "ref" / "cache").exists()
+    total = full["timing"]["tasks"]
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(done: int, _total: int) -> None:
+        if done == 12:
+            raise Stop
+
+    out = tmp_path / "res"
+    with pytest.raises(Stop):
+        simulate(sc, out, workers=1, progress=interrupt)
+    cached = len(list((out / "cache").glob("*.json")))
+    bounds_tasks = 2 * 2  # per seed: the day and the outage; not cached (one cheap gross pass each)
+    assert cached == 12 - bounds_tasks
+    seen: list[int] = []
+    resumed = simulate(sc, out, workers=2, progress=lambda d, t: seen.append(d))
+    assert resumed["timing"]["from_cache"] == cached
+    assert resumed["timing"]["executed"] == total - bounds_tasks - cached
+    assert seen[-1] == total
+    assert _without_timing(resumed) == _without_timing(full)
+    # losing some entries re-runs exactly those
+    victims = sorted((out / "cache").glob("*.json"))[:5]
+    for v in victims:
+        v.unlink()
+    again = simulate(sc, out, workers=1)
+    assert again["timing"]["executed"] == 5 and _without_timing(again) == _without_timing(full)
+    for name in ("designs.csv", "sweep.csv", "stress.csv"):
+        assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
+
+
+def test_cache_key_follows_the_inputs() -> None:
+    from setara.sim.sweep import task_key
+
+    d = Design("g")
+    k = task_key("run", "day", 1, {"design": d, "level": 0.1, "stress": None, "series": False})
+    assert k == task_key("run", "day", 1, {"design": d, "level": 0.1, "stress": None, "series": False})
+    assert k != task_key("run", "day", 2, {"design": d, "level": 0.1, "stress": None, "series": False})
+    assert k != task_key("run", "day2", 1, {"design": d, "level": 0.1, "stress": None, "series": False})
+    assert k != task_key("run", "day", 1, {"design": Design("g", period_s=60), "level": 0.1, "stress": None,
+                                           "series": False})
+    assert k != task_key("run", "day", 1, {"design": d, "level": 0.2, "stress": None, "series": False})
+
+
 def test_parallel_workers_match_serial(tmp_path: Path) -> None:
     text = EXAMPLE_SCENARIO.replace("payments = 3000", "payments = 150")
     sc = load_scenario(text)
@@ -174,31 +311,30 @@ def test_parallel_workers_match_serial(tmp_path: Path) -> None:
     sc.stresses = []
     a = simulate(sc, tmp_path / "a", workers=1)
     b = simulate(sc, tmp_path / "b", workers=2)
-    for name in a["designs"]:
-        assert a["designs"][name]["liquidity_needed"] == b["designs"][name]["liquidity_needed"]
+    assert a["timing"]["workers"] == 1 and b["timing"]["workers"] == 2
+    assert _without_timing(a) == _without_timing(b)
 
 
-def test_ray_path(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
-    sc = load_scenario(EXAMPLE_SCENARIO.replace("payments = 3000", "payments = 150"))
-    sc.designs = sc.designs[:2]
-    sc.stresses = []
-    r = simulate(sc, tmp_path / "r", ray_address="local")
-    assert len(r["designs"]) == 2
+def test_dns_funded_at_the_upper_bound_settles_the_whole_day() -> None:
+    # Closing one currency's cycle at a time left this day's FX providers short in the other leg's
+    # currency at the upper bound (102 payments unsettled, 19 unwinds); one netting over every cycled
+    # currency settles it, as net positions at a close never exceed the largest cumulative net debit.
+    day = generate_day(NET, 1000, seed=1)
+    b = bounds_of(NET, day)
+    r = run_day(NET, day, Design("dns-60", cycles=("*",), cycle_s=3600), liquidity_at(b, 1.0), target=b.target)
+    assert r.complete and r.unwinds == 0
+    assert sum(1 for p in day.payments if p.to_currency) > 100  # PvP payments are part of it
 
 
-def test_ray_missing_is_one_clear_line(tmp_path: Path) -> None:
-    try:
-        import ray  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        pytest.skip("ray is installed")
+def test_ray_missing_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as without Ray
     scen = tmp_path / "s.toml"
     scen.write_text(EXAMPLE_SCENARIO.replace("payments = 3000", "payments = 50"))
     res = CliRunner().invoke(_app(), ["simulate", str(scen), "--out", str(tmp_path / "o"), "--ray", "local"])
     assert res.exit_code == 2 and "Ray" in res.output and "not installed" in res.output
-    assert "Traceback" not in res.output
+    assert "Traceback" not in res.output and len(res.output.strip().splitlines()) == 1
 
 
 _PACS008 = """<?xml version="1.0" encoding="UTF-8"?>

@@ -78,16 +78,20 @@ def demo(
 
 def simulate(
     scenario: Annotated[Path | None, typer.Argument(help="Scenario TOML (see --example).")] = None,
-    out: Annotated[Path | None, typer.Option("--out", help="Output folder: results.json, CSVs, report.html.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder: results.json, CSVs, report.html; "
+                                             "finished runs are cached in OUT/cache/.")] = None,
     example: Annotated[bool, typer.Option("--example", help="Print a commented example scenario and exit.")] = False,
     workers: Annotated[int, typer.Option("--workers", help="Local worker processes (default: CPUs, max 8).")] = 0,
-    ray: Annotated[str | None, typer.Option("--ray", help="Run on a Ray cluster at ADDRESS ('local' starts one); "
-                                            "needs the ray extra.")] = None,
+    ray: Annotated[str | None, typer.Option("--ray", help="Run the tasks on Ray: 'local' starts a local instance, "
+                                            "'auto' or ray://HOST:PORT joins a cluster; needs the ray extra.")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Run everything again; do not read or write "
+                                           "OUT/cache/.")] = False,
 ) -> None:
     """Compare settlement designs on the same day: liquidity needed (with BoF-PSS2 bounds), delays,
-    unsettled value, gridlocks, liquidity sweeps and stress scenarios."""
+    unsettled value, gridlocks, liquidity sweeps over seeds and stress scenarios."""
     from .scenario import EXAMPLE_SCENARIO, ScenarioError, default_workers, load_scenario
     from .scenario import simulate as run
+    from .sweep import RunnerError
 
     if example:
         sys.stdout.write(EXAMPLE_SCENARIO)
@@ -103,32 +107,46 @@ def simulate(
     except ScenarioError as e:
         _fail(str(e), 2)
     n_workers = workers if workers > 0 else default_workers()
-    t0 = time.perf_counter()
-    with err.status("simulating") as status:
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task("simulating", total=None)
+
         def log(msg: str) -> None:
-            status.update(f"{msg} ({time.perf_counter() - t0:.0f} s)")
+            bar.update(task, description=msg.split(":")[0])
+
+        def progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
 
         try:
-            results = run(sc, out, workers=n_workers, ray_address=ray, log=log)
-        except ScenarioError as e:
+            results = run(sc, out, workers=n_workers, ray_address=ray, log=log, progress=progress,
+                          cache=not no_cache)
+        except (ScenarioError, RunnerError) as e:
             _fail(str(e), 2)
         except (ValueError, OSError) as e:
             _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    table = Table(title=f"{len(results['designs'])} designs, {results['day']['payments']:,} payments, "
-                        f"{results['seconds']} s (USD equivalents)")
+    n_seeds = len(results["seeds"])
+    timing = results["timing"]
+    table = Table(title=f"{len(results['designs'])} designs, {results['day']['payments']:,} payments"
+                        f"{f' x {n_seeds} seeds (means)' if n_seeds > 1 else ''}, {timing['seconds']} s "
+                        "(USD equivalents)")
     for col in ("design", "liquidity needed", "level", "unsettled @ref", "mean delay s", "p95 delay s",
                 "gridlocks resolved"):
         table.add_column(col, justify="left" if col == "design" else "right")
     for name, d in results["designs"].items():
-        table.add_row(name, d["liquidity_needed"], f"{d['liquidity_needed_level']:.3f}", d["unsettled_value"],
-                      f"{d['delay']['mean_s']:.0f}", f"{d['delay']['p95_s']:.0f}", str(d["gridlocks_resolved"]))
+        ref = d["reference"]
+        table.add_row(name, d["liquidity_needed"], f"{d['liquidity_needed_level']:.3f}", ref["unsettled_value"],
+                      f"{ref['delay_mean_s']:.0f}", f"{ref['delay_p95_s']:.0f}", f"{ref['gridlocks_resolved']:g}")
     err.print(table)
-    err.print(f"bounds: lower {results['lower_bound']}, upper {results['upper_bound']} (USD); "
-              f"reference level {results['reference_level']}", highlight=False)
-    for name, s in results["stress"].items():
-        err.print(f"stress {name}: unsettled {s['baseline']['unsettled_value']} -> {s['stressed']['unsettled_value']} "
-                  f"USD, mean delay {s['baseline']['delay']['mean_s']} -> {s['stressed']['delay']['mean_s']} s",
+    for day in results["days"][:3]:
+        err.print(f"seed {day['seed']}: bounds lower {day['lower_bound']}, upper {day['upper_bound']} (USD)",
                   highlight=False)
+    err.print(f"reference level {results['reference_level']}; {timing['executed']} tasks run, "
+              f"{timing['from_cache']} from {out / 'cache'}", highlight=False)
+    for name, s in results["stress"].items():
+        ps = s["seeds"][0]
+        err.print(f"stress {name} (seed {ps['seed']}): unsettled {ps['unsettled_value_base']} -> "
+                  f"{ps['unsettled_value_stress']} USD, mean delay {ps['mean_delay_s_base']} -> "
+                  f"{ps['mean_delay_s_stress']} s", highlight=False)
     sys.stdout.write(f"{out / 'results.json'}\n")
 
 

@@ -64,7 +64,6 @@ MAX_AMOUNT_MINOR = 10**17
 SAMPLE_S = 600
 LSM_TIME_LIMIT_S = 2.0  # below ~1 s the optimiser races its own wall-clock budgets and stops being reproducible
 SEARCH_STEPS = 9
-CYCLE_PASSES_MAX = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -389,16 +388,11 @@ def run_day(
                 lsm_seen = changes
         elif kind == _K_CYCLE:
             n_before = len(res.cycles)
-            # One close per cycled currency; a cross-currency payment waits in its first cycled
-            # currency's cycle, so its other leg may only fit after the other currencies closed:
-            # repeat while a pass still settles something (at most CYCLE_PASSES_MAX passes).
-            for _ in range(CYCLE_PASSES_MAX):
-                before = res.settled
-                for c, cc in net.currencies.items():
-                    if cc.settlement == "cycles" and engine.cycle_pending.get(c):
-                        absorb(engine.apply(CloseCycle(c, now_ms(t))))
-                if res.settled == before:
-                    break
+            # One netting over every cycled currency ("*"): a PvP payment's two legs net together.
+            # Closing one currency at a time left the FX provider short in the other leg's currency
+            # (its inflows there waited in that currency's cycle), and the unwinds cascaded.
+            if any(engine.cycle_pending.get(c) for c, cc in net.currencies.items() if cc.settlement == "cycles"):
+                absorb(engine.apply(CloseCycle("*", now_ms(t))))
             for rec in res.cycles[n_before:]:
                 rec["time_s"] = t
         elif kind == _K_STRESS:
@@ -536,8 +530,9 @@ def find_liquidity_needed(
     """The least level in [0, 1] (to 2**-steps) at which the design settles every target payment by
     cut-off, by bisection; `known` holds levels already run (from the sweep). Returns (level,
     per-account liquidity, runs made, settles): at level 1 gross RTGS settles everything by
-    definition of the upper bound, and so do the liquidity-saving designs in practice; a design that
-    does not (deferred-net cycles whose unwinds cascade) gets level 1 and settles=False. Settlement is
+    definition of the upper bound, and so do the liquidity-saving designs and (closing every cycled
+    currency in one netting) the net cycles in practice; a design that does not gets level 1 and
+    settles=False. Settlement is
     assumed monotone in liquidity, which holds for gross RTGS and, in practice, for the solvers."""
     known = dict(known or {})
     runs = 0
