@@ -379,3 +379,22 @@ def test_fetch_from_local_server(list_server: str) -> None:
 def test_official_urls_cover_every_source() -> None:
     assert set(OFFICIAL_URLS) == set(SOURCES)
     assert all(url.startswith("https://") for url in OFFICIAL_URLS.values())
+
+
+@needs_data
+def test_candidate_votes_counted_in_a_dict_equal_those_counted_in_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
+    from setara.compliance import matcher
+    from setara.compliance.normalize import name_variants
+
+    un = load_list_path("un-xml", UN_XML)
+    index = Screener([un], cache_size=0)._index
+    queries = ["Muhammad bin Yusof", "Kim Jong-un", "Mohamed Qadhafi", "Abdul Hai Abdulhai", "محمد يوسف",
+               "Sun Ming", "Romashka OOO", "Xyzzy Plugh"]
+    queries += [n for e in un.entities[:150] for n in e.names[:1]]
+    readings = [(tokens, matcher._has_abjad(q)) for q in queries for tokens in name_variants(q)]
+    monkeypatch.setattr(matcher, "_SPARSE_VOTES_MAX", 10**9)
+    in_dict = [index.candidates(tokens, abjad) for tokens, abjad in readings]
+    monkeypatch.setattr(matcher, "_SPARSE_VOTES_MAX", -1)
+    in_arrays = [index.candidates(tokens, abjad) for tokens, abjad in readings]
+    assert in_dict == in_arrays
+    assert sum(map(len, in_dict)) > len(readings)  # the readings did find candidates

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import math
+import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
@@ -238,25 +239,52 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
 
     Returns the score alone unless detail is asked for (only the winning candidate needs words).
     """
+    raw = _align(q, c)
+    if not detail:
+        return raw[0]
+    return _detail(q, c, raw)
+
+
+# score, token-alignment score, aligned (query unit, list unit) index pairs with similarity,
+# query and list token positions used.
+_Raw = tuple[float, float, list[tuple[float, int, int]], int, int]
+
+
+def _detail(q: _Side, c: _Side, raw: _Raw) -> _Alignment:
+    """Words of an alignment, for the explanation: only the winner of a query needs them."""
+    score, token_score, kept, used_q, used_c = raw
+    if score > token_score:
+        return _Alignment(score, ((q.joined, c.joined, score / JOINED_FACTOR),), (), (), True)
+    pairs = tuple((q.units[qi][0], c.units[ci][0], sim) for sim, qi, ci in kept)
+    extra = tuple(t for i, t in enumerate(q.tokens) if not used_q >> i & 1)
+    dropped = tuple(t for i, t in enumerate(c.tokens) if not used_c >> i & 1)
+    return _Alignment(score, pairs, dropped, extra, False)
+
+
+_BY_SIM = operator.itemgetter(0)
+
+
+def _align(q: _Side, c: _Side) -> _Raw:
     scored: list[tuple[float, int, int]] = []
     q_units, c_units = q.units, c.units
     n_q, n_c = len(q.tokens), len(c.tokens)
     cache = _SIM_CACHE
     abjad = q.abjad or c.abjad
+    c_heads = c_units[:n_c]
     for qi in range(n_q):
         qt, qk = q_units[qi][0], q_units[qi][1]
-        for ci in range(n_c):
-            ct = c_units[ci][0]
+        for ci, cu in enumerate(c_heads):
+            ct = cu[0]
             if qt == ct:
-                sim = 1.0
-            else:
-                cached = cache.get((qt, ct))
-                sim = token_similarity(qt, ct, qk, c_units[ci][1]) if cached is None else cached
-                if abjad and sim < ABJAD_CAP:
-                    sim = max(sim, abjad_similarity(qt, ct, _abjad_key(qt), _abjad_key(ct)))
-                if sim < MATCH_MIN:
-                    continue
-            scored.append((sim, qi, ci))
+                scored.append((1.0, qi, ci))
+                continue
+            sim = cache.get((qt, ct))
+            if sim is None:
+                sim = token_similarity(qt, ct, qk, cu[1])
+            if abjad and sim < ABJAD_CAP:
+                sim = max(sim, abjad_similarity(qt, ct, _abjad_key(qt), _abjad_key(ct)))
+            if sim >= MATCH_MIN:
+                scored.append((sim, qi, ci))
     if n_q != n_c:
         # A spacing difference changes the word count: only then can two joined neighbours stand for
         # one word. Joined units match by spelling alone, never by sound; a length gap over 15%
@@ -271,46 +299,46 @@ def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
             sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
             if sim >= JOINED_UNIT_MIN:
                 scored.append((sim, qi, ci))
-    scored.sort(key=lambda item: -item[0])
+    # Stable: equal similarities keep query order, so the alignment does not depend on the sort.
+    scored.sort(key=_BY_SIM, reverse=True)
     used_q = 0
     used_c = 0
     num = 0.0
     den = 0.0
-    pairs: list[tuple[str, str, float]] = []
-    for sim, qi, ci in scored:
-        qu, cu = q.units[qi], c_units[ci]
-        if used_q & qu[3] or used_c & cu[3]:
+    kept: list[tuple[float, int, int]] = []
+    for item in scored:
+        sim, qi, ci = item
+        q_bits, cu = q_units[qi][3], c_units[ci]
+        if used_q & q_bits or used_c & cu[3]:
             continue
-        used_q |= qu[3]
+        used_q |= q_bits
         used_c |= cu[3]
         num += sim * cu[2]
         den += cu[2]
-        if detail:
-            pairs.append((qu[0], cu[0], sim))
+        kept.append(item)
     # Words the query has beyond the list name (a patronymic, a repeated word) cost like dropped ones.
-    matched_q = {q.tokens[i] for i in range(len(q.tokens)) if used_q >> i & 1}
-    for i, w in enumerate(q.weights):
-        if not used_q >> i & 1 and q.tokens[i] not in matched_q:
-            den += w * (EXTRA_EDGE_SHARE if q.edge_mask >> i & 1 else EXTRA_MIDDLE_SHARE)
-    den += DROPPED_MIDDLE_SHARE * _unmatched(c.weights, used_c | c.edge_mask)
-    den += DROPPED_EDGE_SHARE * _unmatched(c.weights, used_c | ~c.edge_mask)
+    q_tokens = q.tokens
+    full_q = (1 << n_q) - 1
+    if used_q & full_q != full_q:
+        matched_q = {q_tokens[i] for i in range(n_q) if used_q >> i & 1}
+        for i, w in enumerate(q.weights):
+            if not used_q >> i & 1 and q_tokens[i] not in matched_q:
+                den += w * (EXTRA_EDGE_SHARE if q.edge_mask >> i & 1 else EXTRA_MIDDLE_SHARE)
+    full_c = (1 << n_c) - 1
+    if used_c & full_c != full_c:
+        den += DROPPED_MIDDLE_SHARE * _unmatched(c.weights, used_c | c.edge_mask)
+        den += DROPPED_EDGE_SHARE * _unmatched(c.weights, used_c | ~c.edge_mask)
     score = num / den if den > 0 else 0.0
     # Spacing differences ("Abdulhai" / "Abdul Hai", "Kim Jongun") compare better as one string.
     joined_score = 0.0
     if q.joined and c.joined:
         joined_score = JOINED_FACTOR * OSA.normalized_similarity(q.joined, c.joined, score_cutoff=0.75)
-    if abjad and n_q != n_c and q.joined and c.joined:
-        # Compounds are split differently on either side of a script change ("Nazirullah" /
-        # "Nazir Allah", "Sirajuddin" / "Siraj al-Din"): compare whole-name skeletons too.
-        ka, kb = _abjad_key(q.joined), _abjad_key(c.joined)
-        joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
-    if not detail:
-        return max(score, joined_score)
-    if joined_score > score:
-        return _Alignment(joined_score, ((q.joined, c.joined, joined_score / JOINED_FACTOR),), (), (), True)
-    extra = tuple(t for i, t in enumerate(q.tokens) if not used_q >> i & 1)
-    dropped = tuple(t for i, t in enumerate(c.tokens) if not used_c >> i & 1)
-    return _Alignment(score, tuple(pairs), dropped, extra, False)
+        if abjad and n_q != n_c:
+            # Compounds are split differently on either side of a script change ("Nazirullah" /
+            # "Nazir Allah", "Sirajuddin" / "Siraj al-Din"): compare whole-name skeletons too.
+            ka, kb = _abjad_key(q.joined), _abjad_key(c.joined)
+            joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
+    return max(score, joined_score), score, kept, used_q, used_c
 
 
 def default_weight(token: str) -> float:
@@ -353,6 +381,7 @@ class _Index:
             for entity in data.entities:
                 self.entities.append(entity)
                 self.entity_list.append(data.source)
+        self._probe_cache: dict[tuple[str, bool], _Posting] = {}
         if blob is not None:
             self._load(blob)
         else:
@@ -503,8 +532,9 @@ class _Index:
         for i in range(len(tokens) - 1):
             if weights[i] and weights[i + 1]:
                 probes.append((tokens[i] + tokens[i + 1], 3 << i))
-        by_edit, by_key = self.by_edit, self.by_key
+        by_edit = self.by_edit
         by_skeleton = self.by_abjad if abjad else self.by_abjad_script
+        probe_cache = self._probe_cache
         exact_hits: list[tuple[_Posting, int]] = []
         fuzzy_hits: list[tuple[_Posting, int]] = []
         for token, mask in probes:
@@ -513,20 +543,23 @@ class _Index:
                 exact_hits.append((posting, mask))
             if mask & (mask - 1):
                 continue  # a joined pair is looked up as spelt: a typo on top of a spacing change is rare
-            if len(token) >= DELETION_TOKEN_LEN_MIN:
-                for i in range(len(token)):
-                    posting = by_edit.get(token[:i] + token[i + 1 :])
-                    if posting is not None:
-                        fuzzy_hits.append((posting, mask))
-            posting = by_key.get(phonetic_key(token))
-            if posting is not None:
-                fuzzy_hits.append((posting, mask))
-            if by_skeleton:
-                posting = by_skeleton.get(_abjad_key(token))
-                if posting is not None:
-                    fuzzy_hits.append((posting, mask))
+            # Names recur in traffic word by word even when whole names are new, so each word's
+            # neighbourhood (one-edit deletions, sound key, skeleton) is merged once and reused.
+            fuzzy_posting = probe_cache.get((token, abjad))
+            if fuzzy_posting is None:
+                fuzzy_posting = self._fuzzy_posting(token, by_skeleton)
+                if len(probe_cache) >= _PROBE_CACHE_MAX:
+                    probe_cache.clear()
+                probe_cache[(token, abjad)] = fuzzy_posting
+            if len(fuzzy_posting):
+                fuzzy_hits.append((fuzzy_posting, mask))
         if not exact_hits and not fuzzy_hits:
             return []
+        bound = (PRUNE_BOUND_ABJAD if abjad else PRUNE_BOUND) * sum(weights)
+        if sum(len(p) for p, _ in exact_hits) + sum(len(p) for p, _ in fuzzy_hits) <= _SPARSE_VOTES_MAX:
+            # Most queries touch a few dozen names: counting them in a dict costs a fraction of
+            # clearing and indexing arrays over every listed name.
+            return self._candidates_sparse(exact_hits, fuzzy_hits, weights, bound)
         exact = np.zeros(len(self.name_tokens), dtype=np.int32)
         fuzzy = np.zeros(len(self.name_tokens), dtype=np.int32)
         for posting, mask in exact_hits:
@@ -541,12 +574,74 @@ class _Index:
         for w in weights:
             mask_weight = np.concatenate((mask_weight, mask_weight + w))
         votes = mask_weight[e_mask] + FUZZY_VOTE * mask_weight[f_mask]
-        keep = votes >= (PRUNE_BOUND_ABJAD if abjad else PRUNE_BOUND) * sum(weights)
-        touched, votes = touched[keep], votes[keep]
-        if len(touched) > CANDIDATES_MAX:
-            top = np.argpartition(-votes, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]
-            touched = touched[top]
-        return [int(ni) for ni in touched]
+        keep = votes >= bound
+        return _top(touched[keep], votes[keep])
+
+    def _fuzzy_posting(self, token: str, by_skeleton: dict[str, _Posting]) -> _Posting:
+        """Every name holding a one-edit neighbour, the sound key or the skeleton of a query word."""
+        postings: list[_Posting] = []
+        by_edit = self.by_edit
+        if len(token) >= DELETION_TOKEN_LEN_MIN:
+            for i in range(len(token)):
+                posting = by_edit.get(token[:i] + token[i + 1 :])
+                if posting is not None:
+                    postings.append(posting)
+        posting = self.by_key.get(phonetic_key(token))
+        if posting is not None:
+            postings.append(posting)
+        if by_skeleton:
+            posting = by_skeleton.get(_abjad_key(token))
+            if posting is not None:
+                postings.append(posting)
+        if not postings:
+            return []
+        merged = np.unique(np.concatenate([np.asarray(p, dtype=np.int32) for p in postings]))
+        return merged if len(merged) >= _POSTING_ARRAY_MIN else merged.tolist()
+
+    @staticmethod
+    def _candidates_sparse(
+        exact_hits: list[tuple[_Posting, int]],
+        fuzzy_hits: list[tuple[_Posting, int]],
+        weights: Sequence[float],
+        bound: float,
+    ) -> list[int]:
+        """candidates() for few touched names; the same votes, summed in the same order."""
+        exact: dict[int, int] = {}
+        fuzzy: dict[int, int] = {}
+        for hits, masks in ((exact_hits, exact), (fuzzy_hits, fuzzy)):
+            for posting, mask in hits:
+                for ni in posting:
+                    key = int(ni)
+                    masks[key] = masks.get(key, 0) | mask
+        touched: list[int] = []
+        votes: list[float] = []
+        for ni in sorted(exact.keys() | fuzzy.keys()):
+            e_mask = exact.get(ni, 0)
+            f_mask = fuzzy.get(ni, 0) & ~e_mask
+            e_vote = 0.0
+            f_vote = 0.0
+            for i, w in enumerate(weights):
+                if e_mask >> i & 1:
+                    e_vote += w
+                if f_mask >> i & 1:
+                    f_vote += w
+            vote = e_vote + FUZZY_VOTE * f_vote
+            if vote >= bound:
+                touched.append(ni)
+                votes.append(vote)
+        if len(touched) <= CANDIDATES_MAX:
+            return touched
+        return _top(np.array(touched, dtype=np.int64), np.array(votes, dtype=np.float64))
+
+
+_PROBE_CACHE_MAX = 100_000  # query words whose merged neighbourhood postings are kept
+_SPARSE_VOTES_MAX = 48  # posting entries a query touches, below which votes are counted in a dict
+
+
+def _top(touched: npt.NDArray[np.int64], votes: npt.NDArray[np.float64]) -> list[int]:
+    if len(touched) > CANDIDATES_MAX:
+        touched = touched[np.argpartition(-votes, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]]
+    return [int(ni) for ni in touched]
 
 
 class Screener:
@@ -616,38 +711,40 @@ class Screener:
             return Match(name, False, 0.0, None, None, None, "no list loaded", "clear")
         if not variants:
             return Match(name, False, 0.0, None, None, None, "nothing to match after normalisation", "clear")
-        best_by_entity: dict[int, tuple[float, int, _Side]] = {}
+        # The winning candidate's words are needed for the explanation: each alignment is computed
+        # once with its words, rather than aligning the winner a second time.
+        best_by_entity: dict[int, tuple[float, int, _Side, _Raw]] = {}
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
         abjad = _has_abjad(name)
         for tokens in variants:
             query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad)
             weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
             for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
-                score = float(align(query, index.name_sides[ni]))  # type: ignore[arg-type]
+                aligned = _align(query, index.name_sides[ni])
+                score = aligned[0]
                 if index.name_weak[ni]:
                     score *= WEAK_ALIAS_FACTOR
                 ei = index.name_entity[ni]
                 held = best_by_entity.get(ei)
                 if held is None or score > held[0]:
-                    best_by_entity[ei] = (score, ni, query)
+                    best_by_entity[ei] = (score, ni, query, aligned)
         if not best_by_entity:
             return Match(name, False, 0.0, None, None, None, "no listed name comes close", "clear")
         q_country = country_code(country) if country else None
-        best: tuple[float, int, int, _Side, str] | None = None
+        best: tuple[float, int, int, _Side, _Raw, str] | None = None
         best_rank: tuple[float, bool, int] | None = None
-        for ei, (score, ni, query) in best_by_entity.items():
+        for ei, (score, ni, query, aligned) in best_by_entity.items():
             adjusted, note = _adjust(score, index.entities[ei], q_country, birth_year)
             # Equal scores: prefer the name written in the query's own word order, then list order.
             rank = (round(adjusted, 6), index.name_tokens[ni] == query.tokens, -ei)
             if best_rank is None or rank > best_rank:
                 best_rank = rank
-                best = (adjusted, ei, ni, query, note)
+                best = (adjusted, ei, ni, query, aligned, note)
         assert best is not None
-        score, ei, ni, query, note = best
+        score, ei, ni, query, aligned, note = best
         score = round(min(1.0, max(0.0, score)), 4)
         entity = index.entities[ei]
-        result = align(query, index.name_sides[ni], detail=True)
-        assert isinstance(result, _Alignment)
+        result = _detail(query, index.name_sides[ni], aligned)
         explanation = _explain(index.name_display[ni], result, index.name_weak[ni]) + note
         decision = self.decide(score)
         return Match(
