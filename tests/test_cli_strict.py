@@ -121,7 +121,8 @@ def test_messages_and_user_data_are_printed_without_markup(cli_db: Path, tmp_pat
     db = str(cli_db)
     empty = tmp_path / "empty.toml"
     empty.write_text("")
-    refused(run_cli("network", "apply", str(empty), "--db", db, check=False), "[[add_member]], [[credit_line]] or [[node]]")
+    refused(run_cli("network", "apply", str(empty), "--db", db, check=False),
+            "[[add_member]], [[credit_line]] or [[node]]")
     refused(run_cli("cancel", "[bold]x[/bold]", "--db", db, check=False), "unknown payment [bold]x[/bold]")
     refused(run_cli("member", "suspend", "[red]B[/red]:smile:", "--db", db, check=False),
             "unknown member [red]B[/red]:smile:")
