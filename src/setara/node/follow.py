@@ -39,6 +39,8 @@ from setara.replication.checkpoint import (
 from setara.replication.header import GENESIS_TIP, BlockHeader, BlockRejected, ChainTip, verify_block
 from setara.replication.jetstream import JetStreamLog, ReplicationError
 from setara.replication.keys import KeyRegistry, load_private_key, public_key_b64
+from setara.replication.stream import ReplicatedLog
+from setara.simtest import sabotage as _sabotage
 from setara.store import open_store
 
 __all__ = ["FollowError", "FollowSettings", "checkpoint_doc", "follow"]
@@ -81,7 +83,7 @@ def _open_replica(db: str) -> Node:
 
 
 class _Follower:
-    def __init__(self, s: FollowSettings, expected: Network, log: JetStreamLog, node: Node) -> None:
+    def __init__(self, s: FollowSettings, expected: Network, log: ReplicatedLog, node: Node) -> None:
         self.s = s
         self.expected = expected
         self.log = log
@@ -143,9 +145,14 @@ class _Follower:
         try:
             self.tip = verify_block(BlockMessage(h, signature, log), registry, self.tip, self.expected.name)
         except BlockRejected as e:
-            raise FollowError(str(e)) from None
+            # SIMTEST SABOTAGE (off unless `setara simtest --sabotage skip-signature-check`).
+            if _sabotage.ACTIVE != "skip-signature-check" or not e.problem.startswith(("signature", "signer")):
+                raise FollowError(str(e)) from None
+            self.tip = h.tip()
         try:
             self.node.replay_block(h.seq, h.first_cmd, h.n_cmds, h.time_ms, log, bytes.fromhex(h.hash))
+            if _sabotage.ACTIVE == "apply-block-twice":  # SIMTEST SABOTAGE (off by default)
+                _sabotage_apply_again(self.node, h.seq)
         except SetaraError as e:
             raise FollowError(str(e)) from None
         self.node.store.set_epoch(h.epoch)
@@ -224,6 +231,18 @@ class _Follower:
         if proofs and self.guard.stopped is None:
             self.guard.stop(f"equivocation proof at seq {proofs[0].get('seq')}")
         return proofs
+
+
+def _sabotage_apply_again(node: Node, seq: int) -> None:
+    """SIMTEST SABOTAGE: the block's settlement postings reach the ledger a second time (what a
+    block applied twice would do); only the state shows it."""
+    block = next(iter(node.store.iter_blocks(seq - 1)), None)
+    if block is None:
+        return
+    balances = node.engine.ledger.balances
+    for _seq, _pid, currency, debit, credit, amount, _rate in orjson.loads(block.journal):
+        balances[(debit, currency)] = balances.get((debit, currency), 0) - amount
+        balances[(credit, currency)] = balances.get((credit, currency), 0) + amount
 
 
 def _hash_at(node: Node, seq: int) -> str | None:
