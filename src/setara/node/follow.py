@@ -120,7 +120,11 @@ class _Follower:
                 self._apply(sb.message.header, sb.message.signature, sb.message.log)
                 n += 1
         except BlockRejected as e:
+            self._gossip_last_header()
             raise FollowError(str(e)) from None
+        except FollowError:
+            self._gossip_last_header()
+            raise
         except ReplicationError as e:
             raise SetaraError(f"stream {self.s.replication.stream}: {e}") from None
         return n
@@ -157,6 +161,22 @@ class _Follower:
             raise FollowError(str(e)) from None
         self.node.store.set_epoch(h.epoch)
         self.last_header = (h, signature)
+
+    def _gossip_last_header(self) -> None:
+        """Before stopping on a block, tell the others which header this node applied last: a
+        split view shows here as the next block not chaining, and only the header this node was
+        given can prove it (found by `setara simtest`: without this, a node fed a forged block and
+        its successor in one round stopped with the proof unsaid)."""
+        try:
+            seen = self.last_header
+            if seen is None and self.node.block_seq:  # restarted: what the stream gave us for our head
+                sb = self.log.block(self.node.block_seq)
+                if sb is not None and sb.header.hash == self.node.block_hash.hex():
+                    seen = (sb.header, sb.message.signature)
+            if seen is not None:
+                self.log.publish_header(self.name, *seen)
+        except (ReplicationError, SetaraError):
+            pass  # best effort: the node stops anyway, and says so again when restarted
 
     def sign(self) -> SignedCheckpoint | None:
         """Sign the head's checkpoint (once per seq) and publish it with the header seen there."""

@@ -40,6 +40,7 @@ from setara.replication.checkpoint import Checkpoint, SignedCheckpoint, is_final
 from setara.replication.header import BlockMessage as BlockMessageT
 from setara.replication.header import build_block_message
 from setara.replication.keys import public_key_b64, write_private_key
+from setara.replication.jetstream import ReplicationError
 from setara.simtest.stream import SimCluster, SimLog
 from setara.store import StoreError
 
@@ -172,7 +173,7 @@ class _Disk:
         def append(block: Any, balances: Any, snapshot: Any) -> None:
             if self.crash_in == 1 and self.lost:
                 # Crash in the middle of this write: what was durable before it is all that survives.
-                keep = sqlite3.connect(":memory:")
+                keep = sqlite3.connect(":memory:", check_same_thread=False)
                 store._db.backup(keep)  # type: ignore[attr-defined]
                 real_append(block, balances, snapshot)
                 self.world.lost_images[self.who] = (path, keep)
@@ -223,6 +224,7 @@ class _Member:
     liar: bool = False
     corrupt_pending: bool = False
     rounds: int = 0
+    last_exit: str = ""
 
 
 class World:
@@ -483,7 +485,8 @@ class World:
         except FollowError as e:
             self._follow_error(m, str(e))
             return
-        except SetaraError:
+        except SetaraError as e:
+            m.last_exit = str(e)
             self.exit_member(m)  # the stream could not be reached: the process exits; restarted later
             return
         self._record_member_hash(m)
@@ -492,11 +495,12 @@ class World:
         f = m.follower
         assert f is not None
         seq = f.node.block_seq + 1
+        m.last_exit = msg
         if "refusing to sign" in msg:
             self.exit_member(m)  # behind its own last signature (a rebuilt store): it retries later
             return
         if m.deceived_from is not None and seq >= m.deceived_from:
-            m.stopped = f"fed another history at block {m.deceived_from}: {msg}"
+            # It stops on the chain break, as it must; restarted, it stops there again (a human's job).
             self.exit_member(m)
             return
         stored = self.cluster.blocks()
@@ -587,10 +591,10 @@ class World:
             if not rows:
                 return
             seq = self.rng.choice(rows)[0]
-            log = bytearray(db.execute("SELECT log FROM log WHERE seq = ?", (seq,)).fetchone()[0])
+            log = bytearray(db.execute("SELECT body FROM log WHERE seq = ?", (seq,)).fetchone()[0])
             i = self.rng.randrange(len(log))
             log[i] ^= 0x20
-            db.execute("UPDATE log SET log = ? WHERE seq = ?", (bytes(log), seq))
+            db.execute("UPDATE log SET body = ? WHERE seq = ?", (bytes(log), seq))
             db.commit()
             m.corrupt_pending = True
         finally:
@@ -666,11 +670,10 @@ class World:
         cp = f.guard.last
         wrong = Checkpoint(cp.network, cp.seq, cp.block_hash, "f" * 64 if cp.state_hash != "f" * 64 else "e" * 64)
         try:
-            f.log.publish_checkpoint(sign_checkpoint(wrong, f.key, m.name, m.member))
-        except SetaraError:
-            return
-        except Exception:  # noqa: BLE001 - a liar that could not reach the stream told nobody
-            return
+            SimLog(self.cluster, m.name, lambda: self.step).publish_checkpoint(
+                sign_checkpoint(wrong, f.key, m.name, m.member))
+        except ReplicationError:
+            return  # a liar that could not reach the stream told nobody
         m.liar = True
         self.equivocations.append(("checkpoint", cp.seq))
         self.stats["lies"] += 1
@@ -684,6 +687,15 @@ class World:
         for m in self.members:
             m.disk.crash_in = None
         self.pending_byzantine = None
+        # The forger and the Byzantine sequencer stop too: what they had not yet delivered is gone.
+        for m in self.members:
+            view = self.cluster.split_view.get(m.name, {})
+            at = self._member_seq(m)
+            for seq in [s for s in view if s > at]:
+                del view[seq]
+                if m.deceived_from == seq:
+                    m.deceived_from = None
+                    self.equivocations.remove(("block_header", seq))
 
     # ------------------------------------------------------------------ invariants
 
@@ -779,8 +791,8 @@ class World:
         head = node.block_seq
         proven = bool(self.equivocations)
         for m in self.members:
-            if m.stopped is not None or m.liar:
-                continue
+            if m.stopped is not None or m.liar or m.deceived_from is not None:
+                continue  # stopped by design, lying, or fed another history (stops at the break)
             f = m.follower
             if f is None:
                 self.fail("liveness", f"{m.name} is not running after the quiet phase")
@@ -809,10 +821,9 @@ class World:
         self.cluster.deliver_delayed(self.step)
         if faulty:
             self.draw_faults()
-        if self.writer is None:
-            if not faulty or self.rng.random() < 0.5:
-                self.start_writer()
-        elif faulty or self.step % 2 == 0 or any(p.ack is None for p in self.payments.values()):
+        if self.writer is None and (not faulty or self.rng.random() < 0.5):
+            self.start_writer()
+        if self.writer is not None and faulty:
             before = len(self.cluster.blocks())
             self.writer_action()
             if len(self.cluster.blocks()) > before and self.pending_byzantine is not None:
@@ -822,11 +833,9 @@ class World:
         for m in self.members:
             if m.stopped is not None:
                 continue
-            if m.follower is None:
-                if not faulty or self.rng.random() < 0.5:
-                    self.start_member(m)
-                continue
-            if not faulty or self.rng.random() < 0.8:
+            if m.follower is None and (not faulty or self.rng.random() < 0.5):
+                self.start_member(m)
+            if m.follower is not None and (not faulty or self.rng.random() < 0.8):
                 self.member_round(m)
         self.check()
         self.check_final()
@@ -872,12 +881,42 @@ class World:
 
 
 
+@contextlib.contextmanager
+def _memo_verify() -> Iterator[None]:
+    """Ed25519 verification is a pure function of (key, signature, data); remembering its answers
+    keeps every check and only saves time. Each follower round re-verifies every gossiped header
+    and checkpoint from the start of the stream (GOSSIP_READ_MAX), which would otherwise make a
+    run quadratic in Ed25519 calls."""
+    import setara.replication.checkpoint as checkpoint_mod
+    import setara.replication.header as header_mod
+    from setara.replication import keys
+
+    real = keys.verify
+    memo: dict[tuple[str, bytes, bytes], bool] = {}
+
+    def verify(public_key: Any, signature: bytes, data: bytes) -> bool:
+        if not isinstance(public_key, str):
+            return real(public_key, signature, data)
+        k = (public_key, signature, data)
+        got = memo.get(k)
+        if got is None:
+            got = memo[k] = real(public_key, signature, data)
+        return got
+
+    header_mod.verify = checkpoint_mod.verify = verify  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        header_mod.verify = checkpoint_mod.verify = real  # type: ignore[assignment]
+
+
 def run_seed(seed: int, faults: set[str] | None = None, *, steps: int = FAULT_STEPS,
              tmp_root: str | None = None) -> Result:
     """One seeded run in a fresh temp directory (removed afterwards)."""
     root = tmp_root or ("/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None)
     work = Path(tempfile.mkdtemp(prefix=f"setara-simtest-{seed}-", dir=root))
     try:
-        return World(seed, set(FAULTS) if faults is None else faults, work, steps).run()
+        with _memo_verify():
+            return World(seed, set(FAULTS) if faults is None else faults, work, steps).run()
     finally:
         shutil.rmtree(work, ignore_errors=True)
