@@ -663,19 +663,25 @@ class World:
             db.close()
 
     def _lie(self, m: _Member) -> None:
-        """A member node signs, beside the checkpoint it signed, another one for the same seq."""
+        """A member node signs a checkpoint with a wrong state hash: either beside the one it
+        signed for that seq (an equivocation, to be proved) or alone (never to become final)."""
         f = m.follower
         if f is None or m.stopped is not None or f.guard.last is None:
             return
         cp = f.guard.last
         wrong = Checkpoint(cp.network, cp.seq, cp.block_hash, "f" * 64 if cp.state_hash != "f" * 64 else "e" * 64)
+        both = self.rng.random() < 0.5
+        log = SimLog(self.cluster, m.name, lambda: self.step)
         try:
-            SimLog(self.cluster, m.name, lambda: self.step).publish_checkpoint(
-                sign_checkpoint(wrong, f.key, m.name, m.member))
+            if both:
+                log.publish_checkpoint(sign_checkpoint(cp, f.key, m.name, m.member))
+            log.publish_checkpoint(sign_checkpoint(wrong, f.key, m.name, m.member))
         except ReplicationError:
-            return  # a liar that could not reach the stream told nobody
+            return  # what reached the stream before the failure proves nothing by itself
         m.liar = True
-        self.equivocations.append(("checkpoint", cp.seq))
+        genuine = f"c:{m.name}:{cp.network}:{cp.seq}:{cp.block_hash}:{cp.state_hash}"
+        if genuine in self.cluster.msg_ids:  # its true checkpoint is out there too: an equivocation
+            self.equivocations.append(("checkpoint", cp.seq))
         self.stats["lies"] += 1
 
     def heal(self) -> None:
