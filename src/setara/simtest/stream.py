@@ -85,6 +85,7 @@ class SimCluster:
     partitioned: set[str] = field(default_factory=set)
     # client -> {block seq: message}: what a Byzantine sequencer sends that client instead
     split_view: dict[str, dict[int, BlockMessage]] = field(default_factory=dict)
+    delivered: set[tuple[str, int]] = field(default_factory=set)  # (client, seq) of split-view blocks sent
     delayed: list[tuple[int, str, BlockMessage | bytes, str, int | None]] = field(default_factory=list)
     lease_value: tuple[str, int, int, int, int] | None = None  # holder, epoch, revision, expires_ms, ttl_ms
     kv_revision: int = 0
@@ -170,6 +171,8 @@ class SimLog:
         data = m.data
         assert isinstance(data, BlockMessage)
         alt = self.c.split_view.get(self.client, {}).get(data.header.seq)
+        if alt is not None:
+            self.c.delivered.add((self.client, data.header.seq))
         return StoredBlock(m.seq, alt if alt is not None else data)
 
     def last_block(self) -> StoredBlock | None:

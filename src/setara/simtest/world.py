@@ -496,6 +496,9 @@ class World:
         assert f is not None
         seq = f.node.block_seq + 1
         m.last_exit = msg
+        if (f.node.block_seq, f.node.block_hash.hex()) in self.forged:
+            self.fail("only blocks signed by a registered sequencer are applied",
+                      f"{m.name} applied block {f.node.block_seq}, which no registered sequencer signed")
         if "refusing to sign" in msg:
             self.exit_member(m)  # behind its own last signature (a rebuilt store): it retries later
             return
@@ -696,8 +699,7 @@ class World:
         # The forger and the Byzantine sequencer stop too: what they had not yet delivered is gone.
         for m in self.members:
             view = self.cluster.split_view.get(m.name, {})
-            at = self._member_seq(m)
-            for seq in [s for s in view if s > at]:
+            for seq in [s for s in view if (m.name, s) not in self.cluster.delivered]:
                 del view[seq]
                 if m.deceived_from == seq:
                     m.deceived_from = None
@@ -795,7 +797,7 @@ class World:
             self.fail("liveness", f"{len(unanswered)} payment(s) unanswered {LIVENESS_STEPS} steps after the "
                       f"faults stopped, first {unanswered[0]}")
         head = node.block_seq
-        proven = bool(self.equivocations)
+        proven = bool(self.equivocations) or any(m.stopped is not None and "proof" in m.stopped for m in self.members)
         for m in self.members:
             if m.stopped is not None or m.liar or m.deceived_from is not None:
                 continue  # stopped by design, lying, or fed another history (stops at the break)
