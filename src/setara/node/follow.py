@@ -16,6 +16,7 @@ the last good block, since each block is committed on its own.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -261,10 +262,8 @@ class _Follower:
         # What this node saw itself counts too: a gossiped header that differs from it is a split view.
         if self.last_header is not None:
             headers.append(self.last_header)
-        try:
+        with contextlib.suppress(ReplicationError):  # the next round looks again
             headers.extend(self._own_headers_against(headers))
-        except ReplicationError:
-            pass  # the next round looks again
         proofs = find_conflicts(headers, cps, registry)
         for p in proofs:
             self.node.store.add_proof(p)

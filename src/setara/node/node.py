@@ -410,7 +410,7 @@ class Node:
             if held is None:
                 return
             self._write_now(held)
-            sealed, self._sabotage_held = sealed, None
+            self._sabotage_held = None
         self._write_now(sealed)
 
     def _write_now(self, sealed: _Sealed) -> None:

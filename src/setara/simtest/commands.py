@@ -64,8 +64,8 @@ def simtest(
     try:
         for s in range(seed, seed + seeds):
             r = run_seed(s, chosen, steps=steps)
-            for k, v in r.stats.items():
-                totals[k] = totals.get(k, 0) + v
+            for k, n in r.stats.items():
+                totals[k] = totals.get(k, 0) + n
             if not r.ok:
                 failed += 1
                 v = r.violation
@@ -75,16 +75,18 @@ def simtest(
                 if not keep_going:
                     break
             if seeds > 1 and (s - seed + 1) % 100 == 0:
-                print(f"simtest: {s - seed + 1} seeds run, {failed} failed", file=sys.stderr)
+                print(f"simtest: {s - seed + 1} seeds run, {failed} failed", file=sys.stderr, flush=True)
     finally:
         sabotage_mod.ACTIVE = None
     ran = (s - seed + 1)
     secs = time.perf_counter() - start
     figures = ", ".join(f"{k} {v}" for k, v in totals.items())
     verdict = "every invariant held" if not failed else f"{failed} failed"
+    # stdout is the result, the same for the same seeds; the time it took goes to stderr.
     print(f"simtest: seeds {seed}..{seed + ran - 1} ({ran}), faults {fault_arg}"
           f"{', sabotage ' + sabotage if sabotage else ''}: {verdict}; liveness bound {LIVENESS_STEPS} quiet steps; "
-          f"{secs:.1f} s; totals: {figures}")
+          f"totals: {figures}")
+    print(f"simtest: {ran} seed(s) in {secs:.1f} s", file=sys.stderr)
     if failed:
         raise typer.Exit(1)
 

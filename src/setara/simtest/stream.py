@@ -17,6 +17,7 @@ the JetStream adapter does).
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -117,10 +118,8 @@ class SimCluster:
         due = [d for d in self.delayed if d[0] <= step]
         self.delayed = [d for d in self.delayed if d[0] > step]
         for _, subject, data, msg_id, expected in due:
-            try:
+            with contextlib.suppress(_WrongLastSequence, StreamUnavailable):  # stale: refused, or no majority
                 self.append(subject, data, msg_id, expected)
-            except (_WrongLastSequence, StreamUnavailable):
-                pass
 
     def blocks(self) -> list[_Msg]:
         return [m for m in self.messages if m.subject == "blocks"]
@@ -157,10 +156,9 @@ class SimLog:
             raise StreamUnavailable(f"publish {msg_id}: no ack (request delayed)")
         seq = self.c.append(subject, data, msg_id, expected)
         if rng.random() < f.dup:
-            try:
+            # The duplicate is refused by the expected sequence or absorbed by the message id.
+            with contextlib.suppress(_WrongLastSequence):
                 self.c.append(subject, data, msg_id, expected)
-            except _WrongLastSequence:
-                pass  # the duplicate is refused by the expected sequence: stored once either way
         if rng.random() < f.ack_loss:
             raise StreamUnavailable(f"publish {msg_id}: no ack (ack lost)")
         return seq

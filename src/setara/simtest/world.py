@@ -25,12 +25,12 @@ import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from setara.core import HELD, QUEUED, REJECTED, SETTLED, Hold
+from setara.core import HELD, QUEUED, SETTLED, Hold
 from setara.core.network import Network, load_network
 from setara.node import usecases
 from setara.node.follow import FollowError, FollowSettings, _Follower, _open_replica
@@ -39,8 +39,8 @@ from setara.node.replicate import ReplicationSettings, Replicator, registry_of
 from setara.replication.checkpoint import Checkpoint, SignedCheckpoint, is_final, merge, sign_checkpoint
 from setara.replication.header import BlockMessage as BlockMessageT
 from setara.replication.header import build_block_message
-from setara.replication.keys import public_key_b64, write_private_key
 from setara.replication.jetstream import ReplicationError
+from setara.replication.keys import public_key_b64, write_private_key
 from setara.simtest.stream import SimCluster, SimLog
 from setara.store import StoreError
 
@@ -50,6 +50,7 @@ FAULTS = ("crash", "lost-write", "partition", "replica", "loss", "dup", "delay",
           "byzantine-sequencer", "lying-follower")
 FAULT_STEPS = 40  # steps with faults drawn
 LIVENESS_STEPS = 4  # quiet steps within which everything submitted must be answered and final
+PARTITION_STEPS_MAX = 6  # a partition, or a replica down, heals within this many steps
 STEP_MS_MAX = 2_000  # simulated time per step: 1 ms .. this
 MEMBERS = ("BANK_ID1", "BANK_MY1", "BANK_TH1", "FX_MERDEKA")
 NODE_OF = {m: f"node-{m.lower().replace('_', '-')}" for m in MEMBERS}
@@ -265,6 +266,8 @@ class World:
         self.next_id = 0
         self.pending_byzantine: _Member | None = None
         self.changed_network = False
+        self.partition_until: dict[str, int] = {}
+        self.replica_until: dict[int, int] = {}
 
     def _key(self) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(self.rng.randbytes(32))
@@ -272,7 +275,7 @@ class World:
     def clock(self) -> int:
         return self.now_ms
 
-    def fail(self, invariant: str, detail: str) -> None:
+    def fail(self, invariant: str, detail: str) -> NoReturn:
         raise Violation(self.step, invariant, detail)
 
     # ------------------------------------------------------------------ processes
@@ -555,16 +558,25 @@ class World:
             for m in self.members:
                 if m.follower is not None and rng.random() < 0.06:
                     m.disk.crash_in = rng.randint(1, 4)
+        for who, until in list(self.partition_until.items()):
+            if until <= self.step:
+                c.partitioned.discard(who)
+                del self.partition_until[who]
+        for i, until in list(self.replica_until.items()):
+            if until <= self.step:
+                c.up[i] = True
+                del self.replica_until[i]
         if "partition" in fs and rng.random() < 0.15:
             who = rng.choice(["writer", *NODE_OF.values()])
-            if who in c.partitioned:
-                c.partitioned.discard(who)
-            else:
+            if who not in c.partitioned:
                 c.partitioned.add(who)
+                self.partition_until[who] = self.step + rng.randint(1, PARTITION_STEPS_MAX)
                 self.stats["partitions"] += 1
         if "replica" in fs and rng.random() < 0.1:
             i = rng.randrange(len(c.up))
-            c.up[i] = not c.up[i]
+            if c.up[i]:
+                c.up[i] = False
+                self.replica_until[i] = self.step + rng.randint(1, PARTITION_STEPS_MAX)
         nf = c.faults
         nf.loss = 0.05 if "loss" in fs else 0.0
         nf.ack_loss = 0.05 if "loss" in fs else 0.0
@@ -574,10 +586,10 @@ class World:
         nf.redeliver = 0.1 if "reorder" in fs or "dup" in fs else 0.0
         if "corrupt" in fs and rng.random() < 0.04:
             self._corrupt(rng.choice(self.members))
-        if "byzantine-sequencer" in fs and rng.random() < 0.03 and self.pending_byzantine is None \
+        if "byzantine-sequencer" in fs and rng.random() < 0.04 and self.pending_byzantine is None \
                 and not self.equivocations:
             self.pending_byzantine = rng.choice(self.members)
-        if "lying-follower" in fs and rng.random() < 0.02 and not any(m.liar for m in self.members):
+        if "lying-follower" in fs and rng.random() < 0.03 and not any(m.liar for m in self.members):
             self._lie(rng.choice(self.members))
         if "byzantine-sequencer" in fs and rng.random() < 0.03:
             self._forge(rng.choice(self.members))
@@ -691,6 +703,8 @@ class World:
         c = self.cluster
         c.partitioned.clear()
         c.up = [True] * len(c.up)
+        self.partition_until.clear()
+        self.replica_until.clear()
         c.faults.quiet()
         self.writer_disk.crash_in = None
         for m in self.members:
@@ -911,11 +925,13 @@ def _memo_verify() -> Iterator[None]:
             got = memo[k] = real(public_key, signature, data)
         return got
 
-    header_mod.verify = checkpoint_mod.verify = verify  # type: ignore[assignment]
+    for mod in (header_mod, checkpoint_mod):
+        setattr(mod, "verify", verify)  # noqa: B010 - the modules do not re-export it for mypy
     try:
         yield
     finally:
-        header_mod.verify = checkpoint_mod.verify = real  # type: ignore[assignment]
+        for mod in (header_mod, checkpoint_mod):
+            setattr(mod, "verify", real)  # noqa: B010
 
 
 def run_seed(seed: int, faults: set[str] | None = None, *, steps: int = FAULT_STEPS,
