@@ -21,6 +21,7 @@ import contextlib
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from setara.replication.checkpoint import CheckpointError, SignedCheckpoint, parse_signed_checkpoint
 from setara.replication.header import (
@@ -343,3 +344,12 @@ class SimLog:
 
     def close(self) -> None:
         self.closed = True
+
+
+if TYPE_CHECKING:
+    from setara.replication.jetstream import JetStreamLog
+    from setara.replication.stream import ReplicatedLog
+
+    def _both_are_logs(j: JetStreamLog, s: SimLog) -> tuple[ReplicatedLog, ReplicatedLog]:
+        """mypy checks here that both implementations satisfy the seam."""
+        return (j, s)

@@ -837,27 +837,27 @@ class World:
 
     # ------------------------------------------------------------------ the run
 
-    def one_step(self, faulty: bool) -> None:
+    def one_step(self, active: bool) -> None:
         self.step += 1
         self.now_ms += self.rng.randint(1, STEP_MS_MAX)
         self.cluster.deliver_delayed(self.step)
-        if faulty:
+        if active:
             self.draw_faults()
-        if self.writer is None and (not faulty or self.rng.random() < 0.5):
+        if self.writer is None and (not active or self.rng.random() < 0.5):
             self.start_writer()
-        if self.writer is not None and faulty:
+        if self.writer is not None and active:
             before = len(self.cluster.blocks())
             self.writer_action()
             if len(self.cluster.blocks()) > before and self.pending_byzantine is not None:
                 self._byzantine_split()
-        if not faulty and self.writer is not None and any(p.ack is None for p in self.payments.values()):
+        if not active and self.writer is not None and any(p.ack is None for p in self.payments.values()):
             self._submit_pending()
         for m in self.members:
             if m.stopped is not None:
                 continue
-            if m.follower is None and (not faulty or self.rng.random() < 0.5):
+            if m.follower is None and (not active or self.rng.random() < 0.5):
                 self.start_member(m)
-            if m.follower is not None and (not faulty or self.rng.random() < 0.8):
+            if m.follower is not None and (not active or self.rng.random() < 0.8):
                 self.member_round(m)
         self.check()
         self.check_final()
@@ -878,10 +878,10 @@ class World:
         try:
             self.start_writer()
             for _ in range(self.fault_steps):
-                self.one_step(faulty=bool(self.faults))
+                self.one_step(active=True)
             self.heal()
             for _ in range(LIVENESS_STEPS):
-                self.one_step(faulty=False)
+                self.one_step(active=False)
             self.check_end()
         except Violation as v:
             return Result(self.seed, False, self.step, v, self._stats())
