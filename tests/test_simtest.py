@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.conftest import run_cli
 
 from setara.replication.header import build_block_message
 from setara.replication.jetstream import StreamConflict, StreamUnavailable
@@ -13,6 +12,7 @@ from setara.replication.keys import generate
 from setara.simtest import sabotage
 from setara.simtest.stream import SimCluster, SimLog
 from setara.simtest.world import FAULTS, run_seed
+from tests.conftest import run_cli
 
 CI_SEEDS = 100
 
