@@ -101,6 +101,7 @@ class _Follower:
             if node.block_seq else GENESIS_TIP
         self.last_header: tuple[BlockHeader, bytes] | None = None
         self.gossip_from = {"headers": 1, "checkpoints": 1}
+        self._published = False  # this run published the checkpoint it signed last
 
     @property
     def name(self) -> str:
@@ -169,11 +170,8 @@ class _Follower:
         given can prove it (found by `setara simtest`: without this, a node fed a forged block and
         its successor in one round stopped with the proof unsaid)."""
         try:
-            seen = self.last_header
-            if seen is None and self.node.block_seq:  # restarted: what the stream gave us for our head
-                sb = self.log.block(self.node.block_seq)
-                if sb is not None and sb.header.hash == self.node.block_hash.hex():
-                    seen = (sb.header, sb.message.signature)
+            # Restarted, it has no header in memory: the one the stream gave it for its head.
+            seen = self.last_header if self.last_header is not None else self._own_header(self.node.block_seq)
             if seen is not None:
                 self.log.publish_header(self.name, *seen)
         except (ReplicationError, SetaraError):
@@ -187,19 +185,42 @@ class _Follower:
         cp = Checkpoint(self.expected.name, node.block_seq, node.block_hash.hex(), node.engine.state_hash())
         last = self.guard.last
         if last == cp:
-            return sign_checkpoint(cp, self.key, self.name, self.s.member)
+            mine = sign_checkpoint(cp, self.key, self.name, self.s.member)
+            if not self._published:
+                # Signed before a crash or a failed publish: the stream may never have got it, and
+                # nothing else would ever send it (found by `setara simtest`); the message ids make
+                # a second publish of what the stream holds a no-op.
+                self._publish(mine)
+            return mine
         try:
             self.guard.check_and_record(cp, lambda seq: _hash_at(node, seq))
         except GuardViolation as e:
             raise FollowError(f"block {cp.seq}: refusing to sign: {e}") from None
         mine = sign_checkpoint(cp, self.key, self.name, self.s.member)
+        self._published = False
+        self._publish(mine)
+        return mine
+
+    def _publish(self, mine: SignedCheckpoint) -> None:
         try:
             self.log.publish_checkpoint(mine)
-            if self.last_header is not None:
-                self.log.publish_header(self.name, *self.last_header)
+            seen = self.last_header if self.last_header is not None and \
+                self.last_header[0].seq == self.node.block_seq else self._own_header(self.node.block_seq)
+            if seen is not None:
+                self.log.publish_header(self.name, *seen)
         except ReplicationError as e:
             raise SetaraError(f"stream {self.s.replication.stream}: {e}") from None
-        return mine
+        self._published = True
+
+    def _own_header(self, seq: int) -> tuple[BlockHeader, bytes] | None:
+        """The signed header of this node's block `seq`, as the stream gave it to this node."""
+        at = self.node.store.block_hash_at(seq) if seq else None
+        if at is None:
+            return None
+        sb = self.log.block(seq)
+        if sb is None or sb.header.hash != at[0].hex():
+            return None
+        return (sb.header, sb.message.signature)
 
     def gather(self, mine: SignedCheckpoint) -> tuple[SignedCheckpoint, bool]:
         """Merge the member nodes' published checkpoints that agree with ours; keep it (and, once a
@@ -235,9 +256,9 @@ class _Follower:
             at = self.node.store.block_hash_at(h.seq)
             if at is None or at[0].hex() == h.hash:
                 continue
-            sb = self.log.block(h.seq)
-            if sb is not None and sb.header.hash == at[0].hex():
-                out[h.seq] = (sb.header, sb.message.signature)
+            own = self._own_header(h.seq)
+            if own is not None:
+                out[h.seq] = own
         return list(out.values())
 
     def check_equivocation(self) -> list[dict[str, object]]:
@@ -267,6 +288,13 @@ class _Follower:
         proofs = find_conflicts(headers, cps, registry)
         for p in proofs:
             self.node.store.add_proof(p)
+            if p.get("kind") == "block_header":
+                # The others may lack the header this node was given: send it before stopping
+                # (found by `setara simtest`: a victim proved a split view nobody else could).
+                with contextlib.suppress(ReplicationError):
+                    own = self._own_header(int(p["seq"]))  # type: ignore[call-overload]
+                    if own is not None:
+                        self.log.publish_header(self.name, *own)
         if proofs and self.guard.stopped is None:
             self.guard.stop(f"equivocation proof at seq {proofs[0].get('seq')}")
         return proofs
