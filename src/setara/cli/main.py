@@ -46,7 +46,7 @@ def _register_extensions() -> None:
     their own commands; their heavy imports happen only when they run."""
     import importlib
 
-    for name in ("setara.api.commands", "setara.sim.commands", "setara.cli.nodes"):
+    for name in ("setara.api.commands", "setara.sim.commands", "setara.cli.nodes", "setara.simtest.commands"):
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as e:

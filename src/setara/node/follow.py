@@ -16,6 +16,7 @@ the last good block, since each block is committed on its own.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from setara.replication.checkpoint import (
 from setara.replication.header import GENESIS_TIP, BlockHeader, BlockRejected, ChainTip, verify_block
 from setara.replication.jetstream import JetStreamLog, ReplicationError
 from setara.replication.keys import KeyRegistry, load_private_key, public_key_b64
+from setara.replication.stream import ReplicatedLog
+from setara.simtest import sabotage as _sabotage
 from setara.store import NoDatabaseError, open_store
 
 __all__ = ["FollowError", "FollowSettings", "checkpoint_doc", "follow"]
@@ -84,7 +87,7 @@ def _open_replica(db: str) -> Node:
 
 
 class _Follower:
-    def __init__(self, s: FollowSettings, expected: Network, log: JetStreamLog, node: Node) -> None:
+    def __init__(self, s: FollowSettings, expected: Network, log: ReplicatedLog, node: Node) -> None:
         self.s = s
         self.expected = expected
         self.log = log
@@ -101,6 +104,7 @@ class _Follower:
             if node.block_seq else GENESIS_TIP
         self.last_header: tuple[BlockHeader, bytes] | None = None
         self.gossip_from = {"headers": 1, "checkpoints": 1}
+        self._published = False  # this run published the checkpoint it signed last
 
     @property
     def name(self) -> str:
@@ -121,7 +125,11 @@ class _Follower:
                 self._apply(sb.message.header, sb.message.signature, sb.message.log)
                 n += 1
         except BlockRejected as e:
+            self._gossip_last_header()
             raise FollowError(str(e)) from None
+        except FollowError:
+            self._gossip_last_header()
+            raise
         except ReplicationError as e:
             raise SetaraError(f"stream {self.s.replication.stream}: {e}") from None
         return n
@@ -146,13 +154,31 @@ class _Follower:
         try:
             self.tip = verify_block(BlockMessage(h, signature, log), registry, self.tip, self.expected.name)
         except BlockRejected as e:
-            raise FollowError(str(e)) from None
+            # SIMTEST SABOTAGE (off unless `setara simtest --sabotage skip-signature-check`).
+            if _sabotage.ACTIVE != "skip-signature-check" or not e.problem.startswith(("signature", "signer")):
+                raise FollowError(str(e)) from None
+            self.tip = h.tip()
         try:
             self.node.replay_block(h.seq, h.first_cmd, h.n_cmds, h.time_ms, log, bytes.fromhex(h.hash))
+            if _sabotage.ACTIVE == "apply-block-twice":  # SIMTEST SABOTAGE (off by default)
+                _sabotage_apply_again(self.node, h.seq)
         except SetaraError as e:
             raise FollowError(str(e)) from None
         self.node.store.set_epoch(h.epoch)
         self.last_header = (h, signature)
+
+    def _gossip_last_header(self) -> None:
+        """Before stopping on a block, tell the others which header this node applied last: a
+        split view shows here as the next block not chaining, and only the header this node was
+        given can prove it (found by `setara simtest`: without this, a node fed a forged block and
+        its successor in one round stopped with the proof unsaid)."""
+        try:
+            # Restarted, it has no header in memory: the one the stream gave it for its head.
+            seen = self.last_header if self.last_header is not None else self._own_header(self.node.block_seq)
+            if seen is not None:
+                self.log.publish_header(self.name, *seen)
+        except (ReplicationError, SetaraError):
+            pass  # best effort: the node stops anyway, and says so again when restarted
 
     def sign(self) -> SignedCheckpoint | None:
         """Sign the head's checkpoint (once per seq) and publish it with the header seen there."""
@@ -162,19 +188,42 @@ class _Follower:
         cp = Checkpoint(self.expected.name, node.block_seq, node.block_hash.hex(), node.engine.state_hash())
         last = self.guard.last
         if last == cp:
-            return sign_checkpoint(cp, self.key, self.name, self.s.member)
+            mine = sign_checkpoint(cp, self.key, self.name, self.s.member)
+            if not self._published:
+                # Signed before a crash or a failed publish: the stream may never have got it, and
+                # nothing else would ever send it (found by `setara simtest`); the message ids make
+                # a second publish of what the stream holds a no-op.
+                self._publish(mine)
+            return mine
         try:
             self.guard.check_and_record(cp, lambda seq: _hash_at(node, seq))
         except GuardViolation as e:
             raise FollowError(f"block {cp.seq}: refusing to sign: {e}") from None
         mine = sign_checkpoint(cp, self.key, self.name, self.s.member)
+        self._published = False
+        self._publish(mine)
+        return mine
+
+    def _publish(self, mine: SignedCheckpoint) -> None:
         try:
             self.log.publish_checkpoint(mine)
-            if self.last_header is not None:
-                self.log.publish_header(self.name, *self.last_header)
+            seen = self.last_header if self.last_header is not None and \
+                self.last_header[0].seq == self.node.block_seq else self._own_header(self.node.block_seq)
+            if seen is not None:
+                self.log.publish_header(self.name, *seen)
         except ReplicationError as e:
             raise SetaraError(f"stream {self.s.replication.stream}: {e}") from None
-        return mine
+        self._published = True
+
+    def _own_header(self, seq: int) -> tuple[BlockHeader, bytes] | None:
+        """The signed header of this node's block `seq`, as the stream gave it to this node."""
+        at = self.node.store.block_hash_at(seq) if seq else None
+        if at is None:
+            return None
+        sb = self.log.block(seq)
+        if sb is None or sb.header.hash != at[0].hex():
+            return None
+        return (sb.header, sb.message.signature)
 
     def gather(self, mine: SignedCheckpoint) -> tuple[SignedCheckpoint, bool]:
         """Merge the member nodes' published checkpoints that agree with ours; keep it (and, once a
@@ -199,6 +248,22 @@ class _Follower:
             store.save_checkpoint("final", merged.to_json())
         return merged, final
 
+    def _own_headers_against(self, headers: list[tuple[BlockHeader, bytes]]) -> list[tuple[BlockHeader, bytes]]:
+        """The signed headers of this node's own blocks at the seqs where a gossiped header has
+        another hash. Nodes gossip only the header at the head they sign, so without these a
+        split view at a seq no honest node signed at is never proved (found by `setara simtest`)."""
+        out: dict[int, tuple[BlockHeader, bytes]] = {}
+        for h, _sig in headers:
+            if h.seq in out or h.seq > self.node.block_seq:
+                continue
+            at = self.node.store.block_hash_at(h.seq)
+            if at is None or at[0].hex() == h.hash:
+                continue
+            own = self._own_header(h.seq)
+            if own is not None:
+                out[h.seq] = own
+        return list(out.values())
+
     def check_equivocation(self) -> list[dict[str, object]]:
         net = self.node.engine.network
         if net is None:
@@ -221,12 +286,33 @@ class _Follower:
         # What this node saw itself counts too: a gossiped header that differs from it is a split view.
         if self.last_header is not None:
             headers.append(self.last_header)
+        with contextlib.suppress(ReplicationError):  # the next round looks again
+            headers.extend(self._own_headers_against(headers))
         proofs = find_conflicts(headers, cps, registry)
         for p in proofs:
             self.node.store.add_proof(p)
+            if p.get("kind") == "block_header":
+                # The others may lack the header this node was given: send it before stopping
+                # (found by `setara simtest`: a victim proved a split view nobody else could).
+                with contextlib.suppress(ReplicationError):
+                    own = self._own_header(int(p["seq"]))  # type: ignore[call-overload]
+                    if own is not None:
+                        self.log.publish_header(self.name, *own)
         if proofs and self.guard.stopped is None:
             self.guard.stop(f"equivocation proof at seq {proofs[0].get('seq')}")
         return proofs
+
+
+def _sabotage_apply_again(node: Node, seq: int) -> None:
+    """SIMTEST SABOTAGE: the block's settlement postings reach the ledger a second time (what a
+    block applied twice would do); only the state shows it."""
+    block = next(iter(node.store.iter_blocks(seq - 1)), None)
+    if block is None:
+        return
+    balances = node.engine.ledger.balances
+    for _seq, _pid, currency, debit, credit, amount, _rate in orjson.loads(block.journal):
+        balances[(debit, currency)] = balances.get((debit, currency), 0) - amount
+        balances[(credit, currency)] = balances.get((credit, currency), 0) + amount
 
 
 def _hash_at(node: Node, seq: int) -> str | None:

@@ -48,6 +48,7 @@ from setara.core.network import Network
 from setara.node.intake import Segment, parallel_parse, parse_lines, prepare
 from setara.node.projection import project
 from setara.ports import NullScreening, Screening, now_ms
+from setara.simtest import sabotage as _sabotage
 from setara.store import Block, Store, StoreError, block_hash, open_store
 
 __all__ = ["Ack", "Node", "SetaraError",
@@ -158,6 +159,7 @@ class Node:
         self._touched: set[tuple[str, str]] = set()
         self._writer_cm: Any = None
         self.replicator: Any = None  # setara.node.replicate.Replicator when the log is replicated
+        self._sabotage_held: _Sealed | None = None  # only `setara simtest --sabotage` uses it
 
     # ------------------------------------------------------------------ lifecycle
     @classmethod
@@ -401,6 +403,17 @@ class Node:
         return (block, balances, snapshot)
 
     def _write(self, sealed: _Sealed) -> None:
+        if _sabotage.ACTIVE == "ack-before-commit" and self.replicator is not None:
+            # SIMTEST SABOTAGE (off by default): write-behind, so a block's acks go out before it
+            # is durable or replicated; it is written together with the next block.
+            held, self._sabotage_held = self._sabotage_held, sealed
+            if held is None:
+                return
+            self._write_now(held)
+            self._sabotage_held = None
+        self._write_now(sealed)
+
+    def _write_now(self, sealed: _Sealed) -> None:
         block, balances, state = sealed
         try:
             # Compressed here, on the commit thread, off the engine's path.

@@ -23,6 +23,7 @@ from setara.replication.checkpoint import Checkpoint, SignedCheckpoint, is_final
 from setara.replication.header import build_block_message
 from setara.replication.jetstream import JetStreamLog, Lease, LeaseLost, ReplicationError
 from setara.replication.keys import KeyRegistry, NodeKey, load_private_key, public_key_b64
+from setara.replication.stream import ReplicatedLog
 from setara.store import Block, Store
 
 __all__ = ["ReplicationSettings", "Replicator", "registry_of", "settings_from"]
@@ -64,7 +65,7 @@ def registry_of(network: Network) -> KeyRegistry:
 
 
 class Replicator:
-    def __init__(self, log: JetStreamLog, settings: ReplicationSettings, signer: str, key: object,
+    def __init__(self, log: ReplicatedLog, settings: ReplicationSettings, signer: str, key: object,
                  network_name: str, tip_hash: bytes) -> None:
         self.log = log
         self.settings = settings
@@ -81,7 +82,10 @@ class Replicator:
         self._renewer: threading.Thread | None = None
 
     @classmethod
-    def open(cls, settings: ReplicationSettings, network: Network, store: Store) -> Replicator:
+    def open(cls, settings: ReplicationSettings, network: Network, store: Store,
+             log: ReplicatedLog | None = None) -> Replicator:
+        """`log`: an already connected log (the simulated stream); by default JetStream at
+        settings.urls."""
         try:
             key = load_private_key(settings.key_path)
         except (OSError, ValueError) as e:
@@ -93,7 +97,8 @@ class Replicator:
         if not node.sequencer:
             raise NotASequencer(f"--key {settings.key_path}: node {node.name} is not a sequencer")
         try:
-            log = JetStreamLog.connect(settings.urls, settings.stream)
+            if log is None:
+                log = JetStreamLog.connect(settings.urls, settings.stream)
         except (ReplicationError, OSError, ValueError) as e:
             raise SetaraError(f"cannot reach the stream {settings.stream} at {','.join(settings.urls)}: {e}") from None
         rep = cls(log, settings, node.name, key, network.name, b"")
