@@ -53,6 +53,10 @@ MIGRATIONS: list[list[str]] = [
         " list_version INTEGER, explanation TEXT NOT NULL)",
         "CREATE INDEX screening_audit_payment ON screening_audit(payment_id)",
     ],
+    [  # issue 17: the screening cache (Store.add_screened); the lead renumbers on merge
+        "CREATE TABLE screening_cache (n INTEGER PRIMARY KEY, refs TEXT NOT NULL, body BLOB NOT NULL)",
+        "CREATE INDEX screening_cache_refs ON screening_cache(refs)",
+    ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
