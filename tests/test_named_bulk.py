@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from setara.core.instructions import parse_json_instruction
+from setara.core.instructions import fingerprint, parse_json_instruction
 from setara.core.network import example_toml, load_network
 from setara.node.intake import NameScreening, parse_lines
 from setara.node.node import Node
@@ -162,3 +162,34 @@ def test_the_screening_cache_survives_a_restart(tmp_path: Path) -> None:
     with Node.open(url, write=True) as node:
         node.screening = PaymentScreening({"un-xml": (2, screening.lists["un-xml"][1])})
         assert node.name_screening().names == {}
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=st.lists(st.builds(
+    _payment, st.integers(0, 40), st.integers(0, len(MEMBERS) - 1), st.integers(0, len(MEMBERS) - 1),
+    st.sampled_from(["IDR", "MYR", "THB", "PHP"]), st.sampled_from(["1.00", "250.5", "4000000.00", "0.00"]),
+    st.sampled_from(NAMES), st.sampled_from([*NAMES, " Trailing Space Co "]), st.just("ID")), min_size=1, max_size=12))
+def test_parse_named_many_equals_parse_named_line_by_line(rows: list[dict[str, Any]]) -> None:
+    from setara.core.instructions import parse_named, parse_named_many
+
+    net = load_network(example_toml())
+    many = parse_named_many(rows, net)
+    one = [parse_named(r, net) for r in rows]
+    if many is None:
+        return  # judged line by line
+    assert all(x is not None for x in one)
+    assert [(*x[:7], x[7]) for x in one if x is not None] == [
+        (*r, 1, fp, p) for r, fp, p in zip(zip(many["id"], many["debtor"], many["creditor"], many["currency"],
+                                               many["amount_minor"], strict=True), many["fingerprint"],
+                                           many["parties"], strict=True)]
+    assert [x[6] for x in one if x is not None] == [
+        fingerprint(parse_json_instruction(r, net)) for r in rows]
+
+
+def test_parse_named_many_takes_a_mixed_currency_chunk() -> None:
+    from setara.core.instructions import parse_named_many
+
+    rows = [_payment(1, 0, 2, "IDR", "1.00", "PT Sinar Jaya", "Budi Santoso Trading", "ID"),
+            _payment(2, 2, 0, "MYR", "2.50", "Budi Santoso Trading", "PT Sinar Jaya", "ID")]
+    many = parse_named_many(rows, load_network(example_toml()))
+    assert many is not None and many["currency"] == ["IDR", "MYR"] and many["amount_minor"] == [100, 250]

@@ -32,6 +32,7 @@ from setara.core.instructions import (
     parse_json_instruction,
     parse_json_line,
     parse_named,
+    parse_named_many,
     parse_plain,
     parse_plain_many,
     parties_digest,
@@ -270,6 +271,34 @@ class _Chunk:
         return self.segments
 
 
+def _named_segments(cols: dict[str, list[Any]], first_line_no: int, lines: Sequence[bytes], net: Network,
+                    key: bytes, screening: Screening, time_ms: int, names: NameScreening) -> list[Segment]:
+    """The segments of a chunk of named payments (see `parse_named_many`): those screening clears
+    in batches, the others on the full path, in input order."""
+    cur = _Chunk(time_ms)
+    clear_ref = names.clear_ref
+    refs = cur.refs
+    parties = cols["parties"]
+    for i, row in enumerate(zip(cols["id"], cols["debtor"], cols["creditor"], cols["currency"],
+                                cols["amount_minor"], strict=True)):
+        p: dict[str, str] = parties[i]
+        ref = clear_ref(*row, p)
+        if ref is None:
+            cur.add(_parse_one(first_line_no + i, lines[i], net, key, screening, time_ms))
+            continue
+        cur.open_batch()
+        cur.plain.append((*row, 1, cols["fingerprint"][i]))
+        cur.line_nos.append(first_line_no + i)
+        cur.digests.append(parties_digest_of(p, key))
+        refs.append(ref)
+        cur.parties.append(p)
+    segments = cur.take()
+    if names.new:
+        segments.append(("screened", names.new[:]))
+        names.new.clear()
+    return segments
+
+
 def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: bytes, screening: Screening,
                 time_ms: int, names: NameScreening | None = None) -> list[Segment]:
     """Parse consecutive input lines (the first is line `first_line_no`) into segments in input
@@ -282,9 +311,14 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
     if lines and max(map(len, lines)) <= LINE_BYTES_MAX:
         # A bulk file's chunk is usually nothing but plain payments: judged all at once.
         try:
-            cols = parse_plain_many(list(map(loads, lines)), net)
+            objs = list(map(loads, lines))
         except decode_error:
-            cols = None
+            objs = None
+        cols = None if objs is None else parse_plain_many(objs, net)
+        if cols is None and objs is not None and names is not None:
+            named_cols = parse_named_many(objs, net)
+            if named_cols is not None:
+                return _named_segments(named_cols, first_line_no, lines, net, key, screening, time_ms, names)
         if cols is not None:
             ids = cols["id"]
             d = screening.decide(Instruction(ids[0], cols["debtor"][0], cols["creditor"][0], cols["currency"][0],
@@ -293,8 +327,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
                 return [_batch_segment(ids, cols["debtor"], cols["creditor"], cols["currency"],
                                        cols["amount_minor"], [1] * len(ids), cols["fingerprint"], "", d.ref,
                                        time_ms, list(range(first_line_no, first_line_no + len(lines))))]
-    if names is None:
-        names = NameScreening(screening, net)
+    names = names or NameScreening(screening, net)
     clear_ref = names.clear_ref
     plain_ref: str | None = None  # screening's verdict on instructions without party data
     cur = _Chunk(time_ms)
