@@ -149,13 +149,24 @@ class NameScreening:
 
     def cache_refs(self) -> list[str]:
         """The cache's list-version keys for every pair of members under the lists now in force:
-        what to load from the store."""
-        ps = self.payment
-        if ps is None:
+        what to load from the store. Builds each pair's screener now, so that intake workers forked
+        after this share its index instead of each building their own."""
+        if self.payment is None:
             return []
         ms = list(self.net.members)
-        return sorted({ps._refs(ps.sources_for(Instruction("", d, c, "", 0), self.net)) + self._tag
-                       for d in ms for c in ms if d != c})
+        return sorted({self._pair(d, c)[1] for d in ms for c in ms if d != c})
+
+    def _pair(self, debtor: str, creditor: str) -> tuple[Any, str, list[str]]:
+        pair = self._pairs.get((debtor, creditor))
+        if pair is None:
+            ps = self.payment
+            assert ps is not None
+            sources = ps.sources_for(Instruction("", debtor, creditor, "", 0), self.net)
+            members = self.net.members
+            pair = (ps.screener(sources), ps._refs(sources) + self._tag,
+                    [members[m].bic for m in (debtor, creditor) if m in members])
+            self._pairs[(debtor, creditor)] = pair
+        return pair
 
     def clear_ref(self, ins_id: str, debtor: str, creditor: str, currency: str, amount_minor: int,
                   parties: dict[str, str]) -> str | None:
@@ -168,13 +179,7 @@ class NameScreening:
             d = self.screening.decide(Instruction(ins_id, debtor, creditor, currency, amount_minor,
                                                   parties=parties), self.net)
             return d.ref if d.decision == "clear" and not d.audits else None
-        pair = self._pairs.get((debtor, creditor))
-        if pair is None:
-            sources = ps.sources_for(Instruction(ins_id, debtor, creditor, currency, amount_minor), self.net)
-            members = self.net.members
-            pair = (ps.screener(sources), ps._refs(sources) + self._tag,
-                    [members[m].bic for m in (debtor, creditor) if m in members])
-            self._pairs[(debtor, creditor)] = pair
+        pair = self._pairs.get((debtor, creditor)) or self._pair(debtor, creditor)
         screener, refs, bics = pair
         dc, cc = parties.get("debtor_country"), parties.get("creditor_country")
         if self.net.comprehensive_sanction_countries:
