@@ -280,14 +280,28 @@ def _named_segments(cols: dict[str, list[Any]], first_line_no: int, lines: Seque
                     key: bytes, screening: Screening, time_ms: int, names: NameScreening) -> list[Segment]:
     """The segments of a chunk of named payments (see `parse_named_many`): those screening clears
     in batches, the others on the full path, in input order."""
-    cur = _Chunk(time_ms)
-    clear_ref = names.clear_ref
-    refs = cur.refs
     parties = cols["parties"]
+    ids, debtors, creditors, currencies, amounts = (cols[f] for f in ("id", "debtor", "creditor", "currency",
+                                                                     "amount_minor"))
+    if names.null:
+        all_refs: list[str | None] | str = "no-list"
+    else:
+        all_refs = list(map(names.clear_ref, ids, debtors, creditors, currencies, amounts, parties))
+    if isinstance(all_refs, str) or None not in all_refs:  # the common case: all cleared, one batch
+        digests = [parties_digest_of(p, key) for p in parties]
+        segments = [_batch_segment(ids, debtors, creditors, currencies, amounts, [1] * len(ids), cols["fingerprint"],
+                                   digests, all_refs, time_ms,  # type: ignore[arg-type]
+                                   list(range(first_line_no, first_line_no + len(ids))), parties)]
+        if names.new:
+            segments.append(("screened", names.new[:]))
+            names.new.clear()
+        return segments
+    cur = _Chunk(time_ms)
+    refs = cur.refs
     for i, row in enumerate(zip(cols["id"], cols["debtor"], cols["creditor"], cols["currency"],
                                 cols["amount_minor"], strict=True)):
         p: dict[str, str] = parties[i]
-        ref = clear_ref(*row, p)
+        ref = all_refs[i]
         if ref is None:
             cur.add(_parse_one(first_line_no + i, lines[i], net, key, screening, time_ms))
             continue
