@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from setara.core.instructions import fingerprint, parse_json_instruction
+from setara.core.instructions import fingerprint, parse_json_instruction, parties_digest_of
 from setara.core.network import example_toml, load_network
 from setara.node.intake import NameScreening, parse_lines
 from setara.node.node import Node
@@ -91,6 +91,18 @@ def _verified(url: str) -> str:
         store.close()
 
 
+def _logged_digests(url: str) -> dict[str, str]:
+    """Each logged submission's party digest, by payment id (the last one logged for an id)."""
+    from setara.core.commands import log_commands
+
+    store = open_store(url)
+    try:
+        return {cmd.id: cmd.parties_digest for blk in store.iter_blocks(0)  # type: ignore[attr-defined]
+                for _, cmd in log_commands(orjson.loads(blk.log)) if type(cmd).__name__ == "Submit"}
+    finally:
+        store.close()
+
+
 def _intake(url: str) -> dict[str, Any]:
     store = open_store(url)
     try:
@@ -121,6 +133,17 @@ def test_named_bulk_path_equals_line_by_line(tmp_path_factory: pytest.TempPathFa
     assert _verified(a) == _verified(b) == bulk_hash
     # the names stay in the operator's intake record, the same on both paths, never in the log
     assert _intake(a) == _intake(b)
+    # on both paths the log's digest is the store's keyed digest of the party data in its intake
+    for url in (a, b):
+        intake, logged = _intake(url), _logged_digests(url)
+        store = open_store(url)
+        try:
+            key = bytes.fromhex(store.meta("party_key") or "")
+        finally:
+            store.close()
+        assert logged == {pid: parties_digest_of((intake.get(pid) or [None, None, None])[2] or {}, key)
+                          for pid in logged}
+        assert any(logged.values()) == any(v[2] for v in intake.values())
     store = open_store(a)
     try:
         assert all(b"Sinar" not in blk.log for blk in store.iter_blocks(0))
