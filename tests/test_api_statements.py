@@ -284,13 +284,15 @@ def test_a_schema_1_database_upgrades_and_its_statements_cover_every_block(tmp_p
     con = sqlite3.connect(db)  # lay the database out as schema version 1 had it
     con.execute("DROP TABLE account_entries")
     con.execute("DROP TABLE list_indexes")
+    con.execute("DROP TABLE screening_cache")
     con.execute("DELETE FROM meta WHERE key IN ('entries_upto', 'entries_day')")
     con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     con.commit()
     con.close()
     store = open_store(db)
     try:
-        assert store.upgrade() == ["migrated to schema version 2", "migrated to schema version 3"]
+        assert store.upgrade() == ["migrated to schema version 2", "migrated to schema version 3",
+                                   "migrated to schema version 4"]
     finally:
         store.close()
     with TestClient(create_app(db)) as c:

@@ -154,8 +154,12 @@ def test_intake_batches_plain_lines_and_keeps_order() -> None:
     kinds = [seg[0] for seg in chunk]
     assert kinds == ["batch", "rows", "batch"]
     assert chunk[0][1]["id"] == ["a", "b"] and chunk[0][2] == [1, 2]
-    assert [r[0] for r in chunk[1][1]] == [3, 5]  # the malformed line, then the one naming a party
-    assert chunk[2][1]["id"] == ["d", "e"] and chunk[2][1]["priority"] == [1, 0] and chunk[2][2] == [6, 7]
+    assert [r[0] for r in chunk[1][1]] == [3]  # the malformed line
+    # a payment naming a party, cleared by screening, joins the batch; its name stays off the log
+    assert chunk[2][1]["id"] == ["c", "d", "e"] and chunk[2][1]["priority"] == [1, 1, 0]
+    assert chunk[2][2] == [5, 6, 7] and chunk[2][3] == [{"debtor_name": "Budi"}, None, None]
+    assert chunk[2][1]["parties_digest"][0] and chunk[2][1]["parties_digest"][1:] == ["", ""]
+    assert "Budi" not in orjson.dumps(chunk[2][1]).decode()
     assert set(chunk[0][1]) == set(SUBMIT_FIELDS)
 
 

@@ -30,9 +30,12 @@ __all__ = [
     "fingerprint",
     "parse_json_instruction",
     "parse_json_line",
+    "parse_named",
+    "parse_named_many",
     "parse_plain",
     "parse_plain_many",
     "parties_digest",
+    "parties_digest_of",
     "payment_id_problem",
 ]
 
@@ -331,10 +334,16 @@ def parse_plain(obj: dict[str, Any], network: Network, line: bytes) -> tuple[str
             obj["amount"]
     except KeyError:
         return None
+    if type(pid) is not str or (line.count(b":") != 5 and _may_repeat_a_key(line, 1, pid)):
+        return None
+    return _plain_checked(pid, debtor, creditor, currency, raw, network)
+
+
+def _plain_checked(pid: Any, debtor: Any, creditor: Any, currency: Any, raw: Any, network: Network
+                   ) -> tuple[str, str, str, str, int, int, int] | None:
     if type(pid) is not str or type(debtor) is not str or type(creditor) is not str \
             or type(currency) is not str or type(raw) is not str or debtor == creditor \
-            or not _ID_RE.fullmatch(pid) \
-            or (line.count(b":") != 5 and _may_repeat_a_key(line, 1, pid)):
+            or not _ID_RE.fullmatch(pid):
         return None
     members = network.members
     ccy = network.currencies.get(currency)
@@ -415,7 +424,123 @@ def parse_plain_many(objs: list[Any], network: Network, raws: Sequence[bytes]) -
 def parties_digest(ins: Instruction, key: bytes) -> str:
     """Keyed digest of party data for the replayable log: members can check the ledger without
     reading each other's customers, and without the operator's key cannot guess names from it."""
-    if not ins.parties:
+    return parties_digest_of(ins.parties, key)
+
+
+def parties_digest_of(parties: dict[str, Any], key: bytes) -> str:
+    """`parties_digest` of an instruction whose party data is `parties`."""
+    if not parties:
         return ""
-    body = orjson.dumps(ins.parties, option=orjson.OPT_SORT_KEYS)
+    body = orjson.dumps(parties, option=orjson.OPT_SORT_KEYS)
     return hashlib.blake2b(body, key=key[:64], digest_size=16).hexdigest()
+
+
+# What a named payment may carry beside the five plain fields and still take the columnar path.
+NAMED_FIELDS = frozenset({"debtor_name", "creditor_name", "debtor_country", "creditor_country"})
+_PLAIN_KEYS = frozenset({"id", "debtor", "creditor", "currency", "amount"})
+_COUNTRY_FIELDS = ("debtor_country", "creditor_country")
+
+Named = tuple[str, str, str, str, int, int, int, dict[str, str]]
+
+
+def _keys_unique(obj: dict[str, Any], line: bytes) -> bool:
+    """Whether no key of `line` (decoded into `obj`) can repeat: every key is followed by a colon,
+    so a line with no more colons than its keys plus those inside its text values has none twice
+    (an escaped colon, \\u003a, sends the line to the full check)."""
+    colons = line.count(b":")
+    return colons == len(obj) or (colons == len(obj) + _colons_in(obj) and b"\\" not in line)
+
+
+def parse_named(obj: dict[str, Any], network: Network, line: bytes) -> Named | None:
+    """`parse_plain` for a plain instruction that also names its parties (debtor/creditor name and
+    country, nothing else): (id, debtor, creditor, currency, amount_minor, priority, fingerprint,
+    parties), equal to what `parse_json_instruction` and `fingerprint` give for it. None for
+    anything else, valid or not, which `parse_json_instruction` then judges."""
+    extra = obj.keys() - _PLAIN_KEYS
+    if not extra or not extra <= NAMED_FIELDS or len(obj) - len(extra) != 5:
+        return None
+    parties: dict[str, str] = {}
+    for key in sorted(extra):
+        v = obj[key]
+        if v is None:
+            continue
+        if type(v) is not str:
+            return None
+        v = v.strip()
+        if len(v) > TEXT_FIELD_MAX:
+            return None
+        if v:
+            parties[key] = v
+    if not parties:
+        return None
+    for key in _COUNTRY_FIELDS:
+        c = parties.get(key)
+        if c is not None and not _COUNTRY_RE.fullmatch(c):
+            return None
+    if not _keys_unique(obj, line):
+        return None
+    plain = _plain_checked(obj["id"], obj["debtor"], obj["creditor"], obj["currency"], obj["amount"], network)
+    if plain is None:
+        return None
+    pid, debtor, creditor, currency, amount = plain[:5]
+    # The same bytes `fingerprint` hashes for such an instruction.
+    body = orjson.dumps([debtor, creditor, currency, amount, 1, None, None, None, parties],
+                        option=orjson.OPT_SORT_KEYS)
+    return (pid, debtor, creditor, currency, amount, 1,
+            int.from_bytes(_blake2b(body, digest_size=8).digest(), "big") >> 4, parties)
+
+
+_COUNTRIES_RE = re.compile(r"[A-Z]{2}(?:\n[A-Z]{2})*")
+
+
+def parse_named_many(objs: list[Any], network: Network, raws: Sequence[bytes]) -> dict[str, list[Any]] | None:
+    """`parse_named` for many decoded lines at once, when every one is a valid named payment with
+    the same fields, its text already trimmed, and all in currencies with the same decimals (written
+    out, as for `parse_plain_many`). Returns the columns of `parse_plain_many` plus "parties" (one
+    dict per line), equal to what `parse_named` gives line by line; None if any line is anything
+    else, then judge them one by one."""
+    if not objs or len(objs) != len(raws) or set(map(type, objs)) != {dict} \
+            or not all(map(_keys_unique, objs, raws)):
+        return None
+    keys = objs[0].keys()
+    extra = sorted(keys - _PLAIN_KEYS)
+    if not extra or not NAMED_FIELDS.issuperset(extra) or len(keys) - len(extra) != 5 \
+            or set(map(len, objs)) != {len(keys)}:
+        return None
+    try:
+        cols = list(map(list, zip(*map(operator.itemgetter(*_PLAIN_FIELDS_ORDER, *extra), objs), strict=True)))
+    except KeyError:
+        return None
+    if set(map(type, chain.from_iterable(cols))) != {str}:
+        return None
+    ids, debtors, creditors, currencies, amounts = cols[:5]
+    party_cols = cols[5:]
+    for key, col in zip(extra, party_cols, strict=True):
+        # Trimmed, non-empty, within bounds: then the line-by-line rules keep each value as it is.
+        if min(map(len, col)) == 0 or max(map(len, col)) > TEXT_FIELD_MAX or list(map(str.strip, col)) != col:
+            return None
+        if key in _COUNTRY_FIELDS and not _COUNTRIES_RE.fullmatch("\n".join(col)):
+            return None
+    ccys = [network.currencies.get(c) for c in set(currencies)]
+    units = {c.currency.minor_units if c is not None else -1 for c in ccys}
+    members = network.members.keys()
+    if len(units) != 1 or -1 in units or not (members >= set(debtors) and members >= set(creditors)) \
+            or any(map(operator.eq, debtors, creditors)) or not _IDS_RE.fullmatch("\n".join(ids)):
+        return None
+    joined = "\n".join(amounts)
+    if not _AMOUNTS_RE[units.pop()].fullmatch(joined):
+        return None
+    minor = list(map(int, joined.replace(".", "").split("\n")))
+    if min(minor) <= 0:
+        return None
+    parties = [dict(zip(extra, vals, strict=True)) for vals in zip(*party_cols, strict=True)]
+    dumps, blake2b, from_bytes, sort = orjson.dumps, _blake2b, int.from_bytes, orjson.OPT_SORT_KEYS
+    # The same bytes `fingerprint` hashes for such an instruction.
+    fps = [from_bytes(blake2b(dumps([d, c, ccy, a, 1, None, None, None, p], option=sort),
+                              digest_size=8).digest(), "big") >> 4
+           for d, c, ccy, a, p in zip(debtors, creditors, currencies, minor, parties, strict=True)]
+    return {"id": ids, "debtor": debtors, "creditor": creditors, "currency": currencies,
+            "amount_minor": minor, "fingerprint": fps, "parties": parties}
+
+
+_PLAIN_FIELDS_ORDER = ("id", "debtor", "creditor", "currency", "amount")

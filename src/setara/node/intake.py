@@ -33,17 +33,20 @@ from setara.core.instructions import (
     fingerprint,
     parse_json_instruction,
     parse_json_line,
+    parse_named,
+    parse_named_many,
     parse_plain,
     parse_plain_many,
     parties_digest,
+    parties_digest_of,
 )
 from setara.core.network import Network
 
 if TYPE_CHECKING:
     from setara.ports import Screening
 
-__all__ = ["InputEncodingError", "ParsedLine", "Segment", "intake_workers", "parallel_parse", "parse_chunk",
-           "parse_lines", "prepare", "sniff_input", "xml_as_utf8"]
+__all__ = ["NAMES_CACHED_MAX", "InputEncodingError", "NameScreening", "ParsedLine", "Segment", "intake_workers",
+           "parallel_parse", "parse_chunk", "parse_lines", "prepare", "sniff_input", "xml_as_utf8"]
 
 # (line_no, Submit row or None, private data or None, screening audits or None, rejection or None)
 ParsedLine = tuple[int, list[Any] | None, list[Any] | None, list[dict[str, Any]] | None,
@@ -141,69 +144,193 @@ def _parse_one(line_no: int, raw: bytes, net: Network, key: bytes, screening: Sc
     return (line_no, row, private, audits, None)
 
 
+def _uniform(col: list[Any]) -> Any:
+    # a value every payment shares is stored once: smaller blocks, cheaper to write and read
+    return col[0] if col.count(col[0]) == len(col) else col
+
+
 def _batch_segment(ids: list[str], debtors: list[str], creditors: list[str], currencies: list[str],
-                   amounts: list[int], priorities: list[int], fps: list[int], screening_ref: str, time_ms: int,
-                   line_nos: list[int]) -> Segment:
+                   amounts: list[int], priorities: list[int], fps: list[int], digests: list[str] | str,
+                   refs: list[str] | str, time_ms: int, line_nos: list[int],
+                   parties: list[dict[str, str] | None] | None = None) -> Segment:
+    """A batch of submissions (the log's columnar entry) and, beside it, what stays off the log:
+    line numbers and each payment's party data (None where it has none; None for all)."""
     batch = {
-        "id": ids, "debtor": debtors, "creditor": creditors,
-        # a value every payment shares is stored once: smaller blocks, cheaper to write and read
-        "currency": currencies[0] if currencies.count(currencies[0]) == len(currencies) else currencies,
-        "amount_minor": amounts,
-        "priority": priorities[0] if priorities.count(priorities[0]) == len(priorities) else priorities,
-        "fingerprint": fps, "parties_digest": "", "screening": "clear", "screening_ref": screening_ref,
+        "id": ids, "debtor": debtors, "creditor": creditors, "currency": _uniform(currencies),
+        "amount_minor": amounts, "priority": _uniform(priorities), "fingerprint": fps,
+        "parties_digest": digests if isinstance(digests, str) else _uniform(digests), "screening": "clear",
+        "screening_ref": refs if isinstance(refs, str) else _uniform(refs),
         "time_ms": time_ms, "to_currency": None, "quote_id": None, "uetr": None,
     }
-    return ("batch", batch, line_nos)
+    if parties is not None and parties.count(None) == len(parties):
+        parties = None
+    return ("batch", batch, line_nos, parties)
+
+
+NAMES_CACHED_MAX = 500_000
+
+
+def _matcher_digest() -> str:
+    """Identifies the matcher's code: a stored decision is reused only by the matcher that made it."""
+    import hashlib
+
+    from setara.compliance import matcher, normalize
+
+    h = hashlib.sha256()
+    for mod in (matcher, normalize):
+        if mod.__file__:
+            with open(mod.__file__, "rb") as f:
+                h.update(f.read())
+    return h.hexdigest()[:16]
+
+
+class NameScreening:
+    """Screening decisions for named payments on the columnar path, with each distinct
+    (list versions in force, name, country) screened once.
+
+    Only the answer "clear, nothing to audit" is decided here; anything else (a name that scores
+    at or above the review threshold, a country rule, a screening this does not know) is left to
+    `Screening.decide` on the full path, so the decisions are those of `decide` by construction
+    (property tests hold them to it). The cache is keyed on the list versions, so a new list
+    version screens every name again. `known` seeds it (from the store); `new` collects what this
+    process screened for the first time, to be stored."""
+
+    def __init__(self, screening: Screening, net: Network,
+                 known: dict[tuple[str, str, str], bool] | None = None) -> None:
+        from setara.node.screening import PaymentScreening
+
+        self.screening = screening
+        self.net = net
+        self.payment = screening if isinstance(screening, PaymentScreening) else None
+        self.null = type(screening).__name__ == "NullScreening"
+        self.names: dict[tuple[str, str, str], bool] = dict(known or {})
+        self.new: list[tuple[str, str, str, bool]] = []
+        self._pairs: dict[tuple[str, str], tuple[Any, str, list[str]]] = {}
+        self._countries: dict[tuple[str, str, str | None, str | None], bool] = {}
+        self._review = 0.0 if self.payment is None else self.payment.review_threshold
+        self._tag = "" if self.payment is None else f"#{self._review!r}:{_matcher_digest()}"
+        self.screened = 0  # names sent to the matcher
+
+    def cache_refs(self) -> list[str]:
+        """The cache's list-version keys for every pair of members under the lists now in force:
+        what to load from the store. Builds each pair's screener now, so that intake workers forked
+        after this share its index instead of each building their own."""
+        if self.payment is None:
+            return []
+        ms = list(self.net.members)
+        return sorted({self._pair(d, c)[1] for d in ms for c in ms if d != c})
+
+    def _pair(self, debtor: str, creditor: str) -> tuple[Any, str, list[str]]:
+        pair = self._pairs.get((debtor, creditor))
+        if pair is None:
+            ps = self.payment
+            assert ps is not None
+            sources = ps.sources_for(Instruction("", debtor, creditor, "", 0), self.net)
+            members = self.net.members
+            pair = (ps.screener(sources), ps._refs(sources) + self._tag,
+                    [members[m].bic for m in (debtor, creditor) if m in members])
+            self._pairs[(debtor, creditor)] = pair
+        return pair
+
+    def clear_ref(self, ins_id: str, debtor: str, creditor: str, currency: str, amount_minor: int,
+                  parties: dict[str, str]) -> str | None:
+        """The screening reference when screening clears this payment with nothing to audit, else
+        None."""
+        ps = self.payment
+        if ps is None:
+            if self.null:
+                return "no-list"
+            d = self.screening.decide(Instruction(ins_id, debtor, creditor, currency, amount_minor,
+                                                  parties=parties), self.net)
+            return d.ref if d.decision == "clear" and not d.audits else None
+        pair = self._pairs.get((debtor, creditor)) or self._pair(debtor, creditor)
+        screener, refs, bics = pair
+        dc, cc = parties.get("debtor_country"), parties.get("creditor_country")
+        if self.net.comprehensive_sanction_countries:
+            ck = (debtor, creditor, dc, cc)
+            hit = self._countries.get(ck)
+            if hit is None:
+                from setara.compliance.countries import country_rule_hit
+
+                hit = country_rule_hit([c for c in (dc, cc) if c], None, bics,
+                                       self.net.comprehensive_sanction_countries) is not None
+                self._countries[ck] = hit
+            if hit:
+                return None
+        if screener is None:
+            return "no-list"
+        dn, cn = parties.get("debtor_name"), parties.get("creditor_name")
+        ref = refs[:len(refs) - len(self._tag)]
+        if not dn and not cn:
+            return ref
+        for name, country in ((dn, dc), (cn, cc)):
+            if not name:
+                continue
+            key = (refs, name, country or "")
+            ok = self.names.get(key)
+            if ok is None:
+                m = screener.screen(name, country)
+                self.screened += 1
+                ok = not m.hit and m.score < self._review
+                if len(self.names) >= NAMES_CACHED_MAX:  # a bound on memory; names are screened again
+                    self.names.clear()
+                self.names[key] = ok
+                self.new.append((*key, ok))
+            if not ok:
+                return None
+        return ref[:200]
 
 
 class _Chunk:
     """One chunk's segments. Consecutive payments that need no more than the engine's fast rule
-    (one currency, no party data, cleared by screening) are collected column by column into one
-    batch; everything else, rejections included, goes in row segments between batches, so input
-    order is kept."""
+    (one currency, no data beyond names and countries, cleared by screening) are collected column
+    by column into one batch; everything else, rejections included, goes in row segments between
+    batches, so input order is kept."""
 
     def __init__(self, time_ms: int) -> None:
         self.time_ms = time_ms
         self.segments: list[Segment] = []
         self._rows: list[ParsedLine] = []
-        # The open batch: (id, debtor, creditor, currency, amount, priority, fp) and line numbers.
+        # The open batch: (id, debtor, creditor, currency, amount, priority, fp), and beside it
+        # line numbers, party digests, screening references and party data.
         self.plain: list[tuple[Any, ...]] = []
         self.line_nos: list[int] = []
-        self.batch_ref: str | None = None  # screening reference of the open batch; None: none open
+        self.digests: list[str] = []
+        self.refs: list[str] = []
+        self.parties: list[dict[str, str] | None] = []
 
-    def open_batch(self, ref: str) -> None:
-        """Make the open batch one for payments with screening reference `ref`."""
-        self._close_batch()
+    def open_batch(self) -> None:
+        """End the open row segment, if any: what follows goes in a batch."""
         if self._rows:
             self.segments.append(("rows", self._rows))
             self._rows = []
-        self.batch_ref = ref
 
     def add(self, parsed: ParsedLine) -> None:
         row = parsed[1]
-        if row is not None and not row[7] and row[8] == "clear" and row[10] == self.time_ms \
-                and row[11] is None and row[12] is None and row[13] is None and parsed[2] is None \
-                and parsed[3] is None:
-            if self.batch_ref != row[9]:
-                self.open_batch(row[9])
+        if row is not None and row[8] == "clear" and row[10] == self.time_ms \
+                and row[11] is None and row[12] is None and row[13] is None and parsed[3] is None \
+                and (parsed[2] is None or (parsed[2][0] is None and parsed[2][1] is None)):
+            self.open_batch()
             self.plain.append(tuple(row[:7]))
             self.line_nos.append(parsed[0])
+            self.digests.append(row[7])
+            self.refs.append(row[9])
+            self.parties.append(None if parsed[2] is None else parsed[2][2])
             return
         self._close_batch()
         self._rows.append(parsed)
 
     def _close_batch(self) -> None:
-        ref, self.batch_ref = self.batch_ref, None
         if not self.plain:
             return
         ids, debtors, creditors, currencies, amounts, priorities, fps = (
             list(c) for c in zip(*self.plain, strict=True))
-        assert ref is not None
-        self.segments.append(_batch_segment(ids, debtors, creditors, currencies, amounts, priorities, fps, ref,
-                                            self.time_ms, self.line_nos[:]))
+        self.segments.append(_batch_segment(ids, debtors, creditors, currencies, amounts, priorities, fps,
+                                            self.digests[:], self.refs[:], self.time_ms, self.line_nos[:],
+                                            self.parties[:]))
         # emptied in place: the intake loop holds their append methods
-        self.plain.clear()
-        self.line_nos.clear()
+        for col in (self.plain, self.line_nos, self.digests, self.refs, self.parties):
+            col.clear()
 
     def take(self) -> list[Segment]:
         self._close_batch()
@@ -213,10 +340,53 @@ class _Chunk:
         return self.segments
 
 
+def _named_segments(cols: dict[str, list[Any]], first_line_no: int, lines: Sequence[bytes], net: Network,
+                    key: bytes, screening: Screening, time_ms: int, names: NameScreening) -> list[Segment]:
+    """The segments of a chunk of named payments (see `parse_named_many`): those screening clears
+    in batches, the others on the full path, in input order."""
+    parties = cols["parties"]
+    ids, debtors, creditors, currencies, amounts = (cols[f] for f in ("id", "debtor", "creditor", "currency",
+                                                                     "amount_minor"))
+    if names.null:
+        all_refs: list[str | None] | str = "no-list"
+    else:
+        all_refs = list(map(names.clear_ref, ids, debtors, creditors, currencies, amounts, parties))
+    if isinstance(all_refs, str) or None not in all_refs:  # the common case: all cleared, one batch
+        digests = [parties_digest_of(p, key) for p in parties]
+        segments = [_batch_segment(ids, debtors, creditors, currencies, amounts, [1] * len(ids), cols["fingerprint"],
+                                   digests, all_refs, time_ms,  # type: ignore[arg-type]
+                                   list(range(first_line_no, first_line_no + len(ids))), parties)]
+        if names.new:
+            segments.append(("screened", names.new[:]))
+            names.new.clear()
+        return segments
+    cur = _Chunk(time_ms)
+    refs = cur.refs
+    for i, row in enumerate(zip(cols["id"], cols["debtor"], cols["creditor"], cols["currency"],
+                                cols["amount_minor"], strict=True)):
+        p: dict[str, str] = parties[i]
+        ref = all_refs[i]
+        if ref is None:
+            cur.add(_parse_one(first_line_no + i, lines[i], net, key, screening, time_ms))
+            continue
+        cur.open_batch()
+        cur.plain.append((*row, 1, cols["fingerprint"][i]))
+        cur.line_nos.append(first_line_no + i)
+        cur.digests.append(parties_digest_of(p, key))
+        refs.append(ref)
+        cur.parties.append(p)
+    segments = cur.take()
+    if names.new:
+        segments.append(("screened", names.new[:]))
+        names.new.clear()
+    return segments
+
+
 def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: bytes, screening: Screening,
-                time_ms: int) -> list[Segment]:
+                time_ms: int, names: NameScreening | None = None) -> list[Segment]:
     """Parse consecutive input lines (the first is line `first_line_no`) into segments in input
-    order; blank lines are skipped, numbering kept. They are stamped with `time_ms`."""
+    order; blank lines are skipped, numbering kept. They are stamped with `time_ms`. `names`
+    screens named payments (and keeps its cache between chunks)."""
     loads, decode_error = orjson.loads, orjson.JSONDecodeError
     if first_line_no == 1 and lines and lines[0].startswith(UTF8_BOM):
         # Files saved by some Windows tools begin with one; JSON parsers may ignore it (RFC 8259).
@@ -224,22 +394,31 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
     if lines and max(map(len, lines)) <= LINE_BYTES_MAX:
         # A bulk file's chunk is usually nothing but plain payments: judged all at once.
         try:
-            cols = parse_plain_many(list(map(loads, lines)), net, lines)
+            objs = list(map(loads, lines))
         except decode_error:
-            cols = None
+            objs = None
+        cols = None if objs is None else parse_plain_many(objs, net, lines)
+        if cols is None and objs is not None and names is not None:
+            named_cols = parse_named_many(objs, net, lines)
+            if named_cols is not None:
+                return _named_segments(named_cols, first_line_no, lines, net, key, screening, time_ms, names)
         if cols is not None:
             ids = cols["id"]
             d = screening.decide(Instruction(ids[0], cols["debtor"][0], cols["creditor"][0], cols["currency"][0],
                                              cols["amount_minor"][0]), net)
             if d.decision == "clear" and not d.audits:
                 return [_batch_segment(ids, cols["debtor"], cols["creditor"], cols["currency"],
-                                       cols["amount_minor"], [1] * len(ids), cols["fingerprint"], d.ref, time_ms,
-                                       list(range(first_line_no, first_line_no + len(lines))))]
+                                       cols["amount_minor"], [1] * len(ids), cols["fingerprint"], "", d.ref,
+                                       time_ms, list(range(first_line_no, first_line_no + len(lines))))]
+    names = names or NameScreening(screening, net)
+    clear_ref = names.clear_ref
     plain_ref: str | None = None  # screening's verdict on instructions without party data
     cur = _Chunk(time_ms)
-    add_plain, add_line_no = cur.plain.append, cur.line_nos.append
+    add_plain, add_line_no, add_digest, add_ref, add_parties = (
+        cur.plain.append, cur.line_nos.append, cur.digests.append, cur.refs.append, cur.parties.append)
     for n, raw in enumerate(lines, start=first_line_no):
         plain = None
+        obj = None
         if len(raw) <= LINE_BYTES_MAX:
             try:
                 obj = loads(raw)
@@ -252,23 +431,43 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
                 d = screening.decide(Instruction(*plain[:5]), net)
                 plain_ref = d.ref if d.decision == "clear" and not d.audits else ""
             if plain_ref:
-                if cur.batch_ref != plain_ref:
-                    cur.open_batch(plain_ref)
+                cur.open_batch()
                 add_plain(plain)
                 add_line_no(n)
-            else:
-                cur.add(_parse_one(n, raw, net, key, screening, time_ms))
-        elif not raw.isspace():
+                add_digest("")
+                add_ref(plain_ref)
+                add_parties(None)
+                continue
+        elif type(obj) is dict and len(obj) > 5:
+            named = parse_named(obj, net, raw)
+            if named is not None:
+                parties = named[7]
+                ref = clear_ref(*named[:5], parties)
+                if ref is not None:
+                    cur.open_batch()
+                    add_plain(named[:7])
+                    add_line_no(n)
+                    add_digest(parties_digest_of(parties, key))
+                    add_ref(ref)
+                    add_parties(parties)
+                    continue
+        if not raw.isspace():
             cur.add(_parse_one(n, raw, net, key, screening, time_ms))
-    return cur.take()
+    segments = cur.take()
+    if names.new:
+        segments.append(("screened", names.new[:]))
+        names.new.clear()
+    return segments
 
 
 def parse_lines(lines: Iterator[bytes], net: Network, key: bytes, chunk: int, screening: Screening,
-                clock: Callable[[], int], first_line_no: int = 1) -> Iterator[list[Segment]]:
+                clock: Callable[[], int], first_line_no: int = 1,
+                names: NameScreening | None = None) -> Iterator[list[Segment]]:
     """The in-process form: `parse_chunk` over each `chunk` lines."""
     n = first_line_no
+    names = names or NameScreening(screening, net)
     while block := list(islice(lines, chunk)):
-        yield parse_chunk(block, n, net, key, screening, clock())
+        yield parse_chunk(block, n, net, key, screening, clock(), names)
         n += len(block)
 
 
@@ -297,14 +496,16 @@ Blocks = Iterator[tuple[int, list[bytes]]]  # (number of the first line, the lin
 
 
 def _worker(conn: Connection, blocks: Blocks, keep: tuple[int, ...], net: Network, key: bytes,
-            screening: Screening, clock: Callable[[], int]) -> None:
+            screening: Screening, clock: Callable[[], int], names: NameScreening | None) -> None:
     """Parse blocks of lines and send them, in order, to the engine process."""
     _detach_from_parent(conn.fileno(), *keep)
+    # Each worker keeps its own name cache, seeded from the store's through the fork.
+    names = names or NameScreening(screening, net)
     try:
         for first_line_no, block in blocks:
             # marshal: the cheapest encoding to decode on the engine's side, and both ends are the
             # same interpreter (a fork), so its version-specific format is no concern.
-            conn.send_bytes(marshal.dumps(parse_chunk(block, first_line_no, net, key, screening, clock())))
+            conn.send_bytes(marshal.dumps(parse_chunk(block, first_line_no, net, key, screening, clock(), names)))
         conn.send_bytes(marshal.dumps(None))
     except BrokenPipeError:  # the engine process went away; nothing to do
         pass
@@ -379,7 +580,8 @@ def intake_workers() -> int:
 
 
 def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, chunk: int,
-                   screening: Screening, clock: Callable[[], int]) -> Iterator[list[Segment]]:
+                   screening: Screening, clock: Callable[[], int],
+                   names: NameScreening | None = None) -> Iterator[list[Segment]]:
     """Parse `path` (None: stdin, after `prefix`, the bytes already read from it) in worker
     processes; yield chunks in input order. A file is shared by `intake_workers()` workers taking
     chunks in turn. Stdin goes to one worker through a pipe, fed by a thread of this process: a
@@ -389,7 +591,8 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
     if "fork" not in mp.get_all_start_methods():
         f = sys.stdin.buffer if path is None else open(path, "rb")  # noqa: SIM115
         lines: Iterator[bytes] = iter(f)
-        yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk, screening, clock)
+        yield from parse_lines(_chain_first(prefix, lines) if prefix else lines, net, key, chunk, screening, clock,
+                               names=names)
         return
     workers = 1 if path is None else intake_workers()
     ctx = mp.get_context("fork")
@@ -407,7 +610,8 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
         for blocks, keep in sources:
             recv, send = ctx.Pipe(duplex=False)
             # Forked, so workers share the network, the screening lists and their indexes as they are.
-            proc = ctx.Process(target=_worker, args=(send, blocks, keep, net, key, screening, clock), daemon=True)
+            proc = ctx.Process(target=_worker, args=(send, blocks, keep, net, key, screening, clock, names),
+                               daemon=True)
             proc.start()
             send.close()
             conns.append(recv)

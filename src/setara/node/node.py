@@ -45,7 +45,7 @@ from setara.core.instructions import (
 )
 from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash, net_effect
 from setara.core.network import Network
-from setara.node.intake import Segment, parallel_parse, parse_lines, prepare
+from setara.node.intake import NAMES_CACHED_MAX, NameScreening, Segment, parallel_parse, parse_lines, prepare
 from setara.node.projection import project
 from setara.ports import NullScreening, Screening, now_ms
 from setara.simtest import sabotage as _sabotage
@@ -542,7 +542,8 @@ class Node:
                      clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
         """JSON Lines in, one list of acks per durable group commit out (parsed in this process)."""
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
-        chunks = parse_lines(iter(lines), self.network, self.party_key, batch_lines, self.screening, clock)
+        chunks = parse_lines(iter(lines), self.network, self.party_key, batch_lines, self.screening, clock,
+                             names=self.name_screening())
         return self.submit_parsed(chunks, source=source, clock=clock)
 
     def submit_file(self, path: str | None, *, prefix: bytes = b"", source: str = "-",
@@ -550,8 +551,25 @@ class Node:
                     clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
         """Like submit_lines for a file (None: stdin after `prefix`), parsed in worker processes."""
         batch_lines = max(1, min(batch_lines, BATCH_LINES_MAX))
-        chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines, self.screening, clock)
+        chunks = parallel_parse(path, prefix, self.network, self.party_key, batch_lines, self.screening, clock,
+                                names=self.name_screening())
         return self.submit_parsed(chunks, source=source, clock=clock)
+
+    def name_screening(self) -> NameScreening:
+        """Screening of named payments for the intake, seeded with the names this store's earlier
+        runs screened under the list versions now in force."""
+        names = NameScreening(self.screening, self.network)
+        refs = names.cache_refs()
+        if refs:
+            names.names.update(self.store.screened(refs, NAMES_CACHED_MAX))
+        return names
+
+    def _store_screened(self, rows: list[tuple[str, str, str, bool]]) -> None:
+        by_refs: dict[str, list[tuple[str, str, bool]]] = {}
+        for refs, name, country, ok in rows:
+            by_refs.setdefault(refs, []).append((name, country, ok))
+        for refs, entries in by_refs.items():
+            self.store.add_screened(refs, entries)
 
     def submit_parsed(self, chunks: Iterable[list[Segment]], *, source: str = "-",
                       clock: Callable[[], int] = now_ms) -> Iterator[list[Ack]]:
@@ -567,9 +585,13 @@ class Node:
             inflight: deque[tuple[Future[None] | None, list[Ack]]] = deque()
             for chunk in chunks:
                 b = self.begin()
-                acks = self._stage_chunk(b, chunk, source, clock)
+                screened: list[tuple[str, str, str, bool]] = []
+                acks = self._stage_chunk(b, chunk, source, clock, screened)
                 sealed = self._seal(b)
                 inflight.append((None if sealed is None else writer.submit(self._write, sealed), acks))
+                if screened and self.writable:
+                    # After the block, on the same thread: the cache only saves work, so it may lag.
+                    writer.submit(self._store_screened, screened)
                 while inflight and (len(inflight) > COMMITS_IN_FLIGHT or inflight[0][0] is None
                                     or inflight[0][0].done()):
                     yield from self._released(inflight.popleft())
@@ -585,7 +607,7 @@ class Node:
             yield acks
 
     def _stage_chunk(self, b: _Builder, chunk: list[Segment], source: str,
-                     clock: Callable[[], int]) -> list[Ack]:
+                     clock: Callable[[], int], screened: list[Any] | None = None) -> list[Ack]:
         """Stage a chunk of parsed input in block `b`, in input order. Its instructions are
         accepted now: they are stamped with this process's clock (intake workers parse chunks
         side by side, so their own stamps need not follow input order)."""
@@ -595,7 +617,11 @@ class Node:
         for seg in chunk:
             if seg[0] == "batch":
                 seg[1]["time_ms"] = now
-                self._stage_batch(b, seg[1], seg[2], source, acks)
+                self._stage_batch(b, seg[1], seg[2], source, acks, seg[3] if len(seg) > 3 else None)
+                continue
+            if seg[0] == "screened":  # names the intake screened for the first time
+                if screened is not None:
+                    screened.extend(seg[1])
                 continue
             for line_no, row, private, audits, rej in seg[1]:
                 if row is None:
@@ -608,13 +634,17 @@ class Node:
         return acks
 
     def _stage_batch(self, b: _Builder, batch: dict[str, Any], line_nos: list[int], source: str,
-                     acks: list[Ack]) -> None:
+                     acks: list[Ack], parties: list[Any] | None = None) -> None:
         """Stage a batch of submissions. Runs of payments that settle at once go through the
-        engine's `settle_run` and are logged as one entry; any other row is staged on its own."""
+        engine's `settle_run` and are logged as one entry; any other row is staged on its own.
+        `parties` holds each payment's party data (None: none), which goes to the block's
+        operator-private intake record, never to the log."""
         n = len(line_nos)
+        private = b.payments_private
         for i, k, row in settle_batch(self.engine, batch):
             if row is not None:
-                acks.append(self.submit_row(b, row, None, None, line_nos[i], source))
+                p = None if parties is None or parties[i] is None else [None, None, parties[i]]
+                acks.append(self.submit_row(b, row, p, None, line_nos[i], source))
                 continue
             j = i + k
             first_seq = self.engine.ledger.seq - k + 1
@@ -631,6 +661,9 @@ class Node:
             touched.update(zip(debtors, currencies, strict=True))
             touched.update(zip(creditors, currencies, strict=True))
             acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
+            if parties is not None:
+                private.update([(p, [None, None, q]) for p, q in zip(ids, parties[i:j], strict=True)
+                                if q is not None])
             b.time_ms = column(run["time_ms"], k - 1, k)[0]
 
     def submit_instructions(self, items: Iterable[Instruction], *, source: str = "api",

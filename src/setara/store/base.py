@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # The account entries read model (schema version 3): one row per posting and side, with the
 # account's balance after it and the business day it was booked in. Statements page it.
@@ -405,6 +405,25 @@ class Store(ABC):
         """The newest list version of any source (0: none loaded): what a server polls for."""
         rows = self._query("SELECT COALESCE(MAX(n), 0) FROM list_versions")
         return int(rows[0][0]) if rows else 0
+
+    # ---------------------------------------------------------------- screening cache
+    # Which names the matcher cleared under which list versions (issue 17): operator-private, like
+    # the intake. One row per batch of newly screened names and list-version set, so a run stores
+    # a handful of rows, not one per name; a new list version simply finds no row for it.
+    def add_screened(self, refs: str, entries: list[tuple[str, str, bool]]) -> None:
+        """Record (name, country, cleared) decisions made under the list versions `refs`."""
+        self._query("INSERT INTO screening_cache (refs, body) VALUES (?, ?)", (refs, orjson.dumps(entries)))
+
+    def screened(self, refs: list[str], entries_max: int) -> dict[tuple[str, str, str], bool]:
+        """The recorded decisions under any of the list versions `refs`, up to `entries_max`."""
+        out: dict[tuple[str, str, str], bool] = {}
+        for r in sorted(set(refs)):
+            for (body,) in self._query("SELECT body FROM screening_cache WHERE refs = ? ORDER BY n", (r,)):
+                for name, country, ok in orjson.loads(bytes(body)):
+                    out[(r, name, country)] = bool(ok)
+                    if len(out) >= entries_max:
+                        return out
+        return out
 
     # ---------------------------------------------------------------- member nodes
     # Checkpoints and proofs are small JSON documents kept in `meta` (one row each): a node needs

@@ -72,6 +72,10 @@ MIGRATIONS: list[list[str]] = [
         "INSERT OR IGNORE INTO meta VALUES ('entries_upto', '0')",
         "INSERT OR IGNORE INTO meta VALUES ('entries_day', '1')",
     ],
+    [  # 4: the screening cache of issue 17 (Store.add_screened)
+        "CREATE TABLE screening_cache (n INTEGER PRIMARY KEY, refs TEXT NOT NULL, body BLOB NOT NULL)",
+        "CREATE INDEX screening_cache_refs ON screening_cache(refs)",
+    ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
 
