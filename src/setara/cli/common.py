@@ -11,6 +11,7 @@ import contextvars
 import csv
 import functools
 import inspect
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -139,11 +140,14 @@ def replicating(fn: Callable[..., None]) -> Callable[..., None]:
 def replicate(node: Node) -> None:
     """Replicate this writer's blocks from now on, when asked; a key that may not sign blocks is a
     usage error (exit 2), an unreachable or conflicting stream a failure (exit 1)."""
+    replicate_opt = _REPLICATION.get()
+    if replicate_opt[0] is None and not os.environ.get("SETARA_REPLICATE"):
+        return  # not replicated: don't load the NATS client
     from setara.node.replicate import NotASequencer, settings_from
     from setara.node.usecases import start_replication
 
     try:
-        settings = settings_from(*_REPLICATION.get())
+        settings = settings_from(*replicate_opt)
         if settings is not None:
             start_replication(node, settings)
     except NotASequencer as e:

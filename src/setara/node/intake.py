@@ -207,8 +207,10 @@ class NameScreening:
         self.new: list[tuple[str, str, str, bool]] = []
         self._pairs: dict[tuple[str, str], tuple[Any, str, list[str]]] = {}
         self._countries: dict[tuple[str, str, str | None, str | None], bool] = {}
-        self._review = 0.0 if self.payment is None else self.payment.review_threshold
-        self._tag = "" if self.payment is None else f"#{self._review!r}:{_matcher_digest()}"
+        # Without a list loaded no name is matched: don't load the matcher (numpy, ICU) for nothing.
+        loaded = self.payment is not None and self.payment.loaded
+        self._review = self.payment.review_threshold if loaded and self.payment is not None else 0.0
+        self._tag = f"#{self._review!r}:{_matcher_digest()}" if loaded else ""
         self.screened = 0  # names sent to the matcher
 
     def cache_refs(self) -> list[str]:
