@@ -186,21 +186,7 @@ class Node:
 
     @classmethod
     def create(cls, url: str, network: Network, time_ms: int) -> Node:
-        store = open_store(url, create=True)
-        if store.exists():
-            store.close()
-            raise StoreError(f"{url} already holds a network")
-        cm = store.writer(LOCK_TIMEOUT_S)
-        cm.__enter__()
-        key = os.urandom(32)
-        try:
-            store.create(key)
-        except BaseException:
-            cm.__exit__(None, None, None)
-            store.close()
-            raise
-        node = cls(store, Engine(), key, (0, 0, GENESIS, GENESIS), 0, True)
-        node._writer_cm = cm
+        node = cls._empty(url, os.urandom(32), None)
         node.execute([Init(network.to_config(), time_ms)])
         return node
 
@@ -208,6 +194,11 @@ class Node:
     def create_replica(cls, url: str) -> Node:
         """A member's node's new store: empty until the first block of the replicated log arrives.
         It never holds party data, so its party key is random and unused."""
+        return cls._empty(url, os.urandom(32), "follower")
+
+    @classmethod
+    def _empty(cls, url: str, key: bytes, role: str | None) -> Node:
+        """A new store, its schema created, held by this writer; no block yet."""
         store = open_store(url, create=True)
         if store.exists():
             store.close()
@@ -215,13 +206,14 @@ class Node:
         cm = store.writer(LOCK_TIMEOUT_S)
         cm.__enter__()
         try:
-            store.create(os.urandom(32))
-            store.set_node_role("follower")
+            store.create(key)
+            if role is not None:
+                store.set_node_role(role)
         except BaseException:
             cm.__exit__(None, None, None)
             store.close()
             raise
-        node = cls(store, Engine(), b"", (0, 0, GENESIS, GENESIS), 0, True)
+        node = cls(store, Engine(), key if role is None else b"", (0, 0, GENESIS, GENESIS), 0, True)
         node._writer_cm = cm
         return node
 
