@@ -48,7 +48,7 @@ __all__ = ["FollowError", "FollowSettings", "checkpoint_doc", "follow"]
 
 QUORUM_WAIT_S = 30.0
 ROUND_PAUSE_S = 0.2  # between catch-up rounds when following the stream's head
-GOSSIP_READ_MAX = 100_000  # gossip messages read per round
+GOSSIP_READ_MAX = 100_000  # gossip messages read per round, and kept
 
 
 class FollowError(SetaraError):
@@ -103,7 +103,9 @@ class _Follower:
         self.tip = ChainTip(node.block_seq, node.block_hash.hex(), node.cmd_count, int(epoch) if epoch else 0) \
             if node.block_seq else GENESIS_TIP
         self.last_header: tuple[BlockHeader, bytes] | None = None
-        self.gossip_from = {"headers": 1, "checkpoints": 1}
+        self.gossip_from = {"headers": 1, "checkpoints": 1}  # the next stream seq of each gossip to read
+        self._gossip_headers: list[tuple[BlockHeader, bytes]] = []
+        self._gossip_checkpoints: list[SignedCheckpoint] = []
         self._published = False  # this run published the checkpoint it signed last
 
     @property
@@ -185,8 +187,11 @@ class _Follower:
         node = self.node
         if node.block_seq == 0 or self.guard.stopped is not None:
             return None
-        cp = Checkpoint(self.expected.name, node.block_seq, node.block_hash.hex(), node.engine.state_hash())
         last = self.guard.last
+        if last is not None and last.seq == node.block_seq and last.block_hash == node.block_hash.hex():
+            cp = last  # no block since: the state is the one already hashed (hashing is O(state))
+        else:
+            cp = Checkpoint(self.expected.name, node.block_seq, node.block_hash.hex(), node.engine.state_hash())
         if last == cp:
             mine = sign_checkpoint(cp, self.key, self.name, self.s.member)
             if not self._published:
@@ -269,20 +274,24 @@ class _Follower:
         if net is None:
             return []
         registry = registry_of(net)
-        headers: list[tuple[BlockHeader, bytes]] = []
-        cps: list[SignedCheckpoint] = []
+        # Gossip is read from where the last round stopped, not from the stream's start each round.
         try:
-            for i, (sseq, _node, h, sig) in enumerate(self.log.iter_headers(1)):
-                headers.append((h, sig))
+            for i, (sseq, _node, h, sig) in enumerate(self.log.iter_headers(self.gossip_from["headers"])):
+                self._gossip_headers.append((h, sig))
+                self.gossip_from["headers"] = sseq + 1
                 if i >= GOSSIP_READ_MAX:
                     break
-                _ = sseq
-            for i, (_sseq, scp) in enumerate(self.log.iter_checkpoints(1)):
-                cps.append(scp)
+            for i, (sseq, scp) in enumerate(self.log.iter_checkpoints(self.gossip_from["checkpoints"])):
+                self._gossip_checkpoints.append(scp)
+                self.gossip_from["checkpoints"] = sseq + 1
                 if i >= GOSSIP_READ_MAX:
                     break
         except ReplicationError:
             return []
+        # Bounded: the most recent GOSSIP_READ_MAX of each (a conflict is between items of one seq).
+        del self._gossip_headers[:-GOSSIP_READ_MAX], self._gossip_checkpoints[:-GOSSIP_READ_MAX]
+        headers = list(self._gossip_headers)
+        cps = self._gossip_checkpoints
         # What this node saw itself counts too: a gossiped header that differs from it is a split view.
         if self.last_header is not None:
             headers.append(self.last_header)
