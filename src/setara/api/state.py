@@ -198,6 +198,7 @@ class Api:
 
     def payment_json(self, p: PaymentRow, who: Principal) -> dict[str, Any]:
         code, reason = visible_reason(who, p.status, p.reason_code, p.reason)
+        final = self.finality()
         return {
             "id": p.id, "debtor": p.debtor, "creditor": p.creditor, "currency": p.currency,
             "amount": self.amount(p.amount_minor, p.currency), "status": p.status,
@@ -207,7 +208,7 @@ class Api:
             else self.amount(p.credit_minor, p.to_currency),
             "provider": p.provider, "rate": p.rate, "uetr": p.uetr, "end_to_end_id": p.end_to_end_id,
             "accepted_ms": p.accepted_ms, "updated_ms": p.updated_ms,
-            "final": self.finality().covers(p) if self.finality() is not None else False,
+            "final": final is not None and final.covers(p),
         }
 
     def _record_finality(self) -> None:

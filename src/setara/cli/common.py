@@ -26,7 +26,7 @@ from rich.text import Text
 
 from setara.core.money import AmountError, parse_amount
 from setara.core.network import Network
-from setara.node import NoDatabaseError, Node, SetaraError, StoreError
+from setara.node import NoDatabaseError, Node, SetaraError, Store, StoreError, open_store
 
 # markup, emoji and highlighting off: a message is printed exactly as written.
 err = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
@@ -48,6 +48,24 @@ def fail(message: str, code: int = 1) -> NoReturn:
 def store_exit(e: Exception) -> int:
     """A missing database is the user's mistake (exit 2); any other store failure the system's (1)."""
     return 2 if isinstance(e, NoDatabaseError) else 1
+
+
+def store_at(db: str, *, schema: bool = True) -> Store:
+    """The store at `db`, for commands that read or maintain it below the node: a malformed URL or
+    a missing database is a usage error (exit 2), a failure to open it the system's (exit 1); with
+    `schema`, a store of another schema version is refused too."""
+    check_db(db)
+    try:
+        store = open_store(db)
+    except StoreError as e:
+        fail(str(e), store_exit(e))
+    if schema:
+        try:
+            store.check_schema()
+        except StoreError as e:
+            store.close()
+            fail(str(e), store_exit(e))
+    return store
 
 
 def warn(message: str) -> None:

@@ -11,17 +11,17 @@ import typer
 from setara.cli.common import (
     DEFAULT_DB,
     DbOpt,
-    check_db,
     fail,
     open_node,
     out,
     out_json,
     refusals,
     say,
+    store_at,
     store_exit,
     warn,
 )
-from setara.node import NoDatabaseError, Node, StoreError, open_store
+from setara.node import Node, StoreError
 
 lists_app = typer.Typer(no_args_is_help=True, help="Sanctions lists: import, update, status.")
 holds_app = typer.Typer(no_args_is_help=True, help="Compliance review of screening holds.")
@@ -44,13 +44,8 @@ def _store_lists(db: str, datas: list[object], force: bool = False, officer: str
 
     if force and not (officer and officer.strip()):
         fail("--force needs --officer NAME (who overrides the downgrade check)", 2)
-    check_db(db)
+    store = store_at(db)
     try:
-        store = open_store(db)
-    except StoreError as e:
-        fail(str(e), 2 if isinstance(e, NoDatabaseError) else 1)
-    try:
-        store.check_schema()
         current = latest_lists(store)
         why = {id(d): list_change_refusal(current[d.source][1] if d.source in current else None, d)  # type: ignore[attr-defined]
                for d in datas}
@@ -138,10 +133,8 @@ def lists_status(db: DbOpt = DEFAULT_DB) -> None:
     """The list versions in force, one JSON line each."""
     from setara.node.screening import list_status
 
-    check_db(db)
-    store = open_store(db)
+    store = store_at(db)
     try:
-        store.check_schema()
         versions = list_status(store)
     except StoreError as e:
         fail(str(e), store_exit(e))
@@ -162,13 +155,8 @@ def screen(file: Annotated[str, typer.Argument(help="Names, one per line (name<T
     from setara.compliance import run_screen
     from setara.node.screening import latest_lists, load_screener
 
-    check_db(db)
+    store = store_at(db)
     try:
-        store = open_store(db)
-    except StoreError as e:
-        fail(str(e), 2 if isinstance(e, NoDatabaseError) else 1)
-    try:
-        store.check_schema()
         lists = latest_lists(store)
         if list_:
             lists = {k: v for k, v in lists.items() if k in list_}

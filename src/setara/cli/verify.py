@@ -5,8 +5,8 @@ from typing import Annotated
 
 import typer
 
-from setara.cli.common import DEFAULT_DB, DbOpt, check_db, fail, out, say, store_exit
-from setara.node import SetaraError, StoreError, open_store
+from setara.cli.common import DEFAULT_DB, DbOpt, check_db, fail, out, say, store_at, store_exit
+from setara.node import SetaraError, StoreError
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -15,14 +15,9 @@ def verify(db: DbOpt = DEFAULT_DB) -> None:
     """Replay the log from scratch, check the hash chain and every invariant, print the state hash."""
     from setara.node.verify import VerificationError, verify_store
 
-    check_db(db)
     started = time.perf_counter()
+    store = store_at(db)
     try:
-        store = open_store(db)
-    except StoreError as e:
-        fail(str(e), store_exit(e))
-    try:
-        store.check_schema()
         report = verify_store(store)
     except StoreError as e:
         fail(str(e), store_exit(e))
@@ -41,11 +36,7 @@ def db_upgrade(db: DbOpt = DEFAULT_DB) -> None:
     """Migrate the database schema to this version of setara."""
     from setara.node import LOCK_TIMEOUT_S
 
-    check_db(db)
-    try:
-        store = open_store(db)
-    except StoreError as e:
-        fail(str(e), store_exit(e))
+    store = store_at(db, schema=False)  # an older schema is what upgrade is for
     try:
         with store.writer(LOCK_TIMEOUT_S):  # no writer may run while the schema changes
             done = store.upgrade()
