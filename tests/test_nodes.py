@@ -199,10 +199,10 @@ def _settled_in(db: Path) -> set[str]:
     return {r.split(",")[0] for r in rows if ",SETTLED," in r}
 
 
-def test_kill_9_of_the_stream_leader_mid_stream_loses_no_acknowledged_payment(cluster: NatsCluster,
-                                                                               tmp_path: Path) -> None:
-    import time
-
+def _replicated_day_started(cluster: NatsCluster, tmp_path: Path) -> tuple[
+        str, Path, dict[str, Path], Path, Path, dict[str, str], subprocess.Popen[bytes]]:
+    """A network with member nodes, and a replicated submit of 60,000 payments running in the
+    background: (stream, network file, keys, writer's store, payments file, environment, process)."""
     stream = "t" + uuid.uuid4().hex[:10]
     net, keys = _network(tmp_path)
     w = tmp_path / "w.db"
@@ -212,6 +212,14 @@ def test_kill_9_of_the_stream_leader_mid_stream_loses_no_acknowledged_payment(cl
     env = _env(cluster, stream, keys["seq"])
     proc = subprocess.Popen([sys.executable, "-m", "setara.cli", "submit", str(pay), "--db", str(w), "--batch", "500"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return stream, net, keys, w, pay, env, proc
+
+
+def test_kill_9_of_the_stream_leader_mid_stream_loses_no_acknowledged_payment(cluster: NatsCluster,
+                                                                               tmp_path: Path) -> None:
+    import time
+
+    stream, net, keys, w, pay, env, proc = _replicated_day_started(cluster, tmp_path)
     leader = None
     deadline = time.monotonic() + 60
     while leader is None and time.monotonic() < deadline and proc.poll() is None:
@@ -240,15 +248,7 @@ def test_kill_9_of_the_sequencer_mid_stream_loses_no_acknowledged_payment(cluste
     import signal
     import time
 
-    stream = "t" + uuid.uuid4().hex[:10]
-    net, keys = _network(tmp_path)
-    w = tmp_path / "w.db"
-    run_cli("init", "--network", str(net), "--db", str(w))
-    pay = tmp_path / "p.jsonl"
-    _payments(pay, 60_000)
-    env = _env(cluster, stream, keys["seq"])
-    proc = subprocess.Popen([sys.executable, "-m", "setara.cli", "submit", str(pay), "--db", str(w), "--batch", "500"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    stream, net, keys, w, pay, env, proc = _replicated_day_started(cluster, tmp_path)
     assert proc.stdout is not None
     first = proc.stdout.readline()  # something was acknowledged: now kill the sequencer
     time.sleep(0.3)
