@@ -5,6 +5,7 @@ repeat an id, or are cut off by a country rule."""
 from __future__ import annotations
 
 import functools
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +126,10 @@ def test_named_bulk_path_equals_line_by_line(tmp_path_factory: pytest.TempPathFa
     screening = _un_screening() if listed else NullScreening()
     tmp = tmp_path_factory.mktemp("named")
     lines = [orjson.dumps(r) + b"\n" for r in rows]
-    a, b = _store(tmp, "bulk.db"), _store(tmp, "line.db")
+    # one store copied: both then hold the same party key, which named payments' fingerprints depend on
+    a = _store(tmp, "bulk.db")
+    b = str(tmp / "line.db")
+    shutil.copyfile(a, b)
     bulk_acks, bulk_hash = _bulk(a, lines, screening, chunk)
     line_acks, line_hash = _one_by_one(b, lines, screening)
     assert bulk_acks == line_acks
@@ -197,17 +201,19 @@ def test_parse_named_many_equals_parse_named_line_by_line(rows: list[dict[str, A
 
     net = load_network(example_toml())
     raws = [orjson.dumps(r) for r in rows]
-    many = parse_named_many(rows, net, raws)
-    one = [parse_named(r, net, raw) for r, raw in zip(rows, raws, strict=True)]
+    key = b"k" * 32
+    many = parse_named_many(rows, net, raws, key)
+    one = [parse_named(r, net, raw, key) for r, raw in zip(rows, raws, strict=True)]
     if many is None:
         return  # judged line by line
     assert all(x is not None for x in one)
-    assert [(*x[:7], x[7]) for x in one if x is not None] == [
-        (*r, 1, fp, p) for r, fp, p in zip(zip(many["id"], many["debtor"], many["creditor"], many["currency"],
-                                               many["amount_minor"], strict=True), many["fingerprint"],
-                                           many["parties"], strict=True)]
-    assert [x[6] for x in one if x is not None] == [
-        fingerprint(parse_json_instruction(r, net)) for r in rows]
+    assert [x for x in one if x is not None] == [
+        (*r, 1, fp, p, g) for r, fp, p, g in zip(zip(many["id"], many["debtor"], many["creditor"], many["currency"],
+                                                     many["amount_minor"], strict=True), many["fingerprint"],
+                                                 many["parties"], many["parties_digest"], strict=True)]
+    ins = [parse_json_instruction(r, net) for r in rows]
+    assert [x[6] for x in one if x is not None] == [fingerprint(i, key) for i in ins]
+    assert [x[8] for x in one if x is not None] == [parties_digest_of(i.parties, key) for i in ins]
 
 
 def test_parse_named_many_takes_a_mixed_currency_chunk() -> None:
@@ -215,5 +221,5 @@ def test_parse_named_many_takes_a_mixed_currency_chunk() -> None:
 
     rows = [_payment(1, 0, 2, "IDR", "1.00", "PT Sinar Jaya", "Budi Santoso Trading", "ID"),
             _payment(2, 2, 0, "MYR", "2.50", "Budi Santoso Trading", "PT Sinar Jaya", "ID")]
-    many = parse_named_many(rows, load_network(example_toml()), [orjson.dumps(r) for r in rows])
+    many = parse_named_many(rows, load_network(example_toml()), [orjson.dumps(r) for r in rows], b"k" * 32)
     assert many is not None and many["currency"] == ["IDR", "MYR"] and many["amount_minor"] == [100, 250]

@@ -37,6 +37,7 @@ __all__ = [
     "parties_digest",
     "parties_digest_of",
     "payment_id_problem",
+    "same_instruction",
 ]
 
 LINE_BYTES_MAX = 16 * 1024
@@ -306,16 +307,32 @@ def parse_json_instruction(obj: dict[str, Any], network: Network) -> Instruction
     return ins
 
 
-def fingerprint(ins: Instruction) -> int:
+def fingerprint(ins: Instruction, key: bytes) -> int:
     """60-bit digest of everything that makes two submissions 'the same instruction' (60 bits so the
     engine can pack a status beside it and still serialise a signed 64-bit integer).
 
-    `parse_plain` and `parse_plain_many` compute it inline for plain instructions (tests/test_bulk.py
-    holds them to this definition): change all three together."""
+    Party data enters only through its keyed digest (`parties_digest`): the fingerprint sits in the
+    replicated log, and an unkeyed hash over names would let any member holding the log confirm a
+    guess of another member's customer. Without parties the digest is left out, so a plain
+    instruction's fingerprint needs no key.
+
+    `parse_plain`, `parse_plain_many`, `parse_named` and `parse_named_many` compute it inline
+    (tests/test_bulk.py and tests/test_named_bulk.py hold them to this definition): change them together."""
+    return _fingerprint_of(ins, parties_digest_of(ins.parties, key) if ins.parties else {})
+
+
+def _fingerprint_of(ins: Instruction, parties: str | dict[str, Any]) -> int:
     body = orjson.dumps([ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority,
-                         ins.to_currency, ins.uetr, ins.end_to_end_id, ins.parties],
+                         ins.to_currency, ins.uetr, ins.end_to_end_id, parties],
                         option=orjson.OPT_SORT_KEYS)
     return int.from_bytes(hashlib.blake2b(body, digest_size=8).digest(), "big") >> 4
+
+
+def same_instruction(ins: Instruction, key: bytes, fp: int) -> bool:
+    """Whether `ins` is the instruction whose logged fingerprint is `fp`. Logs written before the
+    fingerprint was keyed hashed party data in clear; their payments are still recognised (a retry
+    stays idempotent, `verify` still checks their content), while new entries use only the keyed form."""
+    return fp == fingerprint(ins, key) or (bool(ins.parties) and fp == _fingerprint_of(ins, ins.parties))
 
 
 _blake2b = hashlib.blake2b
@@ -440,7 +457,7 @@ NAMED_FIELDS = frozenset({"debtor_name", "creditor_name", "debtor_country", "cre
 _PLAIN_KEYS = frozenset({"id", "debtor", "creditor", "currency", "amount"})
 _COUNTRY_FIELDS = ("debtor_country", "creditor_country")
 
-Named = tuple[str, str, str, str, int, int, int, dict[str, str]]
+Named = tuple[str, str, str, str, int, int, int, dict[str, str], str]
 
 
 def _keys_unique(obj: dict[str, Any], line: bytes) -> bool:
@@ -451,11 +468,12 @@ def _keys_unique(obj: dict[str, Any], line: bytes) -> bool:
     return colons == len(obj) or (colons == len(obj) + _colons_in(obj) and b"\\" not in line)
 
 
-def parse_named(obj: dict[str, Any], network: Network, line: bytes) -> Named | None:
+def parse_named(obj: dict[str, Any], network: Network, line: bytes, party_key: bytes) -> Named | None:
     """`parse_plain` for a plain instruction that also names its parties (debtor/creditor name and
     country, nothing else): (id, debtor, creditor, currency, amount_minor, priority, fingerprint,
-    parties), equal to what `parse_json_instruction` and `fingerprint` give for it. None for
-    anything else, valid or not, which `parse_json_instruction` then judges."""
+    parties, parties digest), equal to what `parse_json_instruction`, `fingerprint` and
+    `parties_digest` give for it under `party_key`. None for anything else, valid or not,
+    which `parse_json_instruction` then judges."""
     extra = obj.keys() - _PLAIN_KEYS
     if not extra or not extra <= NAMED_FIELDS or len(obj) - len(extra) != 5:
         return None
@@ -483,22 +501,23 @@ def parse_named(obj: dict[str, Any], network: Network, line: bytes) -> Named | N
     if plain is None:
         return None
     pid, debtor, creditor, currency, amount = plain[:5]
+    digest = parties_digest_of(parties, party_key)
     # The same bytes `fingerprint` hashes for such an instruction.
-    body = orjson.dumps([debtor, creditor, currency, amount, 1, None, None, None, parties],
-                        option=orjson.OPT_SORT_KEYS)
+    body = orjson.dumps([debtor, creditor, currency, amount, 1, None, None, None, digest])
     return (pid, debtor, creditor, currency, amount, 1,
-            int.from_bytes(_blake2b(body, digest_size=8).digest(), "big") >> 4, parties)
+            int.from_bytes(_blake2b(body, digest_size=8).digest(), "big") >> 4, parties, digest)
 
 
 _COUNTRIES_RE = re.compile(r"[A-Z]{2}(?:\n[A-Z]{2})*")
 
 
-def parse_named_many(objs: list[Any], network: Network, raws: Sequence[bytes]) -> dict[str, list[Any]] | None:
+def parse_named_many(objs: list[Any], network: Network, raws: Sequence[bytes],
+                     party_key: bytes) -> dict[str, list[Any]] | None:
     """`parse_named` for many decoded lines at once, when every one is a valid named payment with
     the same fields, its text already trimmed, and all in currencies with the same decimals (written
     out, as for `parse_plain_many`). Returns the columns of `parse_plain_many` plus "parties" (one
-    dict per line), equal to what `parse_named` gives line by line; None if any line is anything
-    else, then judge them one by one."""
+    dict per line) and "parties_digest", equal to what `parse_named` gives line by line; None if
+    any line is anything else, then judge them one by one."""
     if not objs or len(objs) != len(raws) or set(map(type, objs)) != {dict} \
             or not all(map(_keys_unique, objs, raws)):
         return None
@@ -534,13 +553,13 @@ def parse_named_many(objs: list[Any], network: Network, raws: Sequence[bytes]) -
     if min(minor) <= 0:
         return None
     parties = [dict(zip(extra, vals, strict=True)) for vals in zip(*party_cols, strict=True)]
-    dumps, blake2b, from_bytes, sort = orjson.dumps, _blake2b, int.from_bytes, orjson.OPT_SORT_KEYS
+    digests = [parties_digest_of(p, party_key) for p in parties]
+    dumps, blake2b, from_bytes = orjson.dumps, _blake2b, int.from_bytes
     # The same bytes `fingerprint` hashes for such an instruction.
-    fps = [from_bytes(blake2b(dumps([d, c, ccy, a, 1, None, None, None, p], option=sort),
-                              digest_size=8).digest(), "big") >> 4
-           for d, c, ccy, a, p in zip(debtors, creditors, currencies, minor, parties, strict=True)]
+    fps = [from_bytes(blake2b(dumps([d, c, ccy, a, 1, None, None, None, g]), digest_size=8).digest(), "big") >> 4
+           for d, c, ccy, a, g in zip(debtors, creditors, currencies, minor, digests, strict=True)]
     return {"id": ids, "debtor": debtors, "creditor": creditors, "currency": currencies,
-            "amount_minor": minor, "fingerprint": fps, "parties": parties}
+            "amount_minor": minor, "fingerprint": fps, "parties": parties, "parties_digest": digests}
 
 
 _PLAIN_FIELDS_ORDER = ("id", "debtor", "creditor", "currency", "amount")

@@ -38,7 +38,6 @@ from setara.core.instructions import (
     parse_plain,
     parse_plain_many,
     parties_digest,
-    parties_digest_of,
 )
 from setara.core.network import Network
 
@@ -127,7 +126,7 @@ def prepare(ins: Instruction, net: Network, key: bytes, screening: Screening, ti
     as the positional row of a Submit command, plus its operator-private data and audits."""
     d = screening.decide(ins, net)
     row = [ins.id, ins.debtor, ins.creditor, ins.currency, ins.amount_minor, ins.priority,
-           fingerprint(ins) if fp is None else fp, parties_digest(ins, key), d.decision, d.ref, time_ms,
+           fingerprint(ins, key) if fp is None else fp, parties_digest(ins, key), d.decision, d.ref, time_ms,
            ins.to_currency, ins.quote_id, ins.uetr]
     private = [ins.end_to_end_id, ins.msg_id, ins.parties or None] \
         if ins.end_to_end_id or ins.msg_id or ins.parties else None
@@ -354,9 +353,8 @@ def _named_segments(cols: dict[str, list[Any]], first_line_no: int, lines: Seque
     else:
         all_refs = list(map(names.clear_ref, ids, debtors, creditors, currencies, amounts, parties))
     if isinstance(all_refs, str) or None not in all_refs:  # the common case: all cleared, one batch
-        digests = [parties_digest_of(p, key) for p in parties]
         segments = [_batch_segment(ids, debtors, creditors, currencies, amounts, [1] * len(ids), cols["fingerprint"],
-                                   digests, all_refs, time_ms,  # type: ignore[arg-type]
+                                   cols["parties_digest"], all_refs, time_ms,  # type: ignore[arg-type]
                                    list(range(first_line_no, first_line_no + len(ids))), parties)]
         if names.new:
             segments.append(("screened", names.new[:]))
@@ -374,7 +372,7 @@ def _named_segments(cols: dict[str, list[Any]], first_line_no: int, lines: Seque
         cur.open_batch()
         cur.plain.append((*row, 1, cols["fingerprint"][i]))
         cur.line_nos.append(first_line_no + i)
-        cur.digests.append(parties_digest_of(p, key))
+        cur.digests.append(cols["parties_digest"][i])
         refs.append(ref)
         cur.parties.append(p)
     segments = cur.take()
@@ -401,7 +399,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
             objs = None
         cols = None if objs is None else parse_plain_many(objs, net, lines)
         if cols is None and objs is not None and names is not None:
-            named_cols = parse_named_many(objs, net, lines)
+            named_cols = parse_named_many(objs, net, lines, key)
             if named_cols is not None:
                 return _named_segments(named_cols, first_line_no, lines, net, key, screening, time_ms, names)
         if cols is not None:
@@ -441,7 +439,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
                 add_parties(None)
                 continue
         elif type(obj) is dict and len(obj) > 5:
-            named = parse_named(obj, net, raw)
+            named = parse_named(obj, net, raw, key)
             if named is not None:
                 parties = named[7]
                 ref = clear_ref(*named[:5], parties)
@@ -449,7 +447,7 @@ def parse_chunk(lines: Sequence[bytes], first_line_no: int, net: Network, key: b
                     cur.open_batch()
                     add_plain(named[:7])
                     add_line_no(n)
-                    add_digest(parties_digest_of(parties, key))
+                    add_digest(named[8])
                     add_ref(ref)
                     add_parties(parties)
                     continue

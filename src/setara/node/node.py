@@ -39,10 +39,7 @@ from setara.core import (
     command_kind,
     settle_batch,
 )
-from setara.core.instructions import (
-    Instruction,
-    fingerprint,
-)
+from setara.core.instructions import Instruction, fingerprint, same_instruction
 from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash, net_effect
 from setara.core.network import Network
 from setara.node.intake import NAMES_CACHED_MAX, NameScreening, Segment, parallel_parse, parse_lines, prepare
@@ -486,16 +483,17 @@ class Node:
     def submit_instruction(self, b: _Builder, ins: Instruction, line_no: int, source: str,
                            time_ms: int) -> Ack:
         """Stage one validated instruction in block `b`; its ack is final once `b` is flushed."""
-        fp = fingerprint(ins)
         known = self.engine.fingerprint(ins.id)
         if known is not None:  # answer duplicates before screening anything
-            return self._duplicate(b, ins.id, known, fp, line_no, source, time_ms)
+            return self._duplicate(b, ins.id, known, same_instruction(ins, self.party_key, known), line_no, source,
+                                   time_ms)
+        fp = fingerprint(ins, self.party_key)
         row, private, audits = prepare(ins, self.network, self.party_key, self.screening, time_ms, fp)
         return self.submit_row(b, row, private, audits, line_no, source)
 
-    def _duplicate(self, b: _Builder, pid: str, known: int, fp: int, line_no: int, source: str,
+    def _duplicate(self, b: _Builder, pid: str, known: int, same: bool, line_no: int, source: str,
                    time_ms: int) -> Ack:
-        if known != fp:
+        if not same:
             b.rejections.append([time_ms, source, line_no, pid, "DUPL", "id already used for a different instruction"])
             return Ack(pid, line_no, REJECTED, "DUPL", "id already used for a different instruction")
         status = self.engine.status(pid)
@@ -508,7 +506,7 @@ class Node:
         pid = row[0]
         known = self.engine.fingerprint(pid)
         if known is not None:
-            return self._duplicate(b, pid, known, row[6], line_no, source, row[10])
+            return self._duplicate(b, pid, known, known == row[6], line_no, source, row[10])
         events = self.stage(b, Submit(*row), private, row)
         if audits:
             n = len(b.cmds) - 1

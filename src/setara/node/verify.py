@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from setara.core import SETTLED, Engine, EngineError, Notice, StatusEvent, command_kind, log_commands
-from setara.core.instructions import Instruction, fingerprint
+from setara.core.instructions import Instruction, same_instruction
 from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
 from setara.node.projection import project
 from setara.store import Store, block_hash
@@ -136,6 +136,7 @@ def _verify_payments(store: Store, engine: Engine) -> int:
     project(store)
     follower = store.node_role() == "follower"
     replicated = store.replicated_upto()
+    key = bytes.fromhex(store.meta("party_key") or "")
     n = 0
     for row in store.iter_payments():
         n += 1
@@ -155,7 +156,8 @@ def _verify_payments(store: Store, engine: Engine) -> int:
             amount_minor=row.amount_minor, priority=0 if row.priority == "URGENT" else 1,
             to_currency=row.to_currency, uetr=row.uetr, end_to_end_id=row.end_to_end_id, parties=parties,
         )
-        if fingerprint(ins) != engine.fingerprint(row.id):
+        known = engine.fingerprint(row.id)
+        if known is None or not same_instruction(ins, key, known):
             raise VerificationError(f"payment {row.id}: stored content differs from what was submitted")
     known = len(engine.live) + len(engine.final)
     if n != known:
