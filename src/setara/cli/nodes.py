@@ -1,4 +1,4 @@
-"""Member nodes: `setara node keygen`, `setara follow`, `setara checkpoint show|verify|conflicts`
+"""Member nodes: `setara node keygen`, `setara follow`, `setara checkpoint show|snapshot|verify|conflicts`
 (GUIDE §3 "Member nodes"; docs/nodes.md)."""
 
 import sys
@@ -25,7 +25,7 @@ def _fail(message: str, code: int = 1) -> NoReturn:
 
 def register(app: typer.Typer) -> None:
     node_app = typer.Typer(no_args_is_help=True, help="Node keys.")
-    checkpoint_app = typer.Typer(no_args_is_help=True, help="Signed checkpoints: show, verify, conflicts.")
+    checkpoint_app = typer.Typer(no_args_is_help=True, help="Signed checkpoints: show, snapshot, verify, conflicts.")
     app.add_typer(node_app, name="node")
     app.add_typer(checkpoint_app, name="checkpoint")
 
@@ -50,7 +50,11 @@ def register(app: typer.Typer) -> None:
                    db: DbOpt = DEFAULT_DB, replicate: ReplicateOpt = None, key: KeyOpt = None,
                    stream: StreamOpt = None,
                    once: Annotated[bool, typer.Option("--once", help="Catch up, sign, wait up to 30 s for a quorum, "
-                                                                    "print the checkpoint, exit.")] = False) -> None:
+                                                                    "print the checkpoint, exit.")] = False,
+                   snapshot: Annotated[Path | None, typer.Option(
+                       "--snapshot", help="A new node starts from this snapshot (`setara checkpoint snapshot`) "
+                                          "instead of block 1; --network is then the network as it stands "
+                                          "there. Ignored once the node holds a log.")] = None) -> None:
         """A member's node: check, replay and co-sign the replicated log into its own store."""
         from setara.core.network import NetworkError, load_network
         from setara.node import SetaraError, StoreError
@@ -71,7 +75,17 @@ def register(app: typer.Typer) -> None:
             _fail("--replicate nats://H:P[,…] is required (or SETARA_REPLICATE)", 2)
         if not Path(rep.key_path).is_file():
             _fail(f"--key {rep.key_path}: no such key file (make one with `setara node keygen`)", 2)
-        settings = FollowSettings(db, member, rep, net)
+        snapshot_data = None
+        if snapshot is not None:
+            from setara.node.catchup import SNAPSHOT_BYTES_MAX
+
+            try:
+                if snapshot.stat().st_size > SNAPSHOT_BYTES_MAX:
+                    _fail(f"--snapshot {snapshot}: larger than {SNAPSHOT_BYTES_MAX} bytes", 2)
+                snapshot_data = snapshot.read_bytes()
+            except OSError as e:
+                _fail(f"--snapshot {snapshot}: {e.strerror or e}", 2)
+        settings = FollowSettings(db, member, rep, net, snapshot_data)
 
         def progress(seq: int, applied: int) -> None:
             if applied:
@@ -103,6 +117,27 @@ def register(app: typer.Typer) -> None:
         if doc is None:
             _fail(f"{db} holds no checkpoint (run `setara follow`)")
         sys.stdout.write(doc.decode() + "\n")
+
+    @checkpoint_app.command("snapshot")
+    def checkpoint_snapshot(out: Annotated[Path, typer.Option("--out", help="Where to write the snapshot.")],
+                            db: DbOpt = DEFAULT_DB) -> None:
+        """The engine's state at this node's latest final checkpoint, with that checkpoint's
+        signatures: a new member's node starts from it (`setara follow --snapshot FILE`)."""
+        from setara.node import SetaraError, StoreError
+        from setara.node.catchup import export_snapshot
+
+        if out.exists():
+            _fail(f"--out {out} exists; refusing to overwrite it", 2)
+        try:
+            data, seq = export_snapshot(db)
+        except (SetaraError, StoreError) as e:
+            _fail(str(e))
+        try:
+            with out.open("xb") as f:
+                f.write(data)
+        except OSError as e:
+            _fail(f"cannot write {out}: {e.strerror or e}", 2)
+        sys.stdout.write(f"snapshot of block {seq} written to {out} ({len(data)} bytes)\n")
 
     @checkpoint_app.command("verify")
     def checkpoint_verify(file: Annotated[Path, typer.Argument(help="A checkpoint JSON (as `checkpoint show`).")],

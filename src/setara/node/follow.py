@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from setara.core.network import Network
+from setara.node.catchup import start_from_snapshot
 from setara.node.node import Node, SetaraError
 from setara.node.replicate import ReplicationSettings, registry_of
 from setara.replication.checkpoint import (
@@ -60,7 +61,8 @@ class FollowSettings:
     db: str
     member: str
     replication: ReplicationSettings
-    network: Network  # what block 1 must hold (`--network NET.toml`)
+    network: Network  # what block 1 must hold (`--network NET.toml`); with a snapshot, the network at it
+    snapshot: bytes | None = None  # a new node starts from it (setara.node.catchup), else from block 1
 
 
 def checkpoint_doc(scp: SignedCheckpoint, registry: KeyRegistry) -> dict[str, object]:
@@ -68,11 +70,11 @@ def checkpoint_doc(scp: SignedCheckpoint, registry: KeyRegistry) -> dict[str, ob
     return scp.as_dict(final=is_final(scp, registry))
 
 
-def _open_replica(db: str) -> Node:
+def _open_replica(db: str, new: Callable[[str], Node] = Node.create_replica) -> Node:
     try:
         store = open_store(db)
     except NoDatabaseError:
-        return Node.create_replica(db)
+        return new(db)
     try:
         if store.exists():
             if store.node_role() != "follower":
@@ -83,7 +85,7 @@ def _open_replica(db: str) -> Node:
     except BaseException:
         store.close()
         raise
-    return Node.create_replica(db)
+    return new(db)
 
 
 class _Follower:
@@ -341,7 +343,9 @@ def follow(s: FollowSettings, *, once: bool, quorum_wait_s: float = QUORUM_WAIT_
         raise SetaraError(f"cannot reach the stream {s.replication.stream}: {e}") from None
     node = None
     try:
-        node = _open_replica(s.db)
+        snapshot = s.snapshot
+        node = _open_replica(s.db) if snapshot is None else \
+            _open_replica(s.db, lambda db: start_from_snapshot(db, snapshot, expected, log))
         f = _Follower(s, expected, log, node)
         while True:
             applied = f.catch_up()

@@ -46,7 +46,7 @@ from setara.node.intake import NAMES_CACHED_MAX, NameScreening, Segment, paralle
 from setara.node.projection import project
 from setara.ports import NullScreening, Screening, now_ms
 from setara.simtest import sabotage as _sabotage
-from setara.store import Block, Store, StoreError, block_hash, open_store
+from setara.store import Base, Block, Store, StoreError, block_hash, open_store
 
 __all__ = ["Ack", "Node", "SetaraError",
            "queue_problem", "tune_gc"]
@@ -133,6 +133,61 @@ class _Builder:
         return bool(self.cmds or self.rejections)
 
 
+def _unpacked(state: bytes, state_hash: str) -> Engine:
+    if hashlib.sha256(state).hexdigest() != state_hash:
+        raise StoreError("the latest snapshot is damaged (hash mismatch); run `setara verify`")
+    return Engine.from_state(orjson.loads(state if state[:1] == b"{" else zlib.decompress(state)))
+
+
+def _replay_blocks(store: Store, engine: Engine, after: int, upto: int | None, prev_hash: bytes,
+                   journal_head: bytes, cmds: int) -> tuple[int, bytes, bytes, int]:
+    """Apply the stored blocks after `after` (up to `upto`, else all) to `engine`, checking their
+    chain; returns (seq, block hash, journal head, commands) of the last one applied."""
+    seq = after
+    for b in store.iter_blocks(after):
+        if upto is not None and b.seq > upto:
+            break
+        if b.seq != seq + 1 or b.first_cmd != cmds + 1 or \
+                block_hash(prev_hash, b.seq, b.first_cmd, b.n_cmds, b.log) != b.hash or \
+                journal_block_hash(journal_head, b.journal) != b.journal_head:
+            raise StoreError(f"block {b.seq} breaks the hash chain; run `setara verify`")
+        try:
+            apply_logged(engine, orjson.loads(b.log))
+        except (EngineError, TypeError, KeyError, ValueError) as e:
+            raise StoreError(f"block {b.seq} does not replay: {e}") from None
+        seq, prev_hash, journal_head, cmds = b.seq, b.hash, b.journal_head, cmds + b.n_cmds
+    return seq, prev_hash, journal_head, cmds
+
+
+def base_engine(store: Store) -> Engine | None:
+    """The engine in the state this store started from (None: it starts at block 1)."""
+    base = store.base()
+    if base is None:
+        return None
+    snap = store.base_snapshot()
+    if snap is None:
+        raise StoreError("the snapshot this store started from is missing; it is damaged")
+    engine = _unpacked(snap[1], snap[2])
+    engine.time_ms = max(engine.time_ms, base.time_ms)
+    return engine
+
+
+def engine_at(store: Store, seq: int) -> Engine:
+    """The engine's state after block `seq` of `store`, replayed from its start (block 1, or the
+    snapshot it started from), with every block's chain checked on the way."""
+    base, engine = store.base(), base_engine(store)
+    if base is None or engine is None:
+        engine, after, prev_hash, journal_head, cmds = Engine(), 0, GENESIS, GENESIS, 0
+    else:
+        after, prev_hash, journal_head, cmds = base.seq, base.hash, base.journal_head, base.cmds
+    if seq < after:
+        raise StoreError(f"this store starts after block {after}: it has no state at block {seq}")
+    at, _, _, _ = _replay_blocks(store, engine, after, seq, prev_hash, journal_head, cmds)
+    if at != seq:
+        raise StoreError(f"this store has no block {seq} (its last is {at})")
+    return engine
+
+
 def _packed_snapshot(block_seq: int, state: bytes) -> tuple[int, bytes, str]:
     # Compressed: a million final payments make ~27 MB of JSON; storing it whole would hold that
     # twice more (the driver copies what it binds) at the moment memory is highest.
@@ -182,8 +237,12 @@ class Node:
         return node
 
     @classmethod
-    def create(cls, url: str, network: Network, time_ms: int) -> Node:
-        node = cls._empty(url, os.urandom(32), None)
+    def create(cls, url: str, network: Network, time_ms: int, party_key: bytes | None = None) -> Node:
+        """A new network's store. Its party-data key is random unless given (a standby at the
+        operator's second site shares the primary's; `setara simtest` draws it from its seed)."""
+        if party_key is not None and len(party_key) != 32:
+            raise SetaraError("a party-data key is 32 bytes")
+        node = cls._empty(url, os.urandom(32) if party_key is None else party_key, None)
         node.execute([Init(network.to_config(), time_ms)])
         return node
 
@@ -192,6 +251,31 @@ class Node:
         """A member's node's new store: empty until the first block of the replicated log arrives.
         It never holds party data, so its party key is random and unused."""
         return cls._empty(url, os.urandom(32), "follower")
+
+    @classmethod
+    def create_from_snapshot(cls, url: str, base: Base, state: bytes) -> Node:
+        """A member's node's new store that begins in `state`, the engine's state after block
+        `base.seq` (its hash checked by the caller against a quorum-signed checkpoint); the blocks
+        after it then come from the stream."""
+        node = cls._empty(url, os.urandom(32), "follower")
+        try:
+            engine = Engine.from_state(orjson.loads(state))
+            if engine.applied != base.cmds:
+                raise SetaraError(f"the snapshot holds {engine.applied} commands, block {base.seq} ends at "
+                                  f"command {base.cmds}")
+            engine.time_ms = max(engine.time_ms, base.time_ms)
+            led = engine.ledger
+            balances = [(m, c, b, led.available((m, c))) for (m, c), b in led.balances.items()]
+            node.store.start_from(base, _packed_snapshot(base.seq, state), balances)
+            node.store.set_epoch(base.epoch)
+        except BaseException:
+            node.close()
+            raise
+        node.engine = engine
+        node.block_seq, node.cmd_count, node.block_hash, node.journal_head = base.seq, base.cmds, base.hash, \
+            base.journal_head
+        node.snapshot_block, node.snapshot_cmds = base.seq, base.cmds
+        return node
 
     @classmethod
     def _empty(cls, url: str, key: bytes, role: str | None) -> Node:
@@ -220,34 +304,26 @@ class Node:
         if key_hex is None:
             raise StoreError("the store has no party key; it is damaged")
         snap = store.latest_snapshot()
+        base = store.base()
         prev_hash = journal_head = GENESIS
         after = 0
         cmds = 0
         if snap is not None:
             after, state, state_hash = snap
-            if hashlib.sha256(state).hexdigest() != state_hash:
-                raise StoreError("the latest snapshot is damaged (hash mismatch); run `setara verify`")
-            engine = Engine.from_state(orjson.loads(state if state[:1] == b"{" else zlib.decompress(state)))
+            engine = _unpacked(state, state_hash)
             at = store.block_hash_at(after)
             if at is None:
                 raise StoreError("the snapshot refers to a block that is missing")
             prev_hash, journal_head = at
             cmds = engine.applied
             # Time never goes backwards: the snapshot's block carries its last command's time.
-            engine.time_ms = next(iter(store.iter_blocks(after - 1))).time_ms
+            engine.time_ms = base.time_ms if base is not None and base.seq == after else \
+                next(iter(store.iter_blocks(after - 1))).time_ms
+        elif base is not None:
+            raise StoreError("the store starts from a snapshot it no longer holds; it is damaged")
         else:
             engine = Engine()
-        seq = after
-        for b in store.iter_blocks(after):
-            if b.seq != seq + 1 or b.first_cmd != cmds + 1 or \
-                    block_hash(prev_hash, b.seq, b.first_cmd, b.n_cmds, b.log) != b.hash or \
-                    journal_block_hash(journal_head, b.journal) != b.journal_head:
-                raise StoreError(f"block {b.seq} breaks the hash chain; run `setara verify`")
-            try:
-                apply_logged(engine, orjson.loads(b.log))
-            except (EngineError, TypeError, KeyError, ValueError) as e:
-                raise StoreError(f"block {b.seq} does not replay: {e}") from None
-            seq, prev_hash, journal_head, cmds = b.seq, b.hash, b.journal_head, cmds + b.n_cmds
+        seq, prev_hash, journal_head, cmds = _replay_blocks(store, engine, after, None, prev_hash, journal_head, cmds)
         return cls(store, engine, bytes.fromhex(key_hex), (seq, cmds, prev_hash, journal_head), after, writable)
 
     def close(self) -> None:

@@ -15,11 +15,12 @@ from typing import Any
 
 import orjson
 
-from setara.core import SETTLED, Engine, EngineError, Notice, StatusEvent, command_kind, log_commands
+from setara.core import SETTLED, Engine, EngineError, Notice, StatusEvent, Submit, command_kind, log_commands
 from setara.core.instructions import Instruction, same_instruction
 from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash
+from setara.node.node import base_engine
 from setara.node.projection import project
-from setara.store import Store, block_hash
+from setara.store import Store, StoreError, block_hash
 
 __all__ = ["VerificationError", "VerifyReport", "verify_store"]
 
@@ -40,12 +41,23 @@ class VerifyReport:
 
 
 def verify_store(store: Store, progress: Callable[[int], None] | None = None) -> VerifyReport:
-    engine = Engine()
-    prev = jhead = GENESIS
-    seq = 0
-    cmds = 0
+    base = store.base()
+    try:
+        start = base_engine(store)
+    except StoreError as e:
+        raise VerificationError(str(e)) from None
+    if base is None or start is None:
+        engine, prev, jhead, seq, cmds = Engine(), GENESIS, GENESIS, 0, 0
+    else:
+        # A node that started from a quorum-signed snapshot replays from there (the checkpoint was
+        # checked when it started; `checkpoint verify` checks it again offline).
+        engine, prev, jhead, seq, cmds = start, base.hash, base.journal_head, base.seq, base.cmds
+        if engine.applied != cmds:
+            raise VerificationError(f"the snapshot the store started from holds {engine.applied} commands, "
+                                    f"block {base.seq} ends at command {cmds}")
+    submitted_after_base: set[str] | None = None if base is None else set()
     postings = 0
-    for b in store.iter_blocks():
+    for b in store.iter_blocks(seq):
         seq += 1
         if b.seq != seq:
             raise VerificationError(f"block {seq} is missing (found {b.seq})")
@@ -70,6 +82,8 @@ def verify_store(store: Store, progress: Callable[[int], None] | None = None) ->
         # A batch of submissions replays one Submit at a time, through the same rules as any other.
         for n, cmd in commands:
             cmds += 1
+            if submitted_after_base is not None and type(cmd) is Submit:
+                submitted_after_base.add(cmd.id)
             try:
                 events = engine.apply(cmd)
             except (EngineError, TypeError, ValueError, KeyError) as e:
@@ -112,7 +126,7 @@ def verify_store(store: Store, progress: Callable[[int], None] | None = None) ->
         if progress is not None:
             progress(cmds)
     _check(engine, cmds)
-    payments = _verify_payments(store, engine)
+    payments = _verify_payments(store, engine, submitted_after_base)
     _verify_balances(store, engine)
     return VerifyReport(engine.state_hash(), seq, cmds, postings, payments)
 
@@ -131,7 +145,7 @@ def _check(engine: Engine, cmds: int) -> None:
         raise VerificationError(f"after command {cmds}: {e}") from None
 
 
-def _verify_payments(store: Store, engine: Engine) -> int:
+def _verify_payments(store: Store, engine: Engine, submitted_after_base: set[str] | None) -> int:
     # The payments table is derived; bring it up to date (from blocks just checked), then compare.
     project(store)
     follower = store.node_role() == "follower"
@@ -159,7 +173,9 @@ def _verify_payments(store: Store, engine: Engine) -> int:
         known = engine.fingerprint(row.id)
         if known is None or not same_instruction(ins, key, known):
             raise VerificationError(f"payment {row.id}: stored content differs from what was submitted")
-    known = len(engine.live) + len(engine.final)
+    # A node started from a snapshot has the payments submitted after it (those before are in the
+    # snapshot's state, not in its payments table).
+    known = len(engine.live) + len(engine.final) if submitted_after_base is None else len(submitted_after_base)
     if n != known:
         raise VerificationError(f"{known} payments in the log but {n} stored")
     return n

@@ -17,6 +17,7 @@ processes restarted); liveness is checked against a stated bound.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import random
 import shutil
@@ -232,6 +233,7 @@ class World:
     def __init__(self, seed: int, faults: set[str], workdir: Path, steps: int = FAULT_STEPS) -> None:
         self.seed = seed
         self.rng = random.Random(seed)
+        self.party_key = hashlib.sha256(b"setara simtest party key %d" % seed).digest()  # not drawn: rng unchanged
         self.faults = faults
         self.dir = workdir
         self.fault_steps = steps
@@ -308,7 +310,9 @@ class World:
     def start_writer(self) -> None:
         path = str(self.dir / "writer.db")
         if not (self.dir / "writer.db").exists():
-            node = Node.create(path, self.network, self.clock())
+            # The party key from the seed too: fingerprints of named payments, and so the state
+            # hashes a run prints, depend on it.
+            node = Node.create(path, self.network, self.clock(), self.party_key)
         else:
             node = Node.open(path, write=True)
         self.writer_disk.wrap(node)

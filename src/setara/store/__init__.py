@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from setara.store.base import (
     SCHEMA_VERSION,
+    Base,
     Block,
     EntryRange,
     EntryRow,
@@ -19,6 +20,7 @@ from setara.store.base import (
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Base",
     "Block",
     "EntryRange",
     "EntryRow",

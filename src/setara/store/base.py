@@ -67,6 +67,30 @@ class StoreError(RuntimeError):
     """The store cannot do what was asked (locked, wrong schema, moved under us)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Base:
+    """Where a member's node that started from a quorum-signed snapshot begins: the block it holds
+    the state after, without holding that block or any before it."""
+
+    seq: int
+    cmds: int  # commands in the log up to and including block `seq`
+    hash: bytes
+    journal_head: bytes
+    time_ms: int
+    epoch: int
+
+    def to_json(self) -> str:
+        return orjson.dumps({"seq": self.seq, "cmds": self.cmds, "hash": self.hash.hex(),
+                             "journal_head": self.journal_head.hex(), "time_ms": self.time_ms,
+                             "epoch": self.epoch}).decode()
+
+    @classmethod
+    def from_json(cls, text: str) -> Base:
+        d = orjson.loads(text)
+        return cls(int(d["seq"]), int(d["cmds"]), bytes.fromhex(d["hash"]), bytes.fromhex(d["journal_head"]),
+                   int(d["time_ms"]), int(d["epoch"]))
+
+
 def block_hash(prev: bytes, seq: int, first_cmd: int, n_cmds: int, body: bytes) -> bytes:
     return hashlib.sha256(prev + f"{seq}|{first_cmd}|{n_cmds}|".encode() + body).digest()
 
@@ -455,6 +479,41 @@ class Store(ABC):
         """The epoch of the last block a member's node applied (from its signed header)."""
         if self.meta("epoch") != str(epoch):
             self._put_meta("epoch", str(epoch))
+
+    def base(self) -> Base | None:
+        """The snapshot this store started from (None: it holds the log from block 1). Fixed once set."""
+        if not hasattr(self, "_base_cache"):
+            v = self.meta("base")
+            self._base_cache = None if v is None else Base.from_json(v)
+        return self._base_cache
+
+    def base_snapshot(self) -> tuple[int, bytes, str] | None:
+        """The snapshot this store started from, as `latest_snapshot` gives one (kept for good)."""
+        b = self.base()
+        if b is None:
+            return None
+        rows = self._query("SELECT block, state, state_hash FROM snapshots WHERE block = ?", (b.seq,))
+        return None if not rows else (int(rows[0][0]), bytes(rows[0][1]), str(rows[0][2]))
+
+    def _base_seq(self) -> int:
+        b = self.base()
+        return 0 if b is None else b.seq
+
+    def _base_head(self) -> tuple[int, int, bytes, bytes]:
+        b = self.base()
+        return (0, 0, bytes(32), bytes(32)) if b is None else (b.seq, b.cmds, b.hash, b.journal_head)
+
+    def start_from(self, base: Base, snapshot: tuple[int, bytes, str],
+                   balances: list[tuple[str, str, int, int]]) -> None:
+        """Make this new, empty store begin after `base`, in the state `snapshot` (taken there):
+        the blocks it then appends start at base.seq + 1. The projections start there too."""
+        if self.exists():
+            raise StoreError(f"{self.url} already holds a log: a snapshot is only a new node's start")
+        self.write_snapshot(snapshot, balances)
+        self._put_meta("projected_upto", str(base.seq))
+        # Written last: until it is, the store holds no log and a new start begins again.
+        self._put_meta("base", base.to_json())
+        self.__dict__.pop("_base_cache", None)
 
     def checkpoint(self, kind: str) -> bytes | None:
         """The stored checkpoint JSON of `kind`: 'final' (latest with a quorum) or 'latest'."""

@@ -140,7 +140,7 @@ _BLOCK_SELECT = (
 # the block before this one. `log.seq` being the primary key closes the race between two
 # transactions that both saw the same head: the second fails on the unique index.
 _LOG_INSERT = ("INSERT INTO log (seq, first_cmd, n_cmds, time_ms, body, hash)"
-               " SELECT %s, %s, %s, %s, %s, %s WHERE (SELECT COALESCE(MAX(seq), 0) FROM log) = %s")
+               " SELECT %s, %s, %s, %s, %s, %s WHERE (SELECT COALESCE(MAX(seq), %s) FROM log) = %s")
 _BALANCES_UPSERT = (
     "INSERT INTO balances (member, currency, balance_minor, available_minor)"
     " SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::bigint[])"
@@ -391,7 +391,7 @@ class PostgresStore(Store):
     def exists(self) -> bool:
         if not self._has_table("log"):
             return False
-        return self._one("SELECT 1 FROM log LIMIT 1") is not None
+        return self._one("SELECT 1 FROM log LIMIT 1") is not None or self.meta("base") is not None
 
     def schema_version(self) -> int:
         if not self._has_table("meta"):
@@ -484,7 +484,7 @@ class PostgresStore(Store):
                 snapshot: tuple[int, bytes, str] | None) -> None:
         with self._use() as c, c.pipeline() as p, c.transaction():
             cur = c.execute(_LOG_INSERT, (block.seq, block.first_cmd, block.n_cmds, block.time_ms, block.log,
-                                          block.hash, block.seq - 1))
+                                          block.hash, self._base_seq(), block.seq - 1))
             c.execute("INSERT INTO journal (block, body, head) VALUES (%s, %s, %s)",
                       (block.seq, block.journal, block.journal_head))
             c.execute("INSERT INTO events (block, body) VALUES (%s, %s)", (block.seq, block.events))
@@ -492,7 +492,7 @@ class PostgresStore(Store):
             if balances:
                 c.execute(_BALANCES_UPSERT, _unique_balances(balances))
             if snapshot is not None:
-                c.execute("DELETE FROM snapshots")
+                c.execute("DELETE FROM snapshots WHERE block > %s", (self._base_seq(),))
                 c.execute("INSERT INTO snapshots (block, state, state_hash) VALUES (%s, %s, %s)", snapshot)
             p.sync()
             if cur.rowcount != 1:
@@ -502,7 +502,8 @@ class PostgresStore(Store):
 
     def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:
         with self._use() as c, c.pipeline(), c.transaction():
-            c.execute("DELETE FROM snapshots")
+            # A node that started from a snapshot keeps it: its replay (verify, audit) starts there.
+            c.execute("DELETE FROM snapshots WHERE block > %s", (self._base_seq(),))
             c.execute("INSERT INTO snapshots (block, state, state_hash) VALUES (%s, %s, %s)", snapshot)
             if balances:
                 c.execute(_BALANCES_UPSERT, _unique_balances(balances))
@@ -569,7 +570,7 @@ class PostgresStore(Store):
             "SELECT l.seq, l.first_cmd + l.n_cmds - 1, l.hash, j.head FROM log l LEFT JOIN journal j"
             " ON j.block = l.seq ORDER BY l.seq DESC LIMIT 1")
         if row is None:
-            return (0, 0, bytes(32), bytes(32))
+            return self._base_head()
         return (int(row[0]), int(row[1]), _as_bytes(row[2]), _as_bytes(row[3]))
 
     def iter_blocks(self, after_seq: int = 0) -> Iterator[Block]:
@@ -587,7 +588,10 @@ class PostgresStore(Store):
     def block_hash_at(self, seq: int) -> tuple[bytes, bytes] | None:
         row = self._one("SELECT l.hash, j.head FROM log l LEFT JOIN journal j ON j.block = l.seq"
                         " WHERE l.seq = %s", (seq,))
-        return None if row is None else (_as_bytes(row[0]), _as_bytes(row[1]))
+        if row is None:
+            base = self.base()
+            return (base.hash, base.journal_head) if base is not None and base.seq == seq else None
+        return (_as_bytes(row[0]), _as_bytes(row[1]))
 
     def latest_snapshot(self) -> tuple[int, bytes, str] | None:
         row = self._one("SELECT block, state, state_hash FROM snapshots ORDER BY block DESC LIMIT 1")

@@ -114,7 +114,8 @@ class SqliteStore(Store):
         return row is not None
 
     def exists(self) -> bool:
-        return self._has_table("log") and self._db.execute("SELECT 1 FROM log LIMIT 1").fetchone() is not None
+        return self._has_table("log") and (self._db.execute("SELECT 1 FROM log LIMIT 1").fetchone() is not None
+                                           or self.meta("base") is not None)
 
     def schema_version(self) -> int:
         if not self._has_table("meta"):
@@ -189,7 +190,7 @@ class SqliteStore(Store):
         db = self._db
         with self._tx():
             row = db.execute("SELECT seq FROM log ORDER BY seq DESC LIMIT 1").fetchone()
-            head = 0 if row is None else int(row[0])
+            head = self._base_seq() if row is None else int(row[0])
             if head != block.seq - 1:
                 raise StoreError(f"the log moved under this writer (expected block {block.seq - 1}, found "
                                  f"{head}): another writer is active")
@@ -201,12 +202,13 @@ class SqliteStore(Store):
             if balances:
                 db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?, ?, ?)", balances)
             if snapshot is not None:
-                db.execute("DELETE FROM snapshots")
+                db.execute("DELETE FROM snapshots WHERE block > ?", (self._base_seq(),))
                 db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", snapshot)
 
     def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:
         with self._tx():
-            self._db.execute("DELETE FROM snapshots")
+            # A node that started from a snapshot keeps it: its replay (verify, audit) starts there.
+            self._db.execute("DELETE FROM snapshots WHERE block > ?", (self._base_seq(),))
             self._db.execute("INSERT INTO snapshots VALUES (?, ?, ?)", snapshot)
             self._db.executemany("INSERT OR REPLACE INTO balances VALUES (?, ?, ?, ?)", balances)
 
@@ -250,7 +252,7 @@ class SqliteStore(Store):
             "SELECT l.seq, l.first_cmd + l.n_cmds - 1, l.hash, j.head FROM log l LEFT JOIN journal j"
             " ON j.block = l.seq ORDER BY l.seq DESC LIMIT 1").fetchone()
         if row is None:
-            return (0, 0, bytes(32), bytes(32))
+            return self._base_head()
         return (int(row[0]), int(row[1]), _as_bytes(row[2]), _as_bytes(row[3] if row[3] is not None else b""))
 
     def iter_blocks(self, after_seq: int = 0) -> Iterator[Block]:
@@ -267,7 +269,10 @@ class SqliteStore(Store):
     def block_hash_at(self, seq: int) -> tuple[bytes, bytes] | None:
         row = self._db.execute("SELECT l.hash, j.head FROM log l LEFT JOIN journal j ON j.block = l.seq"
                                " WHERE l.seq = ?", (seq,)).fetchone()
-        return None if row is None else (_as_bytes(row[0]), _as_bytes(row[1]))
+        if row is None:
+            base = self.base()
+            return (base.hash, base.journal_head) if base is not None and base.seq == seq else None
+        return (_as_bytes(row[0]), _as_bytes(row[1]))
 
     def latest_snapshot(self) -> tuple[int, bytes, str] | None:
         row = self._db.execute(
