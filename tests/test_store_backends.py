@@ -432,3 +432,44 @@ def test_pg_dump_and_restore_of_the_schema(make_url: Callable[[str], str], net: 
         assert submit(node, [pay("after")])["after"] == "after SETTLED"
         node.catch_up()
         assert [p.id for p in node.store.iter_payments()][-1] == "after"
+
+
+def test_a_node_started_from_a_snapshot_replays_verifies_and_reopens_from_there(
+        url: str, make_url: Callable[[str], str], net: Network) -> None:
+    from setara.node.node import engine_at
+    from setara.store import Base
+
+    writer = new_network(make_url("sqlite"), net)
+    try:
+        submit(writer, [pay(f"a{i}", debtor_name=f"PT Satu {i}") for i in range(300)], batch=50)
+        at = writer.store.block_hash_at(writer.block_seq)
+        assert at is not None
+        base = Base(writer.block_seq, writer.cmd_count, at[0], at[1], writer.engine.time_ms, 1)
+        state, state_hash = writer.engine.state_bytes(), writer.engine.state_hash()
+        # queued beyond the base: the payments after it settle on the replica by replay alone
+        submit(writer, [pay(f"b{i}", amount="900000000.00") for i in range(5)]
+               + [pay(f"c{i}", creditor="BANK_ID3") for i in range(200)], batch=40)
+        replica = Node.create_from_snapshot(url, base, state)
+        try:
+            assert replica.engine.state_hash() == state_hash
+            for b in writer.store.iter_blocks(base.seq):
+                replica.replay_block(b.seq, b.first_cmd, b.n_cmds, b.time_ms, b.log, b.hash)
+            assert replica.engine.state_hash() == writer.engine.state_hash()
+            replica.catch_up()
+        finally:
+            replica.close()
+        store = open_store(url)
+        try:
+            report = verify_store(store)
+            assert report.state_hash == writer.engine.state_hash()
+            assert report.payments == 205  # those submitted after the snapshot; the earlier ones are in its state
+            assert engine_at(store, base.seq).state_hash() == state_hash
+            assert store.head()[0] == writer.block_seq
+        finally:
+            store.close()
+        with Node.open(url, write=False) as again:  # reopens from its own snapshot plus the blocks after
+            assert again.engine.state_hash() == writer.engine.state_hash()
+        with pytest.raises(StoreError, match="already holds"):
+            Node.create_from_snapshot(url, base, state)
+    finally:
+        writer.close()
