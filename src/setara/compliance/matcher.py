@@ -198,6 +198,11 @@ def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
 _ABJAD_CACHE: dict[tuple[str, str], float] = {}
 
 
+def _endings_differ(a: str, b: str) -> bool:
+    end_a, end_b = _ending(a), _ending(b)
+    return end_a is not None and end_b is not None and end_a != end_b
+
+
 def _ending(token: str) -> bool | None:
     """Does the word end in a letter an abjad writes for a final vowel (ا ی و ه: a, y, w, h)? None
     for a final e, i, o or u, which a Latin spelling may add or drop ("Kiyurige", "Mohammadi")."""
@@ -266,6 +271,8 @@ def _align(q: _Side, c: _Side) -> _Raw:
             if sim is None:
                 sim = token_similarity(qt, ct, qk, cu[1])
             if abjad and sim < ABJAD_CAP:
+                if _endings_differ(qt, ct):
+                    continue  # a written final vowel tells the names apart, however close the spelling
                 sim = max(sim, abjad_similarity(qt, ct, _abjad_key(qt), _abjad_key(ct)))
             if sim >= MATCH_MIN:
                 scored.append((sim, qi, ci))
