@@ -116,7 +116,10 @@ class _Side:
     skeletons: tuple[tuple[str, bool | None], ...] = ()
 
     @classmethod
-    def build(cls, tokens: Sequence[str], weights: Sequence[float], abjad: bool = False) -> _Side:
+    def build(
+        cls, tokens: Sequence[str], weights: Sequence[float], abjad: bool = False, skeletons: bool = True
+    ) -> _Side:
+        """skeletons=False for a query: its skeletons are then worked out only if an abjad name needs them."""
         units: list[_Unit] = [
             (t, phonetic_key(t), w, 1 << i, True) for i, (t, w) in enumerate(zip(tokens, weights, strict=True))
         ]
@@ -127,8 +130,13 @@ class _Side:
         edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
         # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
         joined = "".join(t for t in tokens if not is_form(t)) + "".join(sorted(t for t in tokens if is_form(t)))
-        skeletons = tuple((_abjad_key(u[0]), _ending(u[0])) for u in units)
-        return cls(tuple(tokens), tuple(weights), tuple(units), joined, edge, abjad, skeletons)
+        return cls(
+            tuple(tokens), tuple(weights), tuple(units), joined, edge, abjad, _skeletons(units) if skeletons else ()
+        )
+
+
+def _skeletons(units: Sequence[_Unit]) -> tuple[tuple[str, bool | None], ...]:
+    return tuple((_abjad_key(u[0]), _ending(u[0])) for u in units)
 
 
 def _deletions(token: str) -> set[str]:
@@ -146,7 +154,7 @@ def token_similarity(a: str, b: str, key_a: str | None = None, key_b: str | None
     cached = _SIM_CACHE.get((a, b))
     if cached is not None:
         return cached
-    if is_form(a) or is_form(b):
+    if a[0] == FORM_PREFIX or b[0] == FORM_PREFIX:
         sim = 0.0
     elif len(a) == 1 or len(b) == 1:
         sim = 0.7 if a[0] == b[0] else 0.0  # an initial stands for any name with that letter
@@ -261,6 +269,8 @@ def _align(q: _Side, c: _Side) -> _Raw:
     cache = _SIM_CACHE
     abjad = q.abjad or c.abjad
     q_skeletons, c_skeletons = q.skeletons, c.skeletons
+    if abjad and not q_skeletons:
+        q_skeletons = _skeletons(q_units)
     c_heads = c_units[:n_c]
     for qi in range(n_q):
         qt, qk = q_units[qi][0], q_units[qi][1]
@@ -748,7 +758,7 @@ class Screener:
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
         abjad = _has_abjad(name)
         for tokens in variants:
-            query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad)
+            query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad, skeletons=abjad)
             weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
             for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
                 aligned = _align(query, index.name_sides[ni])
