@@ -434,6 +434,25 @@ _LOCALES: dict[str, tuple[str, str, str]] = {
         "حداد خوري منصور ناصر صالح حمدان عزيز فاروق صباغ قاسم درويش بركات جابر خليل نجار",
         "gs",
     ),
+    "japanese_katakana": (
+        "ハルト ユウト ソウタ ユイ ヒナ ユナ レン リク アオイ サクラ ケンジ タケシ ユキ ナオコ ヒロシ アキコ "
+        "ダイキ カイト",
+        "サトウ スズキ タカハシ タナカ ワタナベ イトウ ヤマモト ナカムラ コバヤシ カトウ ヨシダ ヤマダ ササキ マツモト "
+        "イノウエ キムラ ハヤシ シミズ モリ",
+        "sg",
+    ),
+    "greek": (
+        "Γιώργος Νίκος Κώστας Δημήτρης Γιάννης Μαρία Ελένη Αικατερίνη Σοφία Άννα Παναγιώτης Βασίλης Χρήστος "
+        "Ευαγγελία Αθανάσιος Ιωάννα Σταύρος Δέσποινα",
+        "Παπαδόπουλος Παπαδάκης Γεωργίου Νικολάου Οικονόμου Βασιλείου Κωνσταντίνου Δημητρίου Ιωάννου Αντωνίου "
+        "Μαυρίδης Καραγιάννης Παππάς Σταματόπουλος Αλεξίου Ζαχαρίου",
+        "gs",
+    ),
+    "indian_devanagari": (
+        "राहुल प्रिया अमित सुनीता विक्रम अंजलि सुरेश दीपक पूजा अर्जुन कविता रवि नेहा संजय लक्ष्मी राजेश",
+        "शर्मा पटेल सिंह कुमार गुप्ता रेड्डी जोशी मेहता शाह वर्मा मिश्रा कपूर देसाई राव",
+        "gms",
+    ),
     "european": (
         "Hans Anna Pierre Marie Giovanni Giulia Carlos Lucia Jan Eva Lars Ingrid Piotr Katarzyna Joao Ines "
         "Dimitris Eleni Sean Siobhan Matthias Sophie Luca Elena Tomas Zuzana",
@@ -442,6 +461,7 @@ _LOCALES: dict[str, tuple[str, str, str]] = {
         "gs",
     ),
 }
+_LATER_LOCALES = frozenset(("japanese_katakana", "greek", "indian_devanagari"))
 _COMPANY_WORDS = (
     "Sinar Jaya Abadi Makmur Sentosa Golden Dragon Pacific Harbour Lotus Nusantara Mekong Siam Delta "
     "Orchid Bayu Borneo Emerald Sakura Han River Evergreen Summit Nordic Alpine Atlas Meridian Phoenix "
@@ -593,10 +613,12 @@ def negatives(split: str, seed: int, per_locale: int, listed: set[tuple[str, ...
         out.append(Query(text, None, kind))
 
     for locale in _LOCALES:
+        # Locales added later draw from their own generator, so the names of the others stay as they were.
+        draw = random.Random(f"{seed}:{split}:negatives:{locale}") if locale in _LATER_LOCALES else rng
         for _ in range(per_locale * 3):
             if sum(1 for q in out if q.kind == f"neg_{locale}") >= per_locale:
                 break
-            add(ordinary_name(locale, rng), f"neg_{locale}")
+            add(ordinary_name(locale, draw), f"neg_{locale}")
     for _ in range(per_locale * 4):
         add(company_name(rng), "neg_company")
     # The eval/ files: rows split in two by a seeded shuffle of their numbers.

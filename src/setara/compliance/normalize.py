@@ -393,17 +393,64 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
             if foreign != folded:
                 readings.append(foreign)
     variants: list[tuple[str, ...]] = []
+    arabic = any("\u0600" <= ch <= "\u06ff" for ch in text)
     for reading in readings:
         tokens = _tokens(_ascii_fold(reading)) or _script_tokens(reading)
+        if arabic and len(tokens) > 1:
+            tokens = _abjad_forms(tokens)
         if tokens and tokens not in variants:
             variants.append(tokens)
     return tuple(variants)
+
+
+# A company name written in Arabic script spells its legal form by sound (كومباني, كوربوريشن), which no
+# vowel-less reading spells like "company": long form words are recognised by skeleton instead.
+_FORM_SKELETON_WORDS = ("company", "corporation", "limited", "incorporated", "compania", "companhia")
+
+
+def _abjad_forms(tokens: tuple[str, ...]) -> tuple[str, ...]:
+    out = tuple(
+        FORM_PREFIX + _FORM_SKELETONS[key] if len(t) >= 5 and (key := abjad_key(t)) in _FORM_SKELETONS else t
+        for t in tokens
+    )
+    return out if not all(is_form(t) for t in out) else tokens
 
 
 def normalize_name(name: str) -> str:
     """The first reading of a name as one space-separated string ("" when nothing is left)."""
     variants = name_variants(name)
     return " ".join(variants[0]) if variants else ""
+
+
+_ABJAD_DIGRAPHS = (
+    ("tsh", "C"),
+    ("sh", "S"),
+    ("kh", "X"),
+    ("gh", "G"),
+    ("th", "T"),
+    ("dh", "z"),
+    ("ch", "C"),
+    ("ph", "f"),
+)
+_ABJAD_FOLD = str.maketrans(
+    {"q": "k", "c": "k", "v": "f", "p": "b", "j": "J", "g": "J", **dict.fromkeys("aeiouwy", "")}
+)
+
+
+@lru_cache(maxsize=65536)
+def abjad_key(text: str) -> str:
+    """The letters an abjad writes: consonants, h kept (ح and ه are letters), sh/kh/gh/th one letter
+    each, vowels and the vowel letters w/y gone after the first letter, doubled letters once. Persian
+    and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest. Arabic has no
+    letter for ch and writes it ت + ش (tsh)."""
+    word = text.replace("allah", "llh").replace("ull", "ul")
+    for src, dst in _ABJAD_DIGRAPHS:
+        word = word.replace(src, dst)
+    if not word:
+        return ""
+    head = "a" if word[0] in "aeiouwy" else word[0].translate(_ABJAD_FOLD)
+    body = word[1:].translate(_ABJAD_FOLD)
+    return head + "".join(ch for i, ch in enumerate(body) if i == 0 or ch != body[i - 1])
 
 
 _PHONETIC_RULES: tuple[tuple[str, str], ...] = (
@@ -469,5 +516,11 @@ def phonetic_key(token: str) -> str:
     return head + body.translate(_PHONETIC_CLASS)
 
 
+_FORM_SKELETONS: dict[str, str] = {}
+
+
 def is_form(token: str) -> bool:
     return token.startswith(FORM_PREFIX)
+
+
+_FORM_SKELETONS.update({abjad_key(w): _FORM_LOOKUP[(w,)] for w in _FORM_SKELETON_WORDS})
