@@ -5,6 +5,9 @@ JetStream cluster started on free loopback ports.
 - finality: from the end of the replicated submit (its last block acknowledged) to a checkpoint at
   that block signed by a quorum of three following member nodes;
 - replay: a new member node catching up with the whole stream (payments/s).
+
+The payments name their parties (drawn from a pool of 20,000 companies, as `bench --named`), and
+with `--un-list` both writers screen them against the UN list: what a real network replicates.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from setara.bench import write_payments
+from setara.bench import NAMED_CURRENCIES, NAMED_POOL, write_payments
 from setara.core.network import example_toml
 
 MEMBERS = ("BANK_ID1", "BANK_MY1", "BANK_TH1")
@@ -55,7 +58,7 @@ def _timed_submit(src: Path, db: Path, env: dict[str, str] | None) -> float:
     return secs
 
 
-def run_nodes(n: int = 100_000, out: Any = sys.stdout) -> dict[str, Any]:
+def run_nodes(n: int = 100_000, out: Any = sys.stdout, un_list: Path | None = None) -> dict[str, Any]:
     from setara.replication.localcluster import NatsCluster, find_nats_server
 
     if find_nats_server() is None:
@@ -68,10 +71,12 @@ def run_nodes(n: int = 100_000, out: Any = sys.stdout) -> dict[str, Any]:
         try:
             net, keys = _network(work)
             src = work / "payments.jsonl"
-            write_payments(src, n, seed=5)
+            write_payments(src, n, seed=5, parties=True, pool_size=NAMED_POOL, currencies=NAMED_CURRENCIES)
             plain, replicated = work / "plain.db", work / "replicated.db"
             for db in (plain, replicated):
                 _cli("init", "--network", str(net), "--db", str(db))
+                if un_list is not None:
+                    _cli("lists", "import", "--source", "un-xml", str(un_list), "--db", str(db))
             env = {**os.environ, "SETARA_REPLICATE": ",".join(cluster.urls), "SETARA_STREAM": "bench",
                    "SETARA_NODE_KEY": str(keys["seq"])}
             secs_plain = _timed_submit(src, plain, None)
@@ -86,7 +91,8 @@ def run_nodes(n: int = 100_000, out: Any = sys.stdout) -> dict[str, Any]:
             # Finality with the three nodes caught up: a further block of payments, from its ack.
             _wait_final(work / f"{MEMBERS[0]}.db", _head_seq(replicated))
             more = work / "more.jsonl"
-            write_payments(more, FINALITY_PAYMENTS, seed=6)
+            write_payments(more, FINALITY_PAYMENTS, seed=6, parties=True, pool_size=NAMED_POOL,
+                           currencies=NAMED_CURRENCIES)
             more.write_text(more.read_text().replace('"id": "b', '"id": "f'))
             _timed_submit(more, replicated, env)
             final_s = _wait_final(work / f"{MEMBERS[0]}.db", _head_seq(replicated))
@@ -96,8 +102,8 @@ def run_nodes(n: int = 100_000, out: Any = sys.stdout) -> dict[str, Any]:
                     f.kill()
             cluster.stop()
     ratio = secs_plain / secs_rep
-    print(f"member nodes, {n:,} payments, 3-server JetStream cluster on loopback, 3 member nodes following:",
-          file=out)
+    print(f"member nodes, {n:,} named payments{' screened against the UN list' if un_list else ''}, 3-server "
+          "JetStream cluster on loopback, 3 member nodes following:", file=out)
     print(f"  submit, not replicated  : {n / secs_plain:>10,.0f} instructions/s", file=out)
     print(f"  submit, replicated      : {n / secs_rep:>10,.0f} instructions/s ({ratio:.2f}x the above)", file=out)
     print(f"  final (quorum of 3 following nodes) after the ack of {FINALITY_PAYMENTS:,} more: "

@@ -17,7 +17,8 @@ def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit thr
                                               "300k from 20,000 companies against the loop; with --un-list, "
                                               "screened; with --memory, streamed.")] = False,
           nodes: Annotated[int, typer.Option("--nodes", help="Also measure member nodes with this many payments "
-                                             "(replicated vs not, finality, replay).")] = 0,
+                                             "(named; with --un-list, screened): replicated vs not, "
+                                             "finality, replay.")] = 0,
           ) -> None:
     """The benchmark suite: durable submit throughput against a hand-written SQLite loop, memory,
     and the cost of screening."""
@@ -28,7 +29,7 @@ def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit thr
     if nodes:
         from setara.bench_nodes import run_nodes
 
-        res.update(run_nodes(nodes, out=sys.stderr))
+        res.update(run_nodes(nodes, out=sys.stderr, un_list=un_list))
     out_json(res)
 
 
