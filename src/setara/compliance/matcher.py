@@ -14,7 +14,7 @@ import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -114,6 +114,15 @@ class _Side:
     abjad: bool = False  # read from a script that writes no short vowels (Arabic, Persian, Urdu)
     # Per unit: its abjad skeleton and written final vowel (see _ending), for pairs where one side is abjad.
     skeletons: tuple[tuple[str, bool | None], ...] = ()
+    # Columns of the units, so the alignment loop indexes tuples instead of unpacking units per pair.
+    keys: tuple[str, ...] = ()  # phonetic key of each token
+    bits: tuple[int, ...] = ()  # token positions each unit covers
+    unit_weights: tuple[float, ...] = ()
+    # Joined units (index into units, text, length): compared with the other side's tokens by spelling.
+    pairs: tuple[tuple[int, str, int], ...] = ()
+    lengths: tuple[int, ...] = ()  # length of each token
+    # A query's skeletons, worked out the first time a name read from an abjad is aligned with it.
+    skeleton_memo: list[tuple[tuple[str, bool | None], ...]] = field(default_factory=list, compare=False)
 
     @classmethod
     def build(
@@ -130,8 +139,20 @@ class _Side:
         edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
         # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
         joined = "".join(t for t in tokens if not is_form(t)) + "".join(sorted(t for t in tokens if is_form(t)))
+        n = len(tokens)
         return cls(
-            tuple(tokens), tuple(weights), tuple(units), joined, edge, abjad, _skeletons(units) if skeletons else ()
+            tuple(tokens),
+            tuple(weights),
+            tuple(units),
+            joined,
+            edge,
+            abjad,
+            _skeletons(units) if skeletons else (),
+            tuple(u[1] for u in units[:n]),
+            tuple(u[3] for u in units),
+            tuple(u[2] for u in units),
+            tuple((i, units[i][0], len(units[i][0])) for i in range(n, len(units))),
+            tuple(len(t) for t in tokens),
         )
 
 
@@ -143,40 +164,90 @@ def _deletions(token: str) -> set[str]:
     return {token[:i] + token[i + 1 :] for i in range(len(token))}
 
 
-_SIM_CACHE: dict[tuple[str, str], float] = {}
+# Memo of token similarities: query token -> listed token -> similarity. Rows keyed by the query token,
+# so the alignment loop looks a pair up without building a tuple for it.
+_SIM_CACHE: dict[str, dict[str, float]] = {}
+# The same for pairs where one side is read from an abjad: the similarity after the skeleton and
+# written-ending rules, or -1.0 when a written final vowel rules the pair out.
+_ABJAD_CACHE: dict[str, dict[str, float]] = {}
+_ABJAD_PAIRS: dict[tuple[str, str], float] = {}
 _SIM_CACHE_MAX = 500_000
+_sim_entries = [0]  # pairs held in the rows above; a cheap bound, not an exact count across threads
+
+
+def clear_caches() -> None:
+    """Forget every memoised word and pair (benchmarks of first sight; memory)."""
+    _SIM_CACHE.clear()
+    _ABJAD_CACHE.clear()
+    _ABJAD_PAIRS.clear()
+    _sim_entries[0] = 0
+    name_variants.cache_clear()
+    phonetic_key.cache_clear()
+    _abjad_key.cache_clear()
+
+
+def _row(rows: dict[str, dict[str, float]], token: str) -> dict[str, float]:
+    row = rows.get(token)
+    if row is None:
+        if _sim_entries[0] >= _SIM_CACHE_MAX:
+            # Cheap bound; refills from the hot pairs within a few queries.
+            _SIM_CACHE.clear()
+            _ABJAD_CACHE.clear()
+            _sim_entries[0] = 0
+        row = {}
+        rows[token] = row
+    return row
 
 
 def token_similarity(a: str, b: str, key_a: str | None = None, key_b: str | None = None) -> float:
     """0..1 similarity of two normalised tokens: edit distance, Jaro-Winkler, then sound."""
     if a == b:
         return 1.0
-    cached = _SIM_CACHE.get((a, b))
-    if cached is not None:
-        return cached
+    row = _row(_SIM_CACHE, a)
+    sim = row.get(b)
+    if sim is None:
+        sim = _token_similarity(a, b, key_a, key_b)
+        row[b] = sim
+        _sim_entries[0] += 1
+    return sim
+
+
+def _token_similarity(a: str, b: str, key_a: str | None, key_b: str | None) -> float:
     if a[0] == FORM_PREFIX or b[0] == FORM_PREFIX:
-        sim = 0.0
-    elif len(a) == 1 or len(b) == 1:
-        sim = 0.7 if a[0] == b[0] else 0.0  # an initial stands for any name with that letter
-    else:
-        # OSA counts a transposition as one edit ("Okti" / "Koti"); Jaro-Winkler rewards shared prefixes.
-        raw = 0.5 * (JaroWinkler.normalized_similarity(a, b) + OSA.normalized_similarity(a, b))
-        # Stretch the distance: "Ortiz"/"Ortega" (0.68 raw) is another surname, not 68% of the same one.
-        sim = max(0.0, 1.0 - DISTANCE_STRETCH * (1.0 - raw))
-        ka = phonetic_key(a) if key_a is None else key_a
-        kb = phonetic_key(b) if key_b is None else key_b
-        # Same sound skeleton lifts the score, but only by so much: it corroborates a spelling
-        # variant (Muhammad/Mohamed), it must not make unrelated short names equal.
-        if ka and ka == kb and len(ka) >= 2:
-            sim = max(
-                sim,
-                min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG)
-                if len(ka) >= 3
-                else min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT),
-            )
-    if len(_SIM_CACHE) >= _SIM_CACHE_MAX:
-        _SIM_CACHE.clear()  # cheap bound; refills from the hot pairs within a few queries
-    _SIM_CACHE[(a, b)] = sim
+        return 0.0
+    if len(a) == 1 or len(b) == 1:
+        return 0.7 if a[0] == b[0] else 0.0  # an initial stands for any name with that letter
+    # OSA counts a transposition as one edit ("Okti" / "Koti"); Jaro-Winkler rewards shared prefixes.
+    raw = 0.5 * (JaroWinkler.normalized_similarity(a, b) + OSA.normalized_similarity(a, b))
+    # Stretch the distance: "Ortiz"/"Ortega" (0.68 raw) is another surname, not 68% of the same one.
+    sim = max(0.0, 1.0 - DISTANCE_STRETCH * (1.0 - raw))
+    ka = phonetic_key(a) if key_a is None else key_a
+    kb = phonetic_key(b) if key_b is None else key_b
+    # Same sound skeleton lifts the score, but only by so much: it corroborates a spelling
+    # variant (Muhammad/Mohamed), it must not make unrelated short names equal.
+    if ka and ka == kb and len(ka) >= 2:
+        sim = max(
+            sim,
+            min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG)
+            if len(ka) >= 3
+            else min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT),
+        )
+    return sim
+
+
+def _abjad_pair(
+    a: str, b: str, key_a: str, key_b: str, skel_a: tuple[str, bool | None], skel_b: tuple[str, bool | None]
+) -> float:
+    """A token pair where one side is read from an abjad: -1.0 when a written final vowel tells the
+    names apart however close the spelling, else the better of spelling and skeleton."""
+    sim = token_similarity(a, b, key_a, key_b)
+    if sim < ABJAD_CAP:
+        sk_a, end_a = skel_a
+        sk_b, end_b = skel_b
+        if end_a is not None and end_b is not None and end_a != end_b:
+            return -1.0
+        if sk_a and sk_b and sk_a[0] == sk_b[0]:
+            sim = max(sim, abjad_similarity(a, b, sk_a, sk_b))
     return sim
 
 
@@ -198,18 +269,15 @@ def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
         # A one-consonant skeleton ("ri" / "ry", "mu" / "mw") says little: only words of at most three
         # letters with the same skeleton count, and no more than short sound-alike words do.
         return ABJAD_SHORT_CAP if key_a == key_b and 2 <= len(a) <= 3 and 2 <= len(b) <= 3 else 0.0
-    cached = _ABJAD_CACHE.get((a, b))
+    cached = _ABJAD_PAIRS.get((a, b))
     if cached is not None:
         return cached
     raw = Levenshtein.normalized_similarity(key_a, key_b)
     sim = max(0.0, ABJAD_CAP - ABJAD_STRETCH * (1.0 - raw))
-    if len(_ABJAD_CACHE) >= _SIM_CACHE_MAX:
-        _ABJAD_CACHE.clear()
-    _ABJAD_CACHE[(a, b)] = sim
+    if len(_ABJAD_PAIRS) >= _SIM_CACHE_MAX:
+        _ABJAD_PAIRS.clear()
+    _ABJAD_PAIRS[(a, b)] = sim
     return sim
-
-
-_ABJAD_CACHE: dict[tuple[str, str], float] = {}
 
 
 def _ending(token: str) -> bool | None:
@@ -264,50 +332,79 @@ _BY_SIM = operator.itemgetter(0)
 
 def _align(q: _Side, c: _Side) -> _Raw:
     scored: list[tuple[float, int, int]] = []
-    q_units, c_units = q.units, c.units
     n_q, n_c = len(q.tokens), len(c.tokens)
-    cache = _SIM_CACHE
+    q_heads, c_heads = q.tokens, c.tokens
+    q_keys, c_keys = q.keys, c.keys
     abjad = q.abjad or c.abjad
     q_skeletons, c_skeletons = q.skeletons, c.skeletons
     if abjad and not q_skeletons:
-        q_skeletons = _skeletons(q_units)
-    c_heads = c_units[:n_c]
-    for qi in range(n_q):
-        qt, qk = q_units[qi][0], q_units[qi][1]
-        for ci, cu in enumerate(c_heads):
-            ct = cu[0]
-            if qt == ct:
-                scored.append((1.0, qi, ci))
-                continue
-            sim = cache.get((qt, ct))
-            if sim is None:
-                sim = token_similarity(qt, ct, qk, cu[1])
-            if abjad and sim < ABJAD_CAP:
-                key_a, end_a = q_skeletons[qi]
-                key_b, end_b = c_skeletons[ci]
-                if end_a is not None and end_b is not None and end_a != end_b:
-                    continue  # a written final vowel tells the names apart, however close the spelling
-                if key_a and key_b and key_a[0] == key_b[0]:
-                    sim = max(sim, abjad_similarity(qt, ct, key_a, key_b))
-            if sim >= MATCH_MIN:
-                scored.append((sim, qi, ci))
+        memo = q.skeleton_memo
+        if not memo:
+            memo.append(_skeletons(q.units))
+        q_skeletons = memo[0]
+    c_range = range(n_c)
+    if abjad:
+        rows = _ABJAD_CACHE
+        for qi in range(n_q):
+            qt = q_heads[qi]
+            row = _row(rows, qt)
+            for ci in c_range:
+                ct = c_heads[ci]
+                if qt == ct:
+                    scored.append((1.0, qi, ci))
+                    continue
+                sim = row.get(ct)
+                if sim is None:
+                    sim = _abjad_pair(qt, ct, q_keys[qi], c_keys[ci], q_skeletons[qi], c_skeletons[ci])
+                    row[ct] = sim
+                    _sim_entries[0] += 1
+                if sim >= MATCH_MIN:
+                    scored.append((sim, qi, ci))
+    else:
+        rows = _SIM_CACHE
+        for qi in range(n_q):
+            qt = q_heads[qi]
+            row = _row(rows, qt)
+            for ci in c_range:
+                ct = c_heads[ci]
+                if qt == ct:
+                    scored.append((1.0, qi, ci))
+                    continue
+                sim = row.get(ct)
+                if sim is None:
+                    sim = _token_similarity(qt, ct, q_keys[qi], c_keys[ci])
+                    row[ct] = sim
+                    _sim_entries[0] += 1
+                if sim >= MATCH_MIN:
+                    scored.append((sim, qi, ci))
     if n_q != n_c:
         # A spacing difference changes the word count: only then can two joined neighbours stand for
         # one word. Joined units match by spelling alone, never by sound; a length gap over 15%
         # cannot reach JOINED_UNIT_MIN, so the edit distance is skipped.
-        pairs_joined = [(qi, ci) for qi in range(n_q, len(q_units)) for ci in range(n_c)]
-        pairs_joined += [(qi, ci) for qi in range(n_q) for ci in range(n_c, len(c_units))]
-        for qi, ci in pairs_joined:
-            qt, ct = q_units[qi][0], c_units[ci][0]
-            q_len, c_len = len(qt), len(ct)
-            sim = 0.0
-            if abs(q_len - c_len) <= (1.0 - JOINED_UNIT_MIN) * max(q_len, c_len):
-                sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
-            if abjad and sim < JOINED_UNIT_MIN:
-                # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
-                sim = abjad_similarity(qt, ct, q_skeletons[qi][0], c_skeletons[ci][0])
-            if sim >= JOINED_UNIT_MIN:
-                scored.append((sim, qi, ci))
+        q_lens, c_lens = q.lengths, c.lengths
+        for qi, qt, q_len in q.pairs:
+            for ci in c_range:
+                c_len = c_lens[ci]
+                sim = 0.0
+                if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
+                    sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
+                if abjad and sim < JOINED_UNIT_MIN:
+                    # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
+                    sim = abjad_similarity(qt, c_heads[ci], q_skeletons[qi][0], c_skeletons[ci][0])
+                if sim >= JOINED_UNIT_MIN:
+                    scored.append((sim, qi, ci))
+        c_pairs = c.pairs
+        if c_pairs:
+            for qi in range(n_q):
+                qt, q_len = q_heads[qi], q_lens[qi]
+                for ci, ct, c_len in c_pairs:
+                    sim = 0.0
+                    if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
+                        sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
+                    if abjad and sim < JOINED_UNIT_MIN:
+                        sim = abjad_similarity(qt, ct, q_skeletons[qi][0], c_skeletons[ci][0])
+                    if sim >= JOINED_UNIT_MIN:
+                        scored.append((sim, qi, ci))
     # Stable: equal similarities keep query order, so the alignment does not depend on the sort.
     scored.sort(key=_BY_SIM, reverse=True)
     used_q = 0
@@ -315,23 +412,24 @@ def _align(q: _Side, c: _Side) -> _Raw:
     num = 0.0
     den = 0.0
     kept: list[tuple[float, int, int]] = []
+    q_bits, c_bits, c_weights = q.bits, c.bits, c.unit_weights
     for item in scored:
         sim, qi, ci = item
-        q_bits, cu = q_units[qi][3], c_units[ci]
-        if used_q & q_bits or used_c & cu[3]:
+        q_bit, c_bit = q_bits[qi], c_bits[ci]
+        if used_q & q_bit or used_c & c_bit:
             continue
-        used_q |= q_bits
-        used_c |= cu[3]
-        num += sim * cu[2]
-        den += cu[2]
+        used_q |= q_bit
+        used_c |= c_bit
+        w = c_weights[ci]
+        num += sim * w
+        den += w
         kept.append(item)
     # Words the query has beyond the list name (a patronymic, a repeated word) cost like dropped ones.
-    q_tokens = q.tokens
     full_q = (1 << n_q) - 1
     if used_q & full_q != full_q:
-        matched_q = {q_tokens[i] for i in range(n_q) if used_q >> i & 1}
+        matched_q = {q_heads[i] for i in range(n_q) if used_q >> i & 1}
         for i, w in enumerate(q.weights):
-            if not used_q >> i & 1 and q_tokens[i] not in matched_q:
+            if not used_q >> i & 1 and q_heads[i] not in matched_q:
                 den += w * (EXTRA_EDGE_SHARE if q.edge_mask >> i & 1 else EXTRA_MIDDLE_SHARE)
     full_c = (1 << n_c) - 1
     if used_c & full_c != full_c:
@@ -348,6 +446,9 @@ def _align(q: _Side, c: _Side) -> _Raw:
             ka, kb = _abjad_key(q.joined), _abjad_key(c.joined)
             joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
     return max(score, joined_score), score, kept, used_q, used_c
+
+
+_JOIN_GAP = 1.0 - JOINED_UNIT_MIN
 
 
 def default_weight(token: str) -> float:
