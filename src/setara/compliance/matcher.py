@@ -25,7 +25,15 @@ from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from setara.compliance.countries import country_code
 from setara.compliance.lists import Entity, ListData
-from setara.compliance.normalize import FORM_PREFIX, PARTICLES, is_form, name_variants, phonetic_key
+from setara.compliance.normalize import (
+    FORM_PREFIX,
+    PARTICLES,
+    TOKENS_MAX,
+    clear_word_caches,
+    is_form,
+    name_variants,
+    phonetic_key,
+)
 from setara.compliance.normalize import abjad_key as _abjad_key
 
 Decision = Literal["clear", "review", "block"]
@@ -129,30 +137,44 @@ class _Side:
         cls, tokens: Sequence[str], weights: Sequence[float], abjad: bool = False, skeletons: bool = True
     ) -> _Side:
         """skeletons=False for a query: its skeletons are then worked out only if an abjad name needs them."""
-        units: list[_Unit] = [
-            (t, phonetic_key(t), w, 1 << i, True) for i, (t, w) in enumerate(zip(tokens, weights, strict=True))
-        ]
-        for i in range(len(tokens) - 1):
-            a, b = tokens[i], tokens[i + 1]
-            if not (is_form(a) or is_form(b)):
-                units.append((a + b, "", weights[i] + weights[i + 1], 3 << i, False))
-        edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
-        # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
-        joined = "".join(t for t in tokens if not is_form(t)) + "".join(sorted(t for t in tokens if is_form(t)))
+        tokens = tuple(tokens)
+        weights = tuple(weights)
         n = len(tokens)
+        keys = tuple([phonetic_key(t) for t in tokens])
+        forms = [t.startswith(FORM_PREFIX) for t in tokens]
+        units: list[_Unit] = [(tokens[i], keys[i], weights[i], 1 << i, True) for i in range(n)]
+        bits = [1 << i for i in range(n)]
+        unit_weights = list(weights)
+        pairs: list[tuple[int, str, int]] = []
+        for i in range(n - 1):
+            if not (forms[i] or forms[i + 1]):
+                text = tokens[i] + tokens[i + 1]
+                w = weights[i] + weights[i + 1]
+                pairs.append((len(units), text, len(text)))
+                units.append((text, "", w, 3 << i, False))
+                bits.append(3 << i)
+                unit_weights.append(w)
+        edge = 1 | (1 << (n - 1)) if tokens else 0
+        # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
+        if any(forms):
+            joined = "".join([t for t in tokens if not t.startswith(FORM_PREFIX)]) + "".join(
+                sorted([t for t in tokens if t.startswith(FORM_PREFIX)])
+            )
+        else:
+            joined = "".join(tokens)
         return cls(
-            tuple(tokens),
-            tuple(weights),
+            tokens,
+            weights,
             tuple(units),
             joined,
             edge,
             abjad,
             _skeletons(units) if skeletons else (),
-            tuple(u[1] for u in units[:n]),
-            tuple(u[3] for u in units),
-            tuple(u[2] for u in units),
-            tuple((i, units[i][0], len(units[i][0])) for i in range(n, len(units))),
-            tuple(len(t) for t in tokens),
+            keys,
+            tuple(bits),
+            tuple(unit_weights),
+            tuple(pairs),
+            tuple([len(t) for t in tokens]),
         )
 
 
@@ -181,9 +203,7 @@ def clear_caches() -> None:
     _ABJAD_CACHE.clear()
     _ABJAD_PAIRS.clear()
     _sim_entries[0] = 0
-    name_variants.cache_clear()
-    phonetic_key.cache_clear()
-    _abjad_key.cache_clear()
+    clear_word_caches()
 
 
 def _row(rows: dict[str, dict[str, float]], token: str) -> dict[str, float]:
@@ -695,15 +715,16 @@ class _Index:
         bound: float,
         bound_script: float | None,
     ) -> list[int]:
-        exact = np.zeros(len(self.name_tokens), dtype=np.int32)
-        fuzzy = np.zeros(len(self.name_tokens), dtype=np.int32)
+        # One array: exact positions in the low 16 bits, fuzzy ones in the high 16 (TOKENS_MAX is 12).
+        masks = np.zeros(len(self.name_tokens), dtype=np.int32)
         for posting, mask in exact_hits:
-            exact[posting] |= mask
+            masks[posting] |= mask
         for posting, mask in fuzzy_hits:
-            fuzzy[posting] |= mask
-        touched = np.flatnonzero(exact | fuzzy)
-        e_mask = exact[touched]
-        f_mask = fuzzy[touched] & ~e_mask
+            masks[posting] |= mask << 16
+        touched = np.flatnonzero(masks)
+        both = masks[touched]
+        e_mask = both & 0xFFFF
+        f_mask = (both >> 16) & ~e_mask
         # mask_weight[m] is the summed weight of the query positions whose bits are set in m.
         mask_weight = np.zeros(1, dtype=np.float64)
         for w in weights:
@@ -736,6 +757,13 @@ class _Index:
                 postings.append(posting)
         if not postings:
             return []
+        if sum(len(p) for p in postings) <= _MERGE_IN_SET_MAX:
+            # Few names: a set merges them in a fraction of numpy's fixed cost per call.
+            names: set[int] = set()
+            for p in postings:
+                names.update(p.tolist() if isinstance(p, np.ndarray) else p)
+            ordered = sorted(names)
+            return np.array(ordered, dtype=np.int32) if len(ordered) >= _POSTING_ARRAY_MIN else ordered
         merged = np.unique(np.concatenate([np.asarray(p, dtype=np.int32) for p in postings]))
         return merged if len(merged) >= _POSTING_ARRAY_MIN else merged.tolist()
 
@@ -777,6 +805,10 @@ class _Index:
 
 
 _PROBE_CACHE_MAX = 100_000  # query words whose merged neighbourhood postings are kept
+# _candidates_dense keeps a name's exact and fuzzy query positions in one int32, 16 bits each.
+if TOKENS_MAX > 16:
+    raise RuntimeError("TOKENS_MAX must fit in 16 bits of a vote mask")
+_MERGE_IN_SET_MAX = 256  # posting entries below which a query word's postings are merged in a set
 _SPARSE_VOTES_MAX = 48  # posting entries a query touches, below which votes are counted in a dict
 
 
@@ -858,8 +890,10 @@ class Screener:
         best_by_entity: dict[int, tuple[float, int, _Side, _Raw]] = {}
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
         abjad = _has_abjad(name)
+        token_weight = index.token_weight
         for tokens in variants:
-            query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad, skeletons=abjad)
+            weights = [token_weight[t] if t in token_weight else default_weight(t) for t in tokens]
+            query = _Side.build(tokens, weights, abjad, skeletons=abjad)
             weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
             for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
                 aligned = _align(query, index.name_sides[ni])
