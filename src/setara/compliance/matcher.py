@@ -316,10 +316,6 @@ class _Alignment:
     joined: bool
 
 
-def _unmatched(weights: Sequence[float], used: int) -> float:
-    return sum(w for i, w in enumerate(weights) if not used >> i & 1)
-
-
 def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
     """Order-independent greedy alignment of query and list tokens, weighted by list-token weight.
 
@@ -410,7 +406,9 @@ def _align(q: _Side, c: _Side) -> _Raw:
                     sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
                 if abjad and sim < JOINED_UNIT_MIN:
                     # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
-                    sim = abjad_similarity(qt, c_heads[ci], q_skeletons[qi][0], c_skeletons[ci][0])
+                    key_a, key_b = q_skeletons[qi][0], c_skeletons[ci][0]
+                    if key_a and key_b and key_a[0] == key_b[0]:  # abjad_similarity's first test, inlined
+                        sim = abjad_similarity(qt, c_heads[ci], key_a, key_b)
                 if sim >= JOINED_UNIT_MIN:
                     scored.append((sim, qi, ci))
         c_pairs = c.pairs
@@ -422,7 +420,9 @@ def _align(q: _Side, c: _Side) -> _Raw:
                     if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
                         sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
                     if abjad and sim < JOINED_UNIT_MIN:
-                        sim = abjad_similarity(qt, ct, q_skeletons[qi][0], c_skeletons[ci][0])
+                        key_a, key_b = q_skeletons[qi][0], c_skeletons[ci][0]
+                        if key_a and key_b and key_a[0] == key_b[0]:
+                            sim = abjad_similarity(qt, ct, key_a, key_b)
                     if sim >= JOINED_UNIT_MIN:
                         scored.append((sim, qi, ci))
     # Stable: equal similarities keep query order, so the alignment does not depend on the sort.
@@ -453,8 +453,12 @@ def _align(q: _Side, c: _Side) -> _Raw:
                 den += w * (EXTRA_EDGE_SHARE if q.edge_mask >> i & 1 else EXTRA_MIDDLE_SHARE)
     full_c = (1 << n_c) - 1
     if used_c & full_c != full_c:
-        den += DROPPED_MIDDLE_SHARE * _unmatched(c.weights, used_c | c.edge_mask)
-        den += DROPPED_EDGE_SHARE * _unmatched(c.weights, used_c | ~c.edge_mask)
+        # Summed in position order, as before, so scores do not move in the last bit.
+        c_weights, edge_mask = c.weights, c.edge_mask
+        middle = sum([c_weights[i] for i in c_range if not (used_c | edge_mask) >> i & 1])
+        edge = sum([c_weights[i] for i in c_range if not (used_c | ~edge_mask) >> i & 1])
+        den += DROPPED_MIDDLE_SHARE * middle
+        den += DROPPED_EDGE_SHARE * edge
     score = num / den if den > 0 else 0.0
     # Spacing differences ("Abdulhai" / "Abdul Hai", "Kim Jongun") compare better as one string.
     joined_score = 0.0
