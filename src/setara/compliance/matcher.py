@@ -129,6 +129,9 @@ class _Side:
     # Joined units (index into units, text, length): compared with the other side's tokens by spelling.
     pairs: tuple[tuple[int, str, int], ...] = ()
     lengths: tuple[int, ...] = ()  # length of each token
+    # Shortest and longest token, shortest and longest joined unit: a joined unit is compared by spelling
+    # only with words whose length is within 15% of its own, so most pairs are ruled out by these four.
+    length_range: tuple[int, int, int, int] = (0, 0, 0, 0)
     # A query's skeletons, worked out the first time a name read from an abjad is aligned with it.
     skeleton_memo: list[tuple[tuple[str, bool | None], ...]] = field(default_factory=list, compare=False)
 
@@ -155,6 +158,7 @@ class _Side:
                 bits.append(3 << i)
                 unit_weights.append(w)
         edge = 1 | (1 << (n - 1)) if tokens else 0
+        lengths = tuple([len(t) for t in tokens])
         # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
         if any(forms):
             joined = "".join([t for t in tokens if not t.startswith(FORM_PREFIX)]) + "".join(
@@ -174,7 +178,13 @@ class _Side:
             tuple(bits),
             tuple(unit_weights),
             tuple(pairs),
-            tuple([len(t) for t in tokens]),
+            lengths,
+            (
+                min(lengths, default=0),
+                max(lengths, default=0),
+                min([p[2] for p in pairs], default=0),
+                max([p[2] for p in pairs], default=0),
+            ),
         )
 
 
@@ -280,9 +290,13 @@ def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
     """
     if not key_a or not key_b or key_a[0] != key_b[0]:
         return 0.0
+    return _abjad_similarity(a, b, key_a, key_b, _ending(a), _ending(b))
+
+
+def _abjad_similarity(a: str, b: str, key_a: str, key_b: str, end_a: bool | None, end_b: bool | None) -> float:
+    """abjad_similarity past its first test, with the written endings (_ending) of a and b given."""
     # A vowel ending is written in the script too (ی, ا, و, ه): Salma is not Salim, Mohammadi not
     # Mohammad.
-    end_a, end_b = _ending(a), _ending(b)
     if end_a is not None and end_b is not None and end_a != end_b:
         return 0.0
     if len(key_a) < 2 or len(key_b) < 2:
@@ -398,33 +412,57 @@ def _align(q: _Side, c: _Side) -> _Raw:
         # one word. Joined units match by spelling alone, never by sound; a length gap over 15%
         # cannot reach JOINED_UNIT_MIN, so the edit distance is skipped.
         q_lens, c_lens = q.lengths, c.lengths
-        for qi, qt, q_len in q.pairs:
-            for ci in c_range:
-                c_len = c_lens[ci]
-                sim = 0.0
-                if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
-                    sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
-                if abjad and sim < JOINED_UNIT_MIN:
-                    # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
-                    key_a, key_b = q_skeletons[qi][0], c_skeletons[ci][0]
-                    if key_a and key_b and key_a[0] == key_b[0]:  # abjad_similarity's first test, inlined
-                        sim = abjad_similarity(qt, c_heads[ci], key_a, key_b)
-                if sim >= JOINED_UNIT_MIN:
-                    scored.append((sim, qi, ci))
-        c_pairs = c.pairs
-        if c_pairs:
+        if abjad:
+            for qi, qt, q_len in q.pairs:
+                for ci in c_range:
+                    c_len = c_lens[ci]
+                    sim = 0.0
+                    if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
+                        sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
+                    if sim < JOINED_UNIT_MIN:
+                        # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
+                        key_a, end_a = q_skeletons[qi]
+                        key_b, end_b = c_skeletons[ci]
+                        if key_a and key_b and key_a[0] == key_b[0]:  # abjad_similarity's first test, inlined
+                            sim = _abjad_similarity(qt, c_heads[ci], key_a, key_b, end_a, end_b)
+                    if sim >= JOINED_UNIT_MIN:
+                        scored.append((sim, qi, ci))
             for qi in range(n_q):
                 qt, q_len = q_heads[qi], q_lens[qi]
-                for ci, ct, c_len in c_pairs:
+                for ci, ct, c_len in c.pairs:
                     sim = 0.0
                     if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
                         sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
-                    if abjad and sim < JOINED_UNIT_MIN:
-                        key_a, key_b = q_skeletons[qi][0], c_skeletons[ci][0]
+                    if sim < JOINED_UNIT_MIN:
+                        key_a, end_a = q_skeletons[qi]
+                        key_b, end_b = c_skeletons[ci]
                         if key_a and key_b and key_a[0] == key_b[0]:
-                            sim = abjad_similarity(qt, ct, key_a, key_b)
+                            sim = _abjad_similarity(qt, ct, key_a, key_b, end_a, end_b)
                     if sim >= JOINED_UNIT_MIN:
                         scored.append((sim, qi, ci))
+        else:
+            # The same pairs in the same order, those outside the length window skipped whole.
+            c_min, c_max, c_pair_min, c_pair_max = c.length_range
+            for qi, qt, q_len in q.pairs:
+                lo, hi = _partner_lengths(q_len)
+                if c_max < lo or c_min > hi:
+                    continue
+                for ci in c_range:
+                    if lo <= c_lens[ci] <= hi:
+                        sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
+                        if sim >= JOINED_UNIT_MIN:
+                            scored.append((sim, qi, ci))
+            if c.pairs:
+                for qi in range(n_q):
+                    lo, hi = _partner_lengths(q_lens[qi])
+                    if c_pair_max < lo or c_pair_min > hi:
+                        continue
+                    qt = q_heads[qi]
+                    for ci, ct, c_len in c.pairs:
+                        if lo <= c_len <= hi:
+                            sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
+                            if sim >= JOINED_UNIT_MIN:
+                                scored.append((sim, qi, ci))
     # Stable: equal similarities keep query order, so the alignment does not depend on the sort.
     scored.sort(key=_BY_SIM, reverse=True)
     used_q = 0
@@ -473,6 +511,27 @@ def _align(q: _Side, c: _Side) -> _Raw:
 
 
 _JOIN_GAP = 1.0 - JOINED_UNIT_MIN
+
+
+def _join_window(length: int) -> tuple[int, int]:
+    """The lengths b with abs(length - b) <= _JOIN_GAP * max(length, b), the test _align applies: tried
+    on each b around length, so the window agrees with that float test exactly. The test fails more
+    the further b is from length, so a window whose two outer neighbours fail is complete."""
+    tried = range(max(0, length * 4 // 5 - 2), length * 5 // 4 + 3)
+    ok = [b for b in tried if abs(length - b) <= _JOIN_GAP * max(length, b)]
+    if ok != list(range(ok[0], ok[-1] + 1)) or (ok[0] == tried[0] and ok[0] > 0) or ok[-1] == tried[-1]:
+        raise AssertionError(f"join window of {length} is not an interval inside {tried}")
+    return ok[0], ok[-1]
+
+
+_JOIN_WINDOWS: dict[int, tuple[int, int]] = {}
+
+
+def _partner_lengths(length: int) -> tuple[int, int]:
+    window = _JOIN_WINDOWS.get(length)
+    if window is None:
+        window = _JOIN_WINDOWS[length] = _join_window(length)
+    return window
 
 
 def default_weight(token: str) -> float:
