@@ -14,7 +14,7 @@ import operator
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -25,7 +25,15 @@ from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
 from setara.compliance.countries import country_code
 from setara.compliance.lists import Entity, ListData
-from setara.compliance.normalize import FORM_PREFIX, PARTICLES, is_form, name_variants, phonetic_key
+from setara.compliance.normalize import (
+    FORM_PREFIX,
+    PARTICLES,
+    TOKENS_MAX,
+    clear_word_caches,
+    is_form,
+    name_variants,
+    phonetic_key,
+)
 from setara.compliance.normalize import abjad_key as _abjad_key
 
 Decision = Literal["clear", "review", "block"]
@@ -114,24 +122,69 @@ class _Side:
     abjad: bool = False  # read from a script that writes no short vowels (Arabic, Persian, Urdu)
     # Per unit: its abjad skeleton and written final vowel (see _ending), for pairs where one side is abjad.
     skeletons: tuple[tuple[str, bool | None], ...] = ()
+    # Columns of the units, so the alignment loop indexes tuples instead of unpacking units per pair.
+    keys: tuple[str, ...] = ()  # phonetic key of each token
+    bits: tuple[int, ...] = ()  # token positions each unit covers
+    unit_weights: tuple[float, ...] = ()
+    # Joined units (index into units, text, length): compared with the other side's tokens by spelling.
+    pairs: tuple[tuple[int, str, int], ...] = ()
+    lengths: tuple[int, ...] = ()  # length of each token
+    # Shortest and longest token, shortest and longest joined unit: a joined unit is compared by spelling
+    # only with words whose length is within 15% of its own, so most pairs are ruled out by these four.
+    length_range: tuple[int, int, int, int] = (0, 0, 0, 0)
+    # A query's skeletons, worked out the first time a name read from an abjad is aligned with it.
+    skeleton_memo: list[tuple[tuple[str, bool | None], ...]] = field(default_factory=list, compare=False)
 
     @classmethod
     def build(
         cls, tokens: Sequence[str], weights: Sequence[float], abjad: bool = False, skeletons: bool = True
     ) -> _Side:
         """skeletons=False for a query: its skeletons are then worked out only if an abjad name needs them."""
-        units: list[_Unit] = [
-            (t, phonetic_key(t), w, 1 << i, True) for i, (t, w) in enumerate(zip(tokens, weights, strict=True))
-        ]
-        for i in range(len(tokens) - 1):
-            a, b = tokens[i], tokens[i + 1]
-            if not (is_form(a) or is_form(b)):
-                units.append((a + b, "", weights[i] + weights[i + 1], 3 << i, False))
-        edge = 1 | (1 << (len(tokens) - 1)) if tokens else 0
+        tokens = tuple(tokens)
+        weights = tuple(weights)
+        n = len(tokens)
+        keys = tuple([phonetic_key(t) for t in tokens])
+        forms = [t.startswith(FORM_PREFIX) for t in tokens]
+        units: list[_Unit] = [(tokens[i], keys[i], weights[i], 1 << i, True) for i in range(n)]
+        bits = [1 << i for i in range(n)]
+        unit_weights = list(weights)
+        pairs: list[tuple[int, str, int]] = []
+        for i in range(n - 1):
+            if not (forms[i] or forms[i + 1]):
+                text = tokens[i] + tokens[i + 1]
+                w = weights[i] + weights[i + 1]
+                pairs.append((len(units), text, len(text)))
+                units.append((text, "", w, 3 << i, False))
+                bits.append(3 << i)
+                unit_weights.append(w)
+        edge = 1 | (1 << (n - 1)) if tokens else 0
+        lengths = tuple([len(t) for t in tokens])
         # Forms go last and canonical, so "X OOO" and "X LLC" join alike but "X AG" and "X GmbH" do not.
-        joined = "".join(t for t in tokens if not is_form(t)) + "".join(sorted(t for t in tokens if is_form(t)))
+        if any(forms):
+            joined = "".join([t for t in tokens if not t.startswith(FORM_PREFIX)]) + "".join(
+                sorted([t for t in tokens if t.startswith(FORM_PREFIX)])
+            )
+        else:
+            joined = "".join(tokens)
         return cls(
-            tuple(tokens), tuple(weights), tuple(units), joined, edge, abjad, _skeletons(units) if skeletons else ()
+            tokens,
+            weights,
+            tuple(units),
+            joined,
+            edge,
+            abjad,
+            _skeletons(units) if skeletons else (),
+            keys,
+            tuple(bits),
+            tuple(unit_weights),
+            tuple(pairs),
+            lengths,
+            (
+                min(lengths, default=0),
+                max(lengths, default=0),
+                min([p[2] for p in pairs], default=0),
+                max([p[2] for p in pairs], default=0),
+            ),
         )
 
 
@@ -143,40 +196,88 @@ def _deletions(token: str) -> set[str]:
     return {token[:i] + token[i + 1 :] for i in range(len(token))}
 
 
-_SIM_CACHE: dict[tuple[str, str], float] = {}
+# Memo of token similarities: query token -> listed token -> similarity. Rows keyed by the query token,
+# so the alignment loop looks a pair up without building a tuple for it.
+_SIM_CACHE: dict[str, dict[str, float]] = {}
+# The same for pairs where one side is read from an abjad: the similarity after the skeleton and
+# written-ending rules, or -1.0 when a written final vowel rules the pair out.
+_ABJAD_CACHE: dict[str, dict[str, float]] = {}
+_ABJAD_PAIRS: dict[tuple[str, str], float] = {}
 _SIM_CACHE_MAX = 500_000
+_sim_entries = [0]  # pairs held in the rows above; a cheap bound, not an exact count across threads
+
+
+def clear_caches() -> None:
+    """Forget every memoised word and pair (benchmarks of first sight; memory)."""
+    _SIM_CACHE.clear()
+    _ABJAD_CACHE.clear()
+    _ABJAD_PAIRS.clear()
+    _sim_entries[0] = 0
+    clear_word_caches()
+
+
+def _row(rows: dict[str, dict[str, float]], token: str) -> dict[str, float]:
+    row = rows.get(token)
+    if row is None:
+        if _sim_entries[0] >= _SIM_CACHE_MAX:
+            # Cheap bound; refills from the hot pairs within a few queries.
+            _SIM_CACHE.clear()
+            _ABJAD_CACHE.clear()
+            _sim_entries[0] = 0
+        row = {}
+        rows[token] = row
+    return row
 
 
 def token_similarity(a: str, b: str, key_a: str | None = None, key_b: str | None = None) -> float:
     """0..1 similarity of two normalised tokens: edit distance, Jaro-Winkler, then sound."""
     if a == b:
         return 1.0
-    cached = _SIM_CACHE.get((a, b))
-    if cached is not None:
-        return cached
+    row = _row(_SIM_CACHE, a)
+    sim = row.get(b)
+    if sim is None:
+        sim = _token_similarity(a, b, key_a, key_b)
+        row[b] = sim
+        _sim_entries[0] += 1
+    return sim
+
+
+def _token_similarity(a: str, b: str, key_a: str | None, key_b: str | None) -> float:
     if a[0] == FORM_PREFIX or b[0] == FORM_PREFIX:
-        sim = 0.0
-    elif len(a) == 1 or len(b) == 1:
-        sim = 0.7 if a[0] == b[0] else 0.0  # an initial stands for any name with that letter
-    else:
-        # OSA counts a transposition as one edit ("Okti" / "Koti"); Jaro-Winkler rewards shared prefixes.
-        raw = 0.5 * (JaroWinkler.normalized_similarity(a, b) + OSA.normalized_similarity(a, b))
-        # Stretch the distance: "Ortiz"/"Ortega" (0.68 raw) is another surname, not 68% of the same one.
-        sim = max(0.0, 1.0 - DISTANCE_STRETCH * (1.0 - raw))
-        ka = phonetic_key(a) if key_a is None else key_a
-        kb = phonetic_key(b) if key_b is None else key_b
-        # Same sound skeleton lifts the score, but only by so much: it corroborates a spelling
-        # variant (Muhammad/Mohamed), it must not make unrelated short names equal.
-        if ka and ka == kb and len(ka) >= 2:
-            sim = max(
-                sim,
-                min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG)
-                if len(ka) >= 3
-                else min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT),
-            )
-    if len(_SIM_CACHE) >= _SIM_CACHE_MAX:
-        _SIM_CACHE.clear()  # cheap bound; refills from the hot pairs within a few queries
-    _SIM_CACHE[(a, b)] = sim
+        return 0.0
+    if len(a) == 1 or len(b) == 1:
+        return 0.7 if a[0] == b[0] else 0.0  # an initial stands for any name with that letter
+    # OSA counts a transposition as one edit ("Okti" / "Koti"); Jaro-Winkler rewards shared prefixes.
+    raw = 0.5 * (JaroWinkler.normalized_similarity(a, b) + OSA.normalized_similarity(a, b))
+    # Stretch the distance: "Ortiz"/"Ortega" (0.68 raw) is another surname, not 68% of the same one.
+    sim = max(0.0, 1.0 - DISTANCE_STRETCH * (1.0 - raw))
+    ka = phonetic_key(a) if key_a is None else key_a
+    kb = phonetic_key(b) if key_b is None else key_b
+    # Same sound skeleton lifts the score, but only by so much: it corroborates a spelling
+    # variant (Muhammad/Mohamed), it must not make unrelated short names equal.
+    if ka and ka == kb and len(ka) >= 2:
+        sim = max(
+            sim,
+            min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG)
+            if len(ka) >= 3
+            else min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT),
+        )
+    return sim
+
+
+def _abjad_pair(
+    a: str, b: str, key_a: str, key_b: str, skel_a: tuple[str, bool | None], skel_b: tuple[str, bool | None]
+) -> float:
+    """A token pair where one side is read from an abjad: -1.0 when a written final vowel tells the
+    names apart however close the spelling, else the better of spelling and skeleton."""
+    sim = token_similarity(a, b, key_a, key_b)
+    if sim < ABJAD_CAP:
+        sk_a, end_a = skel_a
+        sk_b, end_b = skel_b
+        if end_a is not None and end_b is not None and end_a != end_b:
+            return -1.0
+        if sk_a and sk_b and sk_a[0] == sk_b[0]:
+            sim = max(sim, abjad_similarity(a, b, sk_a, sk_b))
     return sim
 
 
@@ -189,27 +290,28 @@ def abjad_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
     """
     if not key_a or not key_b or key_a[0] != key_b[0]:
         return 0.0
+    return _abjad_similarity(a, b, key_a, key_b, _ending(a), _ending(b))
+
+
+def _abjad_similarity(a: str, b: str, key_a: str, key_b: str, end_a: bool | None, end_b: bool | None) -> float:
+    """abjad_similarity past its first test, with the written endings (_ending) of a and b given."""
     # A vowel ending is written in the script too (ی, ا, و, ه): Salma is not Salim, Mohammadi not
     # Mohammad.
-    end_a, end_b = _ending(a), _ending(b)
     if end_a is not None and end_b is not None and end_a != end_b:
         return 0.0
     if len(key_a) < 2 or len(key_b) < 2:
         # A one-consonant skeleton ("ri" / "ry", "mu" / "mw") says little: only words of at most three
         # letters with the same skeleton count, and no more than short sound-alike words do.
         return ABJAD_SHORT_CAP if key_a == key_b and 2 <= len(a) <= 3 and 2 <= len(b) <= 3 else 0.0
-    cached = _ABJAD_CACHE.get((a, b))
+    cached = _ABJAD_PAIRS.get((a, b))
     if cached is not None:
         return cached
     raw = Levenshtein.normalized_similarity(key_a, key_b)
     sim = max(0.0, ABJAD_CAP - ABJAD_STRETCH * (1.0 - raw))
-    if len(_ABJAD_CACHE) >= _SIM_CACHE_MAX:
-        _ABJAD_CACHE.clear()
-    _ABJAD_CACHE[(a, b)] = sim
+    if len(_ABJAD_PAIRS) >= _SIM_CACHE_MAX:
+        _ABJAD_PAIRS.clear()
+    _ABJAD_PAIRS[(a, b)] = sim
     return sim
-
-
-_ABJAD_CACHE: dict[tuple[str, str], float] = {}
 
 
 def _ending(token: str) -> bool | None:
@@ -226,10 +328,6 @@ class _Alignment:
     dropped: tuple[str, ...]
     extra: tuple[str, ...]
     joined: bool
-
-
-def _unmatched(weights: Sequence[float], used: int) -> float:
-    return sum(w for i, w in enumerate(weights) if not used >> i & 1)
 
 
 def align(q: _Side, c: _Side, detail: bool = False) -> _Alignment | float:
@@ -264,50 +362,107 @@ _BY_SIM = operator.itemgetter(0)
 
 def _align(q: _Side, c: _Side) -> _Raw:
     scored: list[tuple[float, int, int]] = []
-    q_units, c_units = q.units, c.units
     n_q, n_c = len(q.tokens), len(c.tokens)
-    cache = _SIM_CACHE
+    q_heads, c_heads = q.tokens, c.tokens
+    q_keys, c_keys = q.keys, c.keys
     abjad = q.abjad or c.abjad
     q_skeletons, c_skeletons = q.skeletons, c.skeletons
     if abjad and not q_skeletons:
-        q_skeletons = _skeletons(q_units)
-    c_heads = c_units[:n_c]
-    for qi in range(n_q):
-        qt, qk = q_units[qi][0], q_units[qi][1]
-        for ci, cu in enumerate(c_heads):
-            ct = cu[0]
-            if qt == ct:
-                scored.append((1.0, qi, ci))
-                continue
-            sim = cache.get((qt, ct))
-            if sim is None:
-                sim = token_similarity(qt, ct, qk, cu[1])
-            if abjad and sim < ABJAD_CAP:
-                key_a, end_a = q_skeletons[qi]
-                key_b, end_b = c_skeletons[ci]
-                if end_a is not None and end_b is not None and end_a != end_b:
-                    continue  # a written final vowel tells the names apart, however close the spelling
-                if key_a and key_b and key_a[0] == key_b[0]:
-                    sim = max(sim, abjad_similarity(qt, ct, key_a, key_b))
-            if sim >= MATCH_MIN:
-                scored.append((sim, qi, ci))
+        memo = q.skeleton_memo
+        if not memo:
+            memo.append(_skeletons(q.units))
+        q_skeletons = memo[0]
+    c_range = range(n_c)
+    if abjad:
+        rows = _ABJAD_CACHE
+        for qi in range(n_q):
+            qt = q_heads[qi]
+            row = _row(rows, qt)
+            for ci in c_range:
+                ct = c_heads[ci]
+                if qt == ct:
+                    scored.append((1.0, qi, ci))
+                    continue
+                sim = row.get(ct)
+                if sim is None:
+                    sim = _abjad_pair(qt, ct, q_keys[qi], c_keys[ci], q_skeletons[qi], c_skeletons[ci])
+                    row[ct] = sim
+                    _sim_entries[0] += 1
+                if sim >= MATCH_MIN:
+                    scored.append((sim, qi, ci))
+    else:
+        rows = _SIM_CACHE
+        for qi in range(n_q):
+            qt = q_heads[qi]
+            row = _row(rows, qt)
+            for ci in c_range:
+                ct = c_heads[ci]
+                if qt == ct:
+                    scored.append((1.0, qi, ci))
+                    continue
+                sim = row.get(ct)
+                if sim is None:
+                    sim = _token_similarity(qt, ct, q_keys[qi], c_keys[ci])
+                    row[ct] = sim
+                    _sim_entries[0] += 1
+                if sim >= MATCH_MIN:
+                    scored.append((sim, qi, ci))
     if n_q != n_c:
         # A spacing difference changes the word count: only then can two joined neighbours stand for
         # one word. Joined units match by spelling alone, never by sound; a length gap over 15%
         # cannot reach JOINED_UNIT_MIN, so the edit distance is skipped.
-        pairs_joined = [(qi, ci) for qi in range(n_q, len(q_units)) for ci in range(n_c)]
-        pairs_joined += [(qi, ci) for qi in range(n_q) for ci in range(n_c, len(c_units))]
-        for qi, ci in pairs_joined:
-            qt, ct = q_units[qi][0], c_units[ci][0]
-            q_len, c_len = len(qt), len(ct)
-            sim = 0.0
-            if abs(q_len - c_len) <= (1.0 - JOINED_UNIT_MIN) * max(q_len, c_len):
-                sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
-            if abjad and sim < JOINED_UNIT_MIN:
-                # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
-                sim = abjad_similarity(qt, ct, q_skeletons[qi][0], c_skeletons[ci][0])
-            if sim >= JOINED_UNIT_MIN:
-                scored.append((sim, qi, ci))
+        q_lens, c_lens = q.lengths, c.lengths
+        if abjad:
+            for qi, qt, q_len in q.pairs:
+                for ci in c_range:
+                    c_len = c_lens[ci]
+                    sim = 0.0
+                    if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
+                        sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
+                    if sim < JOINED_UNIT_MIN:
+                        # "Abdul Rahman" / "عبدالرحمن" (abdalrhman): the skeletons of compounds agree.
+                        key_a, end_a = q_skeletons[qi]
+                        key_b, end_b = c_skeletons[ci]
+                        if key_a and key_b and key_a[0] == key_b[0]:  # abjad_similarity's first test, inlined
+                            sim = _abjad_similarity(qt, c_heads[ci], key_a, key_b, end_a, end_b)
+                    if sim >= JOINED_UNIT_MIN:
+                        scored.append((sim, qi, ci))
+            for qi in range(n_q):
+                qt, q_len = q_heads[qi], q_lens[qi]
+                for ci, ct, c_len in c.pairs:
+                    sim = 0.0
+                    if abs(q_len - c_len) <= _JOIN_GAP * (q_len if q_len > c_len else c_len):
+                        sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
+                    if sim < JOINED_UNIT_MIN:
+                        key_a, end_a = q_skeletons[qi]
+                        key_b, end_b = c_skeletons[ci]
+                        if key_a and key_b and key_a[0] == key_b[0]:
+                            sim = _abjad_similarity(qt, ct, key_a, key_b, end_a, end_b)
+                    if sim >= JOINED_UNIT_MIN:
+                        scored.append((sim, qi, ci))
+        else:
+            # The same pairs in the same order, those outside the length window skipped whole.
+            c_min, c_max, c_pair_min, c_pair_max = c.length_range
+            for qi, qt, q_len in q.pairs:
+                lo, hi = _partner_lengths(q_len)
+                if c_max < lo or c_min > hi:
+                    continue
+                for ci in c_range:
+                    if lo <= c_lens[ci] <= hi:
+                        sim = Levenshtein.normalized_similarity(qt, c_heads[ci], score_cutoff=JOINED_UNIT_MIN)
+                        if sim >= JOINED_UNIT_MIN:
+                            scored.append((sim, qi, ci))
+            if c.pairs:
+                for qi in range(n_q):
+                    lo, hi = _partner_lengths(q_lens[qi])
+                    if c_pair_max < lo or c_pair_min > hi:
+                        continue
+                    qt = q_heads[qi]
+                    for ci, ct, c_len in c.pairs:
+                        if lo <= c_len <= hi:
+                            sim = Levenshtein.normalized_similarity(qt, ct, score_cutoff=JOINED_UNIT_MIN)
+                            if sim >= JOINED_UNIT_MIN:
+                                scored.append((sim, qi, ci))
     # Stable: equal similarities keep query order, so the alignment does not depend on the sort.
     scored.sort(key=_BY_SIM, reverse=True)
     used_q = 0
@@ -315,28 +470,33 @@ def _align(q: _Side, c: _Side) -> _Raw:
     num = 0.0
     den = 0.0
     kept: list[tuple[float, int, int]] = []
+    q_bits, c_bits, c_weights = q.bits, c.bits, c.unit_weights
     for item in scored:
         sim, qi, ci = item
-        q_bits, cu = q_units[qi][3], c_units[ci]
-        if used_q & q_bits or used_c & cu[3]:
+        q_bit, c_bit = q_bits[qi], c_bits[ci]
+        if used_q & q_bit or used_c & c_bit:
             continue
-        used_q |= q_bits
-        used_c |= cu[3]
-        num += sim * cu[2]
-        den += cu[2]
+        used_q |= q_bit
+        used_c |= c_bit
+        w = c_weights[ci]
+        num += sim * w
+        den += w
         kept.append(item)
     # Words the query has beyond the list name (a patronymic, a repeated word) cost like dropped ones.
-    q_tokens = q.tokens
     full_q = (1 << n_q) - 1
     if used_q & full_q != full_q:
-        matched_q = {q_tokens[i] for i in range(n_q) if used_q >> i & 1}
+        matched_q = {q_heads[i] for i in range(n_q) if used_q >> i & 1}
         for i, w in enumerate(q.weights):
-            if not used_q >> i & 1 and q_tokens[i] not in matched_q:
+            if not used_q >> i & 1 and q_heads[i] not in matched_q:
                 den += w * (EXTRA_EDGE_SHARE if q.edge_mask >> i & 1 else EXTRA_MIDDLE_SHARE)
     full_c = (1 << n_c) - 1
     if used_c & full_c != full_c:
-        den += DROPPED_MIDDLE_SHARE * _unmatched(c.weights, used_c | c.edge_mask)
-        den += DROPPED_EDGE_SHARE * _unmatched(c.weights, used_c | ~c.edge_mask)
+        # Summed in position order, as before, so scores do not move in the last bit.
+        c_weights, edge_mask = c.weights, c.edge_mask
+        middle = sum([c_weights[i] for i in c_range if not (used_c | edge_mask) >> i & 1])
+        edge = sum([c_weights[i] for i in c_range if not (used_c | ~edge_mask) >> i & 1])
+        den += DROPPED_MIDDLE_SHARE * middle
+        den += DROPPED_EDGE_SHARE * edge
     score = num / den if den > 0 else 0.0
     # Spacing differences ("Abdulhai" / "Abdul Hai", "Kim Jongun") compare better as one string.
     joined_score = 0.0
@@ -348,6 +508,30 @@ def _align(q: _Side, c: _Side) -> _Raw:
             ka, kb = _abjad_key(q.joined), _abjad_key(c.joined)
             joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
     return max(score, joined_score), score, kept, used_q, used_c
+
+
+_JOIN_GAP = 1.0 - JOINED_UNIT_MIN
+
+
+def _join_window(length: int) -> tuple[int, int]:
+    """The lengths b with abs(length - b) <= _JOIN_GAP * max(length, b), the test _align applies: tried
+    on each b around length, so the window agrees with that float test exactly. The test fails more
+    the further b is from length, so a window whose two outer neighbours fail is complete."""
+    tried = range(max(0, length * 4 // 5 - 2), length * 5 // 4 + 3)
+    ok = [b for b in tried if abs(length - b) <= _JOIN_GAP * max(length, b)]
+    if ok != list(range(ok[0], ok[-1] + 1)) or (ok[0] == tried[0] and ok[0] > 0) or ok[-1] == tried[-1]:
+        raise AssertionError(f"join window of {length} is not an interval inside {tried}")
+    return ok[0], ok[-1]
+
+
+_JOIN_WINDOWS: dict[int, tuple[int, int]] = {}
+
+
+def _partner_lengths(length: int) -> tuple[int, int]:
+    window = _JOIN_WINDOWS.get(length)
+    if window is None:
+        window = _JOIN_WINDOWS[length] = _join_window(length)
+    return window
 
 
 def default_weight(token: str) -> float:
@@ -594,15 +778,16 @@ class _Index:
         bound: float,
         bound_script: float | None,
     ) -> list[int]:
-        exact = np.zeros(len(self.name_tokens), dtype=np.int32)
-        fuzzy = np.zeros(len(self.name_tokens), dtype=np.int32)
+        # One array: exact positions in the low 16 bits, fuzzy ones in the high 16 (TOKENS_MAX is 12).
+        masks = np.zeros(len(self.name_tokens), dtype=np.int32)
         for posting, mask in exact_hits:
-            exact[posting] |= mask
+            masks[posting] |= mask
         for posting, mask in fuzzy_hits:
-            fuzzy[posting] |= mask
-        touched = np.flatnonzero(exact | fuzzy)
-        e_mask = exact[touched]
-        f_mask = fuzzy[touched] & ~e_mask
+            masks[posting] |= mask << 16
+        touched = np.flatnonzero(masks)
+        both = masks[touched]
+        e_mask = both & 0xFFFF
+        f_mask = (both >> 16) & ~e_mask
         # mask_weight[m] is the summed weight of the query positions whose bits are set in m.
         mask_weight = np.zeros(1, dtype=np.float64)
         for w in weights:
@@ -635,6 +820,13 @@ class _Index:
                 postings.append(posting)
         if not postings:
             return []
+        if sum(len(p) for p in postings) <= _MERGE_IN_SET_MAX:
+            # Few names: a set merges them in a fraction of numpy's fixed cost per call.
+            names: set[int] = set()
+            for p in postings:
+                names.update(p.tolist() if isinstance(p, np.ndarray) else p)
+            ordered = sorted(names)
+            return np.array(ordered, dtype=np.int32) if len(ordered) >= _POSTING_ARRAY_MIN else ordered
         merged = np.unique(np.concatenate([np.asarray(p, dtype=np.int32) for p in postings]))
         return merged if len(merged) >= _POSTING_ARRAY_MIN else merged.tolist()
 
@@ -676,6 +868,10 @@ class _Index:
 
 
 _PROBE_CACHE_MAX = 100_000  # query words whose merged neighbourhood postings are kept
+# _candidates_dense keeps a name's exact and fuzzy query positions in one int32, 16 bits each.
+if TOKENS_MAX > 16:
+    raise RuntimeError("TOKENS_MAX must fit in 16 bits of a vote mask")
+_MERGE_IN_SET_MAX = 256  # posting entries below which a query word's postings are merged in a set
 _SPARSE_VOTES_MAX = 48  # posting entries a query touches, below which votes are counted in a dict
 
 
@@ -757,8 +953,10 @@ class Screener:
         best_by_entity: dict[int, tuple[float, int, _Side, _Raw]] = {}
         exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
         abjad = _has_abjad(name)
+        token_weight = index.token_weight
         for tokens in variants:
-            query = _Side.build(tokens, [index.weight(t) for t in tokens], abjad, skeletons=abjad)
+            weights = [token_weight[t] if t in token_weight else default_weight(t) for t in tokens]
+            query = _Side.build(tokens, weights, abjad, skeletons=abjad)
             weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
             for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
                 aligned = _align(query, index.name_sides[ni])

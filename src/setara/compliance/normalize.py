@@ -93,6 +93,7 @@ for _words, _canon in _FORM_LOOKUP.items():
             _FUZZY_FORMS.setdefault(_key, []).append((_word, _canon))
 
 
+@lru_cache(maxsize=65536)
 def _fuzzy_form(token: str) -> str | None:
     if len(token) < _FUZZY_FORM_LEN_MIN - 1 or token.isdigit():
         return None
@@ -100,14 +101,6 @@ def _fuzzy_form(token: str) -> str | None:
         for word, canon in _FUZZY_FORMS.get(probe, ()):
             if OSA.distance(token, word, score_cutoff=1) <= 1:
                 return canon
-    return None
-    canon = _FUZZY_FORMS.get(token)
-    if canon is not None:
-        return canon
-    for i in range(len(token)):
-        canon = _FUZZY_FORMS.get(token[:i] + token[i + 1 :])
-        if canon is not None:
-            return canon
     return None
 
 
@@ -414,6 +407,14 @@ def _abjad_forms(tokens: tuple[str, ...]) -> tuple[str, ...]:
         for t in tokens
     )
     return out if not all(is_form(t) for t in out) else tokens
+
+
+def clear_word_caches() -> None:
+    """Forget every memoised name and word reading (first-sight benchmarks)."""
+    name_variants.cache_clear()
+    phonetic_key.cache_clear()
+    abjad_key.cache_clear()
+    _fuzzy_form.cache_clear()
 
 
 def normalize_name(name: str) -> str:
