@@ -14,10 +14,12 @@ from pathlib import Path
 import pytest
 
 from setara.core import QUEUED, SETTLED
+from setara.core.network import Network
 from setara.node import Node
 from setara.node.usecases import Refused, fund
 from tests.conftest import T0_MS, run_cli
 from tests.test_cli_strict import cli_db, refused, state  # noqa: F401  # cli_db is a fixture
+from tests.test_store_backends import kind, make_url, url  # noqa: F401  # fixtures: SQLite and PostgreSQL
 
 FUND = ("fund", "--member", "BANK_ID1", "--currency", "IDR", "--amount", "10.00", "--id", "f1")
 
@@ -80,9 +82,13 @@ def test_cli_funding_id_must_be_url_safe(cli_db: Path) -> None:  # noqa: F811
     assert state(cli_db) == before
 
 
-def test_use_case_answers_the_balance_the_funding_left_across_restarts(db: str) -> None:
+def test_use_case_answers_the_balance_the_funding_left_across_restarts(url: str, network: Network  # noqa: F811
+                                                                       ) -> None:
     """A funding that releases a queued payment answers the balance right after its own posting
-    (the payment settles in the same command), the same on a retry after the node reopened."""
+    (the payment settles in the same command), the same on a retry after the node reopened; on
+    SQLite and PostgreSQL."""
+    Node.create(url, network, T0_MS).close()
+    db = url
     with Node.open(db, write=True) as node:
         line = {"id": "p1", "debtor": "BANK_ID3", "creditor": "BANK_ID1", "currency": "THB",
                 "amount": "600000.00"}
