@@ -17,6 +17,8 @@ __all__ = ["register"]
 
 DEFAULT_DB = "./setara.db"
 SHUTDOWN_GRACE_S = 10  # on SIGTERM, requests still running after this long are cancelled
+# uvicorn's levels, checked before the server starts (it would fail only once serving).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or postgresql://… URL.")]
 
 
@@ -61,17 +63,19 @@ def register(app: typer.Typer) -> None:
         # takes the signal, drains and closes the writer, then re-raises it to this handler.
         signal.signal(signal.SIGTERM, _terminated)
         from setara.api.app import create_app
-        from setara.node import SetaraError, StoreError
+        from setara.node import NoDatabaseError, SetaraError, StoreError
 
         if not 0 < port < 65536:
             _fail("--port must be between 1 and 65535", 2)
+        if log_level not in LOG_LEVELS:
+            _fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}", 2)
         _check_bind(host, port)
         try:
             api = create_app(db, replication=replication)
         except NotASequencer as e:
             _fail(str(e), 2)
         except (StoreError, SetaraError) as e:
-            _fail(str(e))
+            _fail(str(e), 2 if isinstance(e, NoDatabaseError) else 1)
         if not api.state.api.screening_loaded:
             sys.stderr.write("warning: no sanctions list is loaded: screening finds no hit "
                              "(load one with `setara lists import`; the server picks it up)\n")

@@ -23,6 +23,13 @@ def _fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
+def _exit_of(e: Exception) -> int:
+    """A missing database is the user's mistake (exit 2); any other failure the system's (1)."""
+    from setara.cli.common import store_exit
+
+    return store_exit(e)
+
+
 def register(app: typer.Typer) -> None:
     node_app = typer.Typer(no_args_is_help=True, help="Node keys.")
     checkpoint_app = typer.Typer(no_args_is_help=True, help="Signed checkpoints: show, verify, conflicts.")
@@ -99,7 +106,7 @@ def register(app: typer.Typer) -> None:
         try:
             doc = show_checkpoint(db)
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         if doc is None:
             _fail(f"{db} holds no checkpoint (run `setara follow`)")
         sys.stdout.write(doc.decode() + "\n")
@@ -130,7 +137,7 @@ def register(app: typer.Typer) -> None:
                     if at is not None and at[0].hex() != cp.block_hash:
                         problem = f"seq {cp.seq}: block hash differs from this store's block {cp.seq}"
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         if problem is not None:
             _fail(f"checkpoint does not verify: {problem}")
         sys.stderr.write("checkpoint verified: a quorum of registered member nodes signed it\n")
@@ -144,7 +151,7 @@ def register(app: typer.Typer) -> None:
             with Node.open(db, write=False) as node:
                 proofs = node.store.proofs()
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         sys.stdout.write(orjson.dumps(proofs).decode() + "\n")
         if proofs:
             raise typer.Exit(1)
