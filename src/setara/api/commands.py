@@ -23,7 +23,9 @@ DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or postgresql://â€
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"error: {message}\n")
+    from setara.cli.common import one_line
+
+    sys.stderr.write(f"error: {one_line(message)}\n")
     raise typer.Exit(code)
 
 
@@ -169,6 +171,13 @@ def _check_bind(host: str, port: int) -> None:
             _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
 
 
+def _store_exit(e: Exception) -> int:
+    """A missing database is the user's mistake (exit 2); any other store failure the system's (1)."""
+    from setara.node import NoDatabaseError
+
+    return 2 if isinstance(e, NoDatabaseError) else 1
+
+
 def _open_store(db: str):  # type: ignore[no-untyped-def]
     from setara.node import StoreError, open_store
 
@@ -176,7 +185,7 @@ def _open_store(db: str):  # type: ignore[no-untyped-def]
         store = open_store(db)
         store.check_schema()
     except StoreError as e:
-        _fail(str(e))
+        _fail(str(e), _store_exit(e))
     return store
 
 
@@ -186,7 +195,7 @@ def _check_member(db: str, member: str) -> None:
     try:
         node = Node.open(db, write=False)
     except StoreError as e:
-        _fail(str(e))
+        _fail(str(e), _store_exit(e))
     with node:
         if member not in node.network.members:
             _fail(f"--member: {member} is not a member of the network", 2)

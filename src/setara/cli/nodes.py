@@ -19,7 +19,9 @@ StreamOpt = Annotated[str | None, typer.Option("--stream", help="JetStream strea
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"error: {message}\n")
+    from setara.cli.common import one_line
+
+    sys.stderr.write(f"error: {one_line(message)}\n")
     raise typer.Exit(code)
 
 
