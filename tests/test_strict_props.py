@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import sqlite3
+import string
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,9 +33,11 @@ from typing import Any
 
 import pytest
 import typer
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from setara.api import create_app
 from setara.api.keys import issue_key
 from setara.cli.common import one_line
 from setara.cli.main import app as cli_app
@@ -445,3 +449,225 @@ def test_control_characters_in_user_data_stay_escaped_on_one_line(env: Env, valu
         assert_refused(run, one_line(value))
     run = cli("keys", "list", opt("--db", str(env.dir / value)))  # a message of the `keys` commands' own _fail
     assert_refused(run, one_line(value))
+
+
+# ====================================================================== the API, in process
+
+
+@dataclass(frozen=True)
+class ApiEnv:
+    client: TestClient
+    db: str
+    keys: dict[str, str]  # role -> key
+    spec: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def api_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiEnv]:
+    db = str(tmp_path_factory.mktemp("api_props") / "s.db")
+    with Node.create(db, NET, T0_MS) as node:
+        lines = [b'{"id":"p1","debtor":"BANK_ID1","creditor":"BANK_ID2","currency":"IDR","amount":"10.00"}']
+        for _ in node.submit_lines(lines, clock=lambda: T0_MS + 1):
+            pass
+    store = open_store(db)
+    keys = {"operator": issue_key(store, "operator", None)[1], "member": issue_key(store, "member", "BANK_ID1")[1],
+            "compliance": issue_key(store, "compliance", None)[1]}
+    store.close()
+    app = create_app(db)
+    with TestClient(app) as client:
+        yield ApiEnv(client, db, keys, app.openapi())
+
+
+def api_fingerprint(db: str) -> tuple[Any, ...]:
+    store = open_store(db)
+    try:
+        return verify_store(store).state_hash, store.head()
+    finally:
+        store.close()
+
+
+# A request: method, URL, role of the key (None: the Authorization header is in `headers`),
+# extra headers, body bytes; and the field the problem answer must name.
+@dataclass(frozen=True)
+class Req:
+    method: str
+    url: str
+    role: str | None
+    field: str
+    body: bytes | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    iso: bool = False  # ISO 20022 refuses in its own protocol: pacs.002 RJCT with a reason code
+
+
+@dataclass(frozen=True)
+class ApiCase:
+    value: st.SearchStrategy[Any]
+    build: Callable[[Any], Req]
+
+
+def api_one_of(*cases: ApiCase) -> ApiCase:
+    strategy = st.one_of(*(st.tuples(st.just(i), c.value) for i, c in enumerate(cases)))
+    return ApiCase(strategy, lambda v: cases[v[0]].build(v[1]))
+
+
+QUERY_NAME = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True)
+
+
+def unknown_query(method: str, path: str, role: str | None, known: frozenset[str] = frozenset(), *,
+                  body: bytes | None = None) -> ApiCase:
+    """A query parameter the operation does not take (a typo of one it does, say)."""
+    return ApiCase(QUERY_NAME.filter(lambda n: n not in known),
+                   lambda n: Req(method, f"{path}?{n}=1", role, n, body))
+
+
+def bad_key() -> ApiCase:
+    token = st.text(st.sampled_from(string.ascii_letters + string.digits + "._-"), max_size=40)
+    return ApiCase(token, lambda t: Req("GET", "/v1/whoami", None, "Authorization",
+                                        headers=(("Authorization", f"Bearer {t}"),)))
+
+
+def payment_body(**change: Any) -> bytes:
+    obj = {"id": "api-1", "debtor": "BANK_ID1", "creditor": "BANK_ID2", "currency": "IDR", "amount": "1.00"}
+    obj.update(change)
+    return json.dumps(obj).encode()
+
+
+BAD_BODY_FIELD = st.one_of(
+    st.tuples(st.just("amount"), st.one_of(st.integers(), st.floats(allow_nan=False), BAD_AMOUNT)),
+    st.tuples(st.just("id"), BAD_ID),
+    st.tuples(st.just("creditor"), not_in(MEMBERS)),
+    st.tuples(st.just("currency"), not_in(CURRENCIES)),
+    st.tuples(QUERY_NAME.filter(lambda k: k not in {"id", "debtor", "creditor", "currency", "amount", "priority",
+                                                    "to_currency", "quote_id", "uetr", "end_to_end_id", "msg_id"}
+                                and not k.endswith(("_name", "_country", "_address", "_names", "_countries"))),
+              st.just("x")),
+)
+def _digits(s: str) -> bool:
+    return s.strip().isascii() and s.strip().lstrip("+").isdigit()
+
+
+def bad_limit(low: int) -> st.SearchStrategy[str]:
+    """Out of range, or not a number (pydantic reads " 5" and "+5" as 5: the same number, so not bad)."""
+    return st.one_of(outside(low, 1000).map(str), TEXT.filter(lambda s: not _digits(s) or not low <= int(s) <= 1000))
+
+
+def _query(path: str, name: str, role: str, extra: str = "", low: int = 1) -> ApiCase:
+    from urllib.parse import quote
+
+    return ApiCase(bad_limit(low), lambda v: Req("GET", f"{path}?{extra}{name}={quote(v)}", role, name))
+
+
+def _path_id(method: str, template: str, role: str, field: str, suffix: str = "", body: bytes | None = None
+             ) -> ApiCase:
+    return ApiCase(UNKNOWN_ID, lambda v: Req(method, template.format(v) + suffix, role, field, body))
+
+
+_NOTE = json.dumps({"note": "checked"}).encode()
+
+API_CASES: dict[tuple[str, str], ApiCase] = {
+    ("GET", "/healthz"): unknown_query("GET", "/healthz", None),
+    ("GET", "/metrics"): unknown_query("GET", "/metrics", "operator"),
+    ("GET", "/v1/whoami"): api_one_of(bad_key(), unknown_query("GET", "/v1/whoami", "member")),
+    ("POST", "/v1/payments"): api_one_of(
+        ApiCase(BAD_BODY_FIELD, lambda kv: Req("POST", "/v1/payments", "member", kv[0],
+                                               payment_body(**{kv[0]: kv[1]}))),
+        # the same key twice: the first value is what a signer saw
+        ApiCase(st.sampled_from(["amount", "creditor", "id"]), lambda k: Req(
+            "POST", "/v1/payments", "member", k, payment_body()[:-1] + f', "{k}": "x"}}'.encode()))),
+    ("GET", "/v1/payments"): api_one_of(
+        _query("/v1/payments", "limit", "member"),
+        ApiCase(not_in(frozenset({"SETTLED", "QUEUED", "HELD", "REJECTED", "CANCELLED"})).map(
+            lambda s: s.encode("utf-8", "replace").hex()), lambda v: Req("GET", f"/v1/payments?status=x{v}",
+                                                                         "member", "status")),
+        unknown_query("GET", "/v1/payments", "member", frozenset({"status", "after", "limit", "member"})),
+        ApiCase(st.from_regex(r"[A-Z0-9_]{1,20}", fullmatch=True).filter(lambda m: m not in MEMBERS),
+                lambda m: Req("GET", f"/v1/payments?member={m}", "operator", "member"))),
+    ("POST", "/v1/payments/batch"): ApiCase(
+        st.one_of(st.integers(), st.text(max_size=8), st.dictionaries(st.text(max_size=4), st.integers(), max_size=2)),
+        lambda v: Req("POST", "/v1/payments/batch", "member", "body", json.dumps(v).encode())),
+    ("GET", "/v1/payments/{payment_id}"): _path_id("GET", "/v1/payments/{}", "member", "id"),
+    ("POST", "/v1/payments/{payment_id}/cancel"): _path_id("POST", "/v1/payments/{}", "member", "id", "/cancel"),
+    ("GET", "/v1/accounts"): api_one_of(
+        ApiCase(st.integers(65, 200), lambda n: Req("GET", f"/v1/accounts?member={'M' * n}", "operator", "member")),
+        ApiCase(st.from_regex(r"[A-Z0-9_]{1,20}", fullmatch=True).filter(lambda m: m not in MEMBERS),
+                lambda m: Req("GET", f"/v1/accounts?member={m}", "operator", "member")),
+        unknown_query("GET", "/v1/accounts", "operator", frozenset({"member"}))),
+    ("GET", "/v1/statements/{currency}"): api_one_of(
+        ApiCase(st.from_regex(r"[A-Z]{3}", fullmatch=True).filter(lambda c: c not in CURRENCIES),
+                lambda c: Req("GET", f"/v1/statements/{c}", "member", "currency")),
+        _query("/v1/statements/IDR", "limit", "member"),
+        _query("/v1/statements/IDR", "page_size", "member", "format=camt053&")),
+    ("POST", "/v1/iso20022"): api_one_of(
+        ApiCase(st.sampled_from([b"", b" ", b"\n\t"]),
+                lambda b: Req("POST", "/v1/iso20022", "member", "body", b, (("Content-Type", "application/xml"),))),
+        ApiCase(st.one_of(st.binary(min_size=1, max_size=64).filter(bytes.strip), st.just(b"<Document/>"),
+                          st.just(b"<a><b></a>"),
+                          st.just(b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY e "x">]><d>&e;</d>')),
+                lambda b: Req("POST", "/v1/iso20022", "member", "body", b, (("Content-Type", "application/xml"),),
+                              iso=True))),
+    ("GET", "/v1/fx/rates"): unknown_query("GET", "/v1/fx/rates", "member"),
+    ("GET", "/v1/admin/queue"): api_one_of(
+        _query("/v1/admin/queue", "limit", "operator", low=0),  # 0: the counts alone
+        ApiCase(st.from_regex(r"[A-Z]{1,3}", fullmatch=True).filter(lambda c: c not in CURRENCIES),
+                lambda c: Req("GET", f"/v1/admin/queue?currency={c}", "operator", "currency"))),
+    ("POST", "/v1/admin/cycles/{currency}/close"): ApiCase(
+        st.from_regex(r"[A-Z]{3}", fullmatch=True).filter(lambda c: c not in CURRENCIES),
+        lambda c: Req("POST", f"/v1/admin/cycles/{c}/close", "operator", "currency")),
+    ("GET", "/v1/admin/members"): unknown_query("GET", "/v1/admin/members", "operator"),
+    ("GET", "/v1/admin/holds"): _query("/v1/admin/holds", "limit", "compliance", low=0),
+    ("POST", "/v1/admin/holds/{payment_id}/release"): api_one_of(
+        _path_id("POST", "/v1/admin/holds/{}", "compliance", "id", "/release", _NOTE),
+        ApiCase(st.sampled_from(["", " ", "\t", "x" * 5000]).map(lambda n: json.dumps({"note": n}).encode()),
+                lambda b: Req("POST", "/v1/admin/holds/p1/release", "compliance", "note", b))),
+    ("POST", "/v1/admin/holds/{payment_id}/reject"): api_one_of(
+        _path_id("POST", "/v1/admin/holds/{}", "compliance", "id", "/reject", _NOTE),
+        ApiCase(st.sampled_from(["", " ", "\t"]).map(lambda n: json.dumps({"note": n}).encode()),
+                lambda b: Req("POST", "/v1/admin/holds/p1/reject", "compliance", "note", b))),
+    ("GET", "/v1/admin/overview"): unknown_query("GET", "/v1/admin/overview", "operator"),
+}
+
+
+def _operations(spec: dict[str, Any]) -> list[tuple[str, str]]:
+    return sorted((m.upper(), path) for path, ops in spec["paths"].items() for m in ops)
+
+
+def test_every_api_operation_has_a_bad_input_case(api_env: ApiEnv) -> None:
+    ops = _operations(api_env.spec)
+    assert len(ops) >= 15
+    assert sorted(API_CASES) == ops, {"without a case": sorted(set(ops) - set(API_CASES)),
+                                      "no such operation": sorted(set(API_CASES) - set(ops))}
+
+
+def send(e: ApiEnv, r: Req) -> Any:
+    headers = dict(r.headers)
+    if r.role is not None:
+        headers["Authorization"] = f"Bearer {e.keys[r.role]}"
+    if r.body is not None:
+        headers.setdefault("Content-Type", "application/json")
+    return e.client.request(r.method, r.url, content=r.body, headers=headers)
+
+
+@pytest.mark.parametrize("operation", sorted(API_CASES), ids=" ".join)
+def test_api_bad_input_is_a_problem_naming_the_field(api_env: ApiEnv, operation: tuple[str, str]) -> None:
+    case = API_CASES[operation]
+    before = api_fingerprint(api_env.db)
+
+    @PROPS
+    @given(value=case.value)
+    def check(value: Any) -> None:
+        req = case.build(value)
+        resp = send(api_env, req)
+        if req.iso:  # a pacs.002 rejecting the whole message (FF01), which says why
+            assert resp.status_code == 200 and resp.headers["content-type"].startswith("application/xml"), resp
+            assert b"<GrpSts>RJCT</GrpSts>" in resp.content and b"<Cd>FF01</Cd>" in resp.content, resp.text[:600]
+            assert b"<AddtlInf>" in resp.content
+            assert api_fingerprint(api_env.db) == before
+            return
+        assert 400 <= resp.status_code < 500, (req, resp.status_code, resp.text[:300])
+        assert resp.headers["content-type"].startswith("application/problem+json"), (req, resp.headers)
+        assert "Traceback" not in resp.text
+        problem = resp.json()
+        assert problem["status"] == resp.status_code and problem.get("field") == req.field, (req, problem)
+        assert api_fingerprint(api_env.db) == before
+
+    check()
