@@ -51,7 +51,7 @@ def _known_query(request: Request) -> None:
     for name, _ in request.query_params.multi_items():
         if name not in known:
             raise ApiProblem(422, "Unknown query parameter", f"unknown query parameter {name!r}; this operation "
-                             f"takes {', '.join(sorted(known)) or 'none'}", field=name[:64])
+                             f"takes {', '.join(sorted(known)) or 'none'}", field=name[:64] or "query")
         if name in seen:
             raise ApiProblem(422, "Repeated query parameter", f"query parameter {name} given more than once",
                              field=name)
