@@ -66,7 +66,8 @@ def require(*roles: str) -> Callable[[Request], Awaitable[Principal]]:
 
 def require_now(who: Principal, *roles: str) -> None:
     if who.role not in roles:
-        raise ApiProblem(403, "Forbidden", f"this needs the role {' or '.join(roles)}; the key has {who.role}")
+        raise ApiProblem(403, "Forbidden", f"this needs the role {' or '.join(roles)}; the key has {who.role}",
+                         field="Authorization")
 
 
 Who = Annotated[Principal, Depends(principal)]

@@ -17,11 +17,15 @@ __all__ = ["register"]
 
 DEFAULT_DB = "./setara.db"
 SHUTDOWN_GRACE_S = 10  # on SIGTERM, requests still running after this long are cancelled
+# uvicorn's levels, checked before the server starts (it would fail only once serving).
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 DbOpt = Annotated[str, typer.Option("--db", help="SQLite path or postgresql://… URL.")]
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"error: {message}\n")
+    from setara.cli.common import one_line
+
+    sys.stderr.write(f"error: {one_line(message)}\n")
     raise typer.Exit(code)
 
 
@@ -61,17 +65,19 @@ def register(app: typer.Typer) -> None:
         # takes the signal, drains and closes the writer, then re-raises it to this handler.
         signal.signal(signal.SIGTERM, _terminated)
         from setara.api.app import create_app
-        from setara.node import SetaraError, StoreError
+        from setara.node import NoDatabaseError, SetaraError, StoreError
 
         if not 0 < port < 65536:
             _fail("--port must be between 1 and 65535", 2)
+        if log_level not in LOG_LEVELS:
+            _fail(f"--log-level must be one of {', '.join(LOG_LEVELS)}", 2)
         _check_bind(host, port)
         try:
             api = create_app(db, replication=replication)
         except NotASequencer as e:
             _fail(str(e), 2)
         except (StoreError, SetaraError) as e:
-            _fail(str(e))
+            _fail(str(e), 2 if isinstance(e, NoDatabaseError) else 1)
         if not api.state.api.screening_loaded:
             sys.stderr.write("warning: no sanctions list is loaded: screening finds no hit "
                              "(load one with `setara lists import`; the server picks it up)\n")
@@ -165,6 +171,13 @@ def _check_bind(host: str, port: int) -> None:
             _fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
 
 
+def _store_exit(e: Exception) -> int:
+    """A missing database is the user's mistake (exit 2); any other store failure the system's (1)."""
+    from setara.node import NoDatabaseError
+
+    return 2 if isinstance(e, NoDatabaseError) else 1
+
+
 def _open_store(db: str):  # type: ignore[no-untyped-def]
     from setara.node import StoreError, open_store
 
@@ -172,7 +185,7 @@ def _open_store(db: str):  # type: ignore[no-untyped-def]
         store = open_store(db)
         store.check_schema()
     except StoreError as e:
-        _fail(str(e))
+        _fail(str(e), _store_exit(e))
     return store
 
 
@@ -182,7 +195,7 @@ def _check_member(db: str, member: str) -> None:
     try:
         node = Node.open(db, write=False)
     except StoreError as e:
-        _fail(str(e))
+        _fail(str(e), _store_exit(e))
     with node:
         if member not in node.network.members:
             _fail(f"--member: {member} is not a member of the network", 2)

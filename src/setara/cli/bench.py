@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
-from setara.cli.common import out_json
+from setara.cli.common import fail, out_json
+
+BENCH_N_MIN = 1_000
+BENCH_N_MAX = 100_000_000
 
 
 def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit throughput run.")] = 200_000,
@@ -24,6 +27,10 @@ def bench(n: Annotated[int, typer.Option("--n", help="Payments in the submit thr
     and the cost of screening."""
     from setara import bench as bench_mod
 
+    # Refused before anything runs: too few payments leave nothing to time (a rate of 0 s).
+    for option, value, low in (("--n", n, BENCH_N_MIN), ("--memory", memory, 0), ("--nodes", nodes, 0)):
+        if not (value == 0 and low == 0) and not BENCH_N_MIN <= value <= BENCH_N_MAX:
+            fail(f"{option} must be {'0 or ' if low == 0 else ''}between {BENCH_N_MIN} and {BENCH_N_MAX}", 2)
     res = (bench_mod.named(n, un_list, memory, out=sys.stderr) if named
            else bench_mod.run(n, memory, out=sys.stderr, un_list=un_list))
     if nodes:

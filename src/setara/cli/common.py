@@ -40,8 +40,18 @@ FormatOpt = Annotated[str, typer.Option("--format", help="csv or jsonl")]
 _SCHEMA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 
 
+# Control characters in user data (an id with a newline, an escape sequence) are shown escaped,
+# so a refusal stays one line and cannot move the terminal's cursor or forge another line.
+_CONTROLS = ({c: f"\\x{c:02x}" for c in (*range(32), *range(127, 160))} | {0x2028: "\\u2028", 0x2029: "\\u2029"}
+             | {10: "\\n", 13: "\\r", 9: "\\t"})
+
+
+def one_line(message: str) -> str:
+    return message.translate(_CONTROLS)
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(Text.assemble(("error:", "red"), " ", message))
+    err.print(Text.assemble(("error:", "red"), " ", one_line(message)))
     raise typer.Exit(code)
 
 

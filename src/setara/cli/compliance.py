@@ -113,10 +113,13 @@ def lists_update(source: Annotated[list[str] | None, typer.Option("--source", he
                  force: ForceOpt = False, officer: ForcingOfficerOpt = None,
                  db: DbOpt = DEFAULT_DB) -> None:
     """Fetch lists from their official URLs (or --url) and load new versions."""
-    from setara.compliance import update_list
+    from setara.compliance import SOURCES, update_list
 
     with open_node(db, write=False) as node, refusals():
         sources = source or sorted({s for m in node.network.members.values() for s in m.lists})
+    unknown = [s for s in sources if s not in SOURCES]
+    if unknown:  # refused before anything is fetched
+        fail(f"--source: unknown list source {unknown[0]!r}; use one of {', '.join(SOURCES)}", 2)
     if url is not None and len(sources) != 1:
         fail("--url needs exactly one --source", 2)
     datas: list[object] = []
@@ -152,9 +155,15 @@ def screen(file: Annotated[str, typer.Argument(help="Names, one per line (name<T
            db: DbOpt = DEFAULT_DB,
            list_: Annotated[list[str] | None, typer.Option("--list", help="Only these sources.")] = None) -> None:
     """Screen names against the loaded lists; JSON Lines out."""
-    from setara.compliance import run_screen
+    from setara.compliance import SOURCES, run_screen
     from setara.node.screening import latest_lists, load_screener
 
+    unknown = [s for s in list_ or [] if s not in SOURCES]
+    if unknown:
+        fail(f"--list: unknown list source {unknown[0]!r}; use one of {', '.join(SOURCES)}", 2)
+    # Opened first, so an unreadable file is refused in one line, before any warning.
+    text = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace") if file == "-"
+            else _open_text(file))
     store = store_at(db)
     try:
         lists = latest_lists(store)
@@ -167,8 +176,6 @@ def screen(file: Annotated[str, typer.Argument(help="Names, one per line (name<T
         fail(str(e), store_exit(e))
     finally:
         store.close()
-    text = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace") if file == "-"
-            else _open_text(file))
     stdout = sys.stdout
     buf: list[str] = []
     for rec in run_screen(text, screener):

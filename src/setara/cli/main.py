@@ -79,7 +79,9 @@ _give_writers_replication(app)
 
 
 def _one_line(message: str) -> str:
-    return " ".join(message.split())
+    from setara.cli.common import one_line
+
+    return one_line(" ".join(message.split()))
 
 
 def main() -> None:

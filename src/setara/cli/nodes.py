@@ -19,8 +19,17 @@ StreamOpt = Annotated[str | None, typer.Option("--stream", help="JetStream strea
 
 
 def _fail(message: str, code: int = 1) -> NoReturn:
-    sys.stderr.write(f"error: {message}\n")
+    from setara.cli.common import one_line
+
+    sys.stderr.write(f"error: {one_line(message)}\n")
     raise typer.Exit(code)
+
+
+def _exit_of(e: Exception) -> int:
+    """A missing database is the user's mistake (exit 2); any other failure the system's (1)."""
+    from setara.cli.common import store_exit
+
+    return store_exit(e)
 
 
 def register(app: typer.Typer) -> None:
@@ -113,7 +122,7 @@ def register(app: typer.Typer) -> None:
         try:
             doc = show_checkpoint(db)
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         if doc is None:
             _fail(f"{db} holds no checkpoint (run `setara follow`)")
         sys.stdout.write(doc.decode() + "\n")
@@ -165,7 +174,7 @@ def register(app: typer.Typer) -> None:
                     if at is not None and at[0].hex() != cp.block_hash:
                         problem = f"seq {cp.seq}: block hash differs from this store's block {cp.seq}"
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         if problem is not None:
             _fail(f"checkpoint does not verify: {problem}")
         sys.stderr.write("checkpoint verified: a quorum of registered member nodes signed it\n")
@@ -179,7 +188,7 @@ def register(app: typer.Typer) -> None:
             with Node.open(db, write=False) as node:
                 proofs = node.store.proofs()
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         sys.stdout.write(orjson.dumps(proofs).decode() + "\n")
         if proofs:
             raise typer.Exit(1)

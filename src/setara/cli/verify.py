@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 
 from setara.cli.common import DEFAULT_DB, DbOpt, check_db, fail, out, say, store_at, store_exit
-from setara.node import SetaraError, StoreError
+from setara.node import NoDatabaseError, SetaraError, StoreError, open_store
 
 db_app = typer.Typer(no_args_is_help=True, help="Database schema.")
 
@@ -57,10 +57,23 @@ def db_copy(source: Annotated[str, typer.Option("--from", help="The store to cop
 
     check_db(source)
     check_db(target)
+    store_at(source).close()  # a missing source is refused (exit 2) before the target is touched
+    try:
+        existing = open_store(target)
+    except NoDatabaseError:
+        pass  # the usual case: the copy brings it into being
+    except StoreError as e:
+        fail(str(e), store_exit(e))
+    else:
+        try:
+            if existing.exists():
+                fail(f"--to: {target} already holds a network", 2)
+        finally:
+            existing.close()
     try:
         n, state_hash = copy_network(source, target)
     except (StoreError, SetaraError, VerificationError) as e:
-        fail(str(e))
+        fail(str(e), store_exit(e))
     out(state_hash + "\n")
     say(f"copied {n} blocks to {target}; replayed and verified")
 

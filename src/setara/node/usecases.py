@@ -33,9 +33,12 @@ from setara.core import (
     SetSuspended,
     StatusEvent,
 )
-from setara.core.instructions import Instruction
+from setara.core.instructions import Instruction, payment_id_problem
+from setara.core.ledger import Posting
+from setara.core.money import format_amount
 from setara.core.network import Network, NetworkError, parse_network_change
 from setara.node.node import Node, SetaraError
+from setara.node.projection import project_entries
 from setara.ports import Clock, now_ms
 
 __all__ = [
@@ -96,22 +99,82 @@ class FundResult:
     id: str
     member: str
     currency: str
-    balance_minor: int
+    balance_minor: int  # the account's balance right after the movement (before what it released)
 
 
 def fund(node: Node, member: str, currency: str, amount_minor: int, *, withdraw: bool = False,
          fund_id: str | None = None, clock: Clock = now_ms) -> FundResult:
-    """The settlement agent issues central bank money into a member's account (or drains it)."""
+    """The settlement agent issues central bank money into a member's account (or drains it).
+
+    Idempotent on `fund_id`: a retry with the same content answers the first movement's result
+    (nothing is posted again); the same id with other content is refused, naming what differs."""
     net = node.network
     _member(net, member)
-    _currency(net, currency)
+    units = _currency(net, currency)
     if (member, currency) not in net.accounts:
         raise Refused("not_found", f"{member} has no {currency} account", "currency")
     if amount_minor <= 0:
         raise Refused("invalid", "amount must be greater than zero", "amount")
+    if fund_id is not None:
+        problem = payment_id_problem(fund_id)
+        if problem is not None:
+            raise Refused("invalid", f"funding id {fund_id} {problem}", "id")
+        if fund_id in node.engine.funds:
+            return _fund_again(node, _Movement(member, currency, amount_minor, withdraw), fund_id, units)
+    if withdraw:
+        # Said in the currency's units; the engine's own refusal would speak in minor units.
+        available = node.engine.ledger.available((member, currency))
+        if available < amount_minor:
+            raise Refused("invalid", f"{member} has only {format_amount(available, units)} {currency} "
+                          "available to withdraw", "amount")
     fid = fund_id or f"{'withdraw' if withdraw else 'fund'}:{uuid.uuid4()}"
-    _apply(node, Fund(fid, member, currency, amount_minor, withdraw, clock()), "amount")
-    return FundResult(fid, member, currency, node.engine.ledger.balance((member, currency)))
+    events = _apply(node, Fund(fid, member, currency, amount_minor, withdraw, clock()), "amount")
+    # Queued payments the funding released settle in the same command: take them back out, so
+    # the answer is the balance the funding's own posting left, which a retry can read again.
+    balance = node.engine.ledger.balance((member, currency))
+    after = False
+    for e in events:
+        if isinstance(e, Posting):
+            if after and e.currency == currency:
+                balance += (e.amount_minor if e.debit == member else 0) - (e.amount_minor if e.credit == member else 0)
+            after = after or e.payment_id == fid
+    return FundResult(fid, member, currency, balance)
+
+
+@dataclass(frozen=True, slots=True)
+class _Movement:
+    member: str
+    currency: str
+    amount_minor: int
+    withdraw: bool
+
+    def describe(self, units: int | None) -> str:
+        amount = str(self.amount_minor) if units is None else format_amount(self.amount_minor, units)
+        return f"{'withdraw' if self.withdraw else 'fund'} {self.member} {amount} {self.currency}"
+
+
+def _fund_again(node: Node, this: _Movement, fund_id: str, units: int) -> FundResult:
+    """A used funding id: the first movement's result when `this` is the same movement, else a
+    refusal. The first movement is found on its settlement agent's issuance account in the
+    entries read model (the engine keeps only the id, and its state format stays as it is)."""
+    net = node.network
+    project_entries(node.store)
+    agents = [(c.agent, code) for code, c in net.currencies.items()]
+    rows = [e for e in node.store.posting_entries(fund_id, agents) if e.counterparty in net.members]
+    if len(rows) != 1:
+        raise SetaraError(f"funding id {fund_id} is recorded but its posting is not found in the entries read model")
+    agent_side = rows[0]
+    # The agent's side is credited when the member's account was drained.
+    first = _Movement(agent_side.counterparty, agent_side.currency, agent_side.amount_minor, agent_side.credit)
+    if first != this:
+        field = next((f.removesuffix("_minor") for f in ("member", "currency", "amount_minor")
+                      if getattr(first, f) != getattr(this, f)), "id")
+        was = first.describe(net.minor_units(first.currency))
+        raise Refused("conflict", f"funding id {fund_id} already used for {was}, not {this.describe(units)}", field)
+    mine = [e for e in node.store.posting_entries(fund_id, [(this.member, this.currency)]) if e.seq == agent_side.seq]
+    if not mine:
+        raise SetaraError(f"funding id {fund_id}: the member's side of its posting is not in the entries read model")
+    return FundResult(fund_id, this.member, this.currency, mine[0].balance_after_minor)
 
 
 # ====================================================================== payments

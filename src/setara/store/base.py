@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
@@ -376,6 +376,21 @@ class Store(ABC):
             (member, currency, after_seq, *params))
         return [EntryRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4]), int(r[5]), bool(r[6]), str(r[7]),
                          int(r[8]), int(r[9]), int(r[10]), r[11], r[12]) for r in rows]
+
+    def posting_entries(self, payment_id: str, accounts: Sequence[tuple[str, str]]) -> list[EntryRow]:
+        """The entries of the posting(s) named `payment_id` on these accounts, in posting order.
+        Each account is one range of the primary key, so asking a settlement agent's issuance
+        account (openings and fundings only) finds a funding again without scanning the table."""
+        out: list[EntryRow] = []
+        for member, currency in accounts:
+            rows = self._query(
+                "SELECT member, currency, seq, block, payment_id, amount_minor, credit, counterparty, time_ms,"
+                " business_day, balance_after_minor FROM account_entries"
+                " WHERE member = ? AND currency = ? AND payment_id = ? ORDER BY seq LIMIT 16",
+                (member, currency, payment_id))
+            out.extend(EntryRow(str(r[0]), str(r[1]), int(r[2]), int(r[3]), str(r[4]), int(r[5]), bool(r[6]),
+                                str(r[7]), int(r[8]), int(r[9]), int(r[10])) for r in rows)
+        return sorted(out, key=lambda e: (e.seq, e.credit))
 
     def entries_count(self, member: str, currency: str, rng: EntryRange) -> int:
         where, params = _range_sql(rng)

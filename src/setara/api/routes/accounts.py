@@ -30,6 +30,8 @@ def accounts(request: Request, who: Who, member: Annotated[str | None, Query(max
     if who.role == "member":
         member = who.member
     net = api.network
+    if member is not None and member not in net.members:
+        raise ApiProblem(404, "Not Found", f"unknown member {member}", field="member")
     out = []
     for m, c, bal, avail in sorted(api.reader().balances()):
         if m not in net.members or (member is not None and m != member):

@@ -37,6 +37,8 @@ async def admin_queue(request: Request, who: AdminReader,
                       currency: Annotated[str | None, Query(max_length=3)] = None) -> dict[str, Any]:
     """Payments waiting, in settlement order (per debtor and currency: priority, then arrival)."""
     api = api_of(request)
+    if currency is not None and currency not in api.network.currencies:
+        raise ApiProblem(404, "Not Found", f"currency {currency} is not in the network", field="currency")
 
     def run(node: Any) -> tuple[int, list[dict[str, Any]], dashboard.EngineSummary]:
         n, first = views.queue(node.engine, currency=currency, limit=limit)

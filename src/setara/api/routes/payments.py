@@ -140,6 +140,8 @@ def list_payments(request: Request, who: Who,
     api = api_of(request)
     if who.role == "member":
         member = who.member
+    elif member is not None and member not in api.network.members:
+        raise ApiProblem(404, "Not Found", f"unknown member {member}", field="member")
     rows = list(views.payments(api.fresh_reader(), member=member, status=status, after_id=after, limit=limit))
     return {"payments": [api.payment_json(p, who) for p in rows],
             "next_after": rows[-1].id if len(rows) == limit else None}
