@@ -405,6 +405,11 @@ CLI_CASES: dict[tuple[str, ...], Case] = {
                                                                      str(e.dir / f"{n}.json")),
                                      lambda n: "cannot read"),
     ("checkpoint", "conflicts"): missing_db("checkpoint", "conflicts"),
+    ("checkpoint", "snapshot"): one_of(
+        missing_db("checkpoint", "snapshot", "--out=-"),
+        simple(st.just(0), lambda e, _: with_db(e, "checkpoint", "snapshot", opt("--out", str(e.a_file))),
+               lambda _: "--out"),
+    ),
 }
 
 

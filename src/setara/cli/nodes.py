@@ -140,7 +140,7 @@ def register(app: typer.Typer) -> None:
         try:
             data, seq = export_snapshot(db)
         except (SetaraError, StoreError) as e:
-            _fail(str(e))
+            _fail(str(e), _exit_of(e))
         try:
             with out.open("xb") as f:
                 f.write(data)
