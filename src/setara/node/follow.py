@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import orjson
 
 from setara.core.network import Network
-from setara.node.node import Node, SetaraError
+from setara.node.node import Node, SetaraError, tune_gc
 from setara.node.replicate import ReplicationSettings, registry_of
 from setara.replication.checkpoint import (
     Checkpoint,
@@ -123,9 +123,12 @@ class _Follower:
         """Apply every block the stream holds beyond ours; returns how many."""
         n = 0
         try:
-            for sb in self.log.iter_blocks(self.node.block_seq + 1):
-                self._apply(sb.message.header, sb.message.signature, sb.message.log)
-                n += 1
+            # The blocks can be fetched again: their commits need not wait for an fsync each, only
+            # the last before anything is signed (deferred_sync syncs on the way out, error or not).
+            with self.node.store.deferred_sync():
+                for sb in self.log.iter_blocks(self.node.block_seq + 1):
+                    self._apply(sb.message.header, sb.message.signature, sb.message.log)
+                    n += 1
         except BlockRejected as e:
             self._gossip_last_header()
             raise FollowError(str(e)) from None
@@ -342,6 +345,7 @@ def follow(s: FollowSettings, *, once: bool, quorum_wait_s: float = QUORUM_WAIT_
     node = None
     try:
         node = _open_replica(s.db)
+        tune_gc()  # the engine just loaded lives as long as the node; replay allocates in bulk
         f = _Follower(s, expected, log, node)
         while True:
             applied = f.catch_up()

@@ -360,8 +360,10 @@ class Node:
         if sealed is not None:
             self._write(sealed)
 
-    def _seal(self, b: _Builder, *, check: bool = True, log: bytes | None = None) -> _Sealed | None:
-        """Serialise the block and chain it; the node's head moves now, the store's on _write."""
+    def _seal(self, b: _Builder, *, check: bool = True, log: bytes | None = None,
+              log_hash: bytes | None = None) -> _Sealed | None:
+        """Serialise the block and chain it; the node's head moves now, the store's on _write.
+        `log_hash`: the block hash of `log` at this place in the chain, already checked (replay)."""
         if not b:
             return None
         if check:
@@ -373,7 +375,7 @@ class Node:
         first = self.cmd_count + 1
         if log is None:
             log = orjson.dumps(b.cmds)
-        h = block_hash(self.block_hash, seq, first, b.n_cmds, log)
+        h = log_hash if log_hash is not None else block_hash(self.block_hash, seq, first, b.n_cmds, log)
         journal = orjson.dumps(b.postings)
         jhead = journal_block_hash(self.journal_head, journal)
         block = Block(
@@ -435,7 +437,7 @@ class Node:
             for kind, body in entries:
                 if kind == "submits":
                     n = len(body["id"])
-                    self._stage_batch(b, body, list(range(1, n + 1)), "replica", [])
+                    self._stage_batch(b, body, list(range(1, n + 1)), "replica", None)
                 else:
                     self.stage(b, command_from_dict(kind, body), replaying=True)
         except (EngineError, InvariantViolation, TypeError, KeyError, ValueError) as e:
@@ -443,7 +445,7 @@ class Node:
         if b.n_cmds != n_cmds:
             raise SetaraError(f"block {seq}: holds {b.n_cmds} commands, its header says {n_cmds}")
         b.time_ms = time_ms
-        sealed = self._seal(b, log=log) if b else None
+        sealed = self._seal(b, log=log, log_hash=hash_) if b else None
         if sealed is None:  # a block of refused lines only: nothing to replay, but it is in the chain
             sealed = self._seal_empty(seq, first_cmd, time_ms, log)
         self._write(sealed)
@@ -626,17 +628,20 @@ class Node:
         return acks
 
     def _stage_batch(self, b: _Builder, batch: dict[str, Any], line_nos: list[int], source: str,
-                     acks: list[Ack], parties: list[Any] | None = None) -> None:
+                     acks: list[Ack] | None, parties: list[Any] | None = None) -> None:
         """Stage a batch of submissions. Runs of payments that settle at once go through the
         engine's `settle_run` and are logged as one entry; any other row is staged on its own.
         `parties` holds each payment's party data (None: none), which goes to the block's
-        operator-private intake record, never to the log."""
+        operator-private intake record, never to the log. `acks` None: nobody is answered (a
+        replayed block), so no ack is made."""
         n = len(line_nos)
         private = b.payments_private
         for i, k, row in settle_batch(self.engine, batch):
             if row is not None:
                 p = None if parties is None or parties[i] is None else [None, None, parties[i]]
-                acks.append(self.submit_row(b, row, p, None, line_nos[i], source))
+                ack = self.submit_row(b, row, p, None, line_nos[i], source)
+                if acks is not None:
+                    acks.append(ack)
                 continue
             j = i + k
             first_seq = self.engine.ledger.seq - k + 1
@@ -652,7 +657,8 @@ class Node:
             touched = self._touched
             touched.update(zip(debtors, currencies, strict=True))
             touched.update(zip(creditors, currencies, strict=True))
-            acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
+            if acks is not None:
+                acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
             if parties is not None:
                 private.update([(p, [None, None, q]) for p, q in zip(ids, parties[i:j], strict=True)
                                 if q is not None])
