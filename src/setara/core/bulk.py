@@ -51,9 +51,13 @@ def settle_run(engine: Engine, batch: dict[str, Any], start: int) -> int:
     # In windows of doubling size: a run that stops early has cost little more than its length,
     # so a batch that keeps stopping (queues, repeats) stays linear, not quadratic.
     done, window = 0, SETTLE_WINDOW_FIRST
+    # What each debtor/creditor/currency may do, worked out once per run: nothing a run does (it
+    # settles payments that release none and queue none) changes a queue, a limit or the day.
+    accounts: dict[tuple[str, str], int] = {}
+    entries: dict[tuple[str, str, str], tuple[int, int, int]] = {}
     while start + done < n:
         end = min(n, start + done + window)
-        k = _settle_window(engine, batch, start + done, end)
+        k = _settle_window(engine, batch, start + done, end, accounts, entries)
         done += k
         if start + done < end:
             break
@@ -79,7 +83,9 @@ def settle_batch(engine: Engine, batch: dict[str, Any]) -> Iterator[tuple[int, i
             i += 1
 
 
-def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int) -> int:
+def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int,
+                   accounts: dict[tuple[str, str], int], entries: dict[tuple[str, str, str], tuple[int, int, int]],
+                   ) -> int:
     ids = batch["id"][start:end]
     n = len(ids)
     final, live = engine.final, engine.live
@@ -90,11 +96,11 @@ def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int) 
     triples = list(zip(batch["debtor"][start:end], batch["creditor"][start:end],
                        column(batch["currency"], start, end), strict=True))
     # One entry per debtor/creditor/currency: the largest amount that settles at once by the fast
-    # rule (-1: never), and the two accounts by position.
-    accounts: dict[tuple[str, str], int] = {}
-    entries: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    # rule (-1: never), and the two accounts by position (kept from the run's earlier windows).
     queues, pvp, cached = engine.queues, engine.pvp_waiting, engine.fast
     for t in dict.fromkeys(triples):  # in first-seen order: no set iteration in the engine
+        if t in entries:
+            continue
         debtor, creditor, currency = t
         limit = cached.get(t)
         if limit is None:
@@ -107,7 +113,8 @@ def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int) 
         else:
             entries[t] = (limit, accounts.setdefault(debit, len(accounts)),
                           accounts.setdefault(credit, len(accounts)))
-    k = engine.ledger.move_run(list(accounts), [entries[t] for t in triples], batch["amount_minor"][start:end])
+    k = engine.ledger.move_run(list(accounts), list(map(entries.__getitem__, triples)),
+                               batch["amount_minor"][start:end])
     if k:
         final.update(zip(ids[:k], [fp << 2 for fp in batch["fingerprint"][start:start + k]],  # | SETTLED
                          strict=True))
