@@ -36,18 +36,28 @@ def fast_limit(engine: Engine, debtor: str, creditor: str, currency: str) -> int
     return limit
 
 
-def settle_run(engine: Engine, batch: dict[str, Any], start: int) -> int:
+def settle_run(engine: Engine, batch: dict[str, Any], start: int, *, row_times: bool = False) -> int:
     """From row `start` of a batch of submissions (see `submits_rows`), settle the longest run of
     payments that each settle at once and release no queued payment. Returns the run's length; 0
-    when row `start` is not that case and nothing changed (then apply it as a Submit)."""
+    when row `start` is not that case and nothing changed (then apply it as a Submit).
+
+    `row_times`: `batch["time_ms"]` holds each row's own time, never earlier than the row before
+    (the caller checks): submissions logged one by one, replayed as a run. The engine's time
+    moves to the last settled row's, as applying them one by one would."""
     if batch["screening"] != "clear" or batch["to_currency"] is not None:
         return 0
     n = len(batch["id"])
     t = batch["time_ms"]
+    if row_times:
+        if t[start] < engine.time_ms:
+            return 0
     # A batch shares one time stamp; anything else (or time going backwards) takes the full path.
-    if isinstance(t, list) or t < engine.time_ms:
+    elif isinstance(t, list) or t < engine.time_ms:
         return 0
-    engine.time_ms = t
+    else:
+        engine.time_ms = t
+    if not _may_start(engine, batch, start):
+        return 0
     # In windows of doubling size: a run that stops early has cost little more than its length,
     # so a batch that keeps stopping (queues, repeats) stays linear, not quadratic.
     done, window = 0, SETTLE_WINDOW_FIRST
@@ -62,8 +72,28 @@ def settle_run(engine: Engine, batch: dict[str, Any], start: int) -> int:
         if start + done < end:
             break
         window *= 2
+    if row_times and done:
+        engine.time_ms = t[start + done - 1]
     engine.applied += done
     return done
+
+
+def _may_start(engine: Engine, batch: dict[str, Any], start: int) -> bool:
+    """False when row `start` cannot settle at once by the fast rule whatever the balances (its id
+    is known, its pair never qualifies, a queue is in the way, its amount is out of bounds): the
+    usual way a run ends, answered without building a window. True: the window decides."""
+    pid = batch["id"][start]
+    if pid in engine.final or pid in engine.live:
+        return False
+    cur = batch["currency"]
+    currency = cur[start] if isinstance(cur, list) else cur
+    debtor, creditor = batch["debtor"][start], batch["creditor"][start]
+    limit = engine.fast.get((debtor, creditor, currency))
+    if limit is None:
+        limit = fast_limit(engine, debtor, creditor, currency)
+    queues = engine.queues
+    return 0 < batch["amount_minor"][start] <= limit and not queues.get((debtor, currency)) \
+        and not queues.get((creditor, currency)) and not engine.pvp_waiting.get((creditor, currency))
 
 
 def settle_batch(engine: Engine, batch: dict[str, Any]) -> Iterator[tuple[int, int, list[Any] | None]]:
