@@ -1,11 +1,15 @@
 """A member node's replay speed: a new node catching up with the whole replicated stream.
 
-    .venv/bin/python bench/bench_replay.py [--n 100000] [--rounds 3] [--unnamed] [--against DIR ...]
+    .venv/bin/python bench/bench_replay.py [--n 100000] [--rounds 3] [--unnamed] [--rows ROWS]
+                                           [--against DIR ...]
 
 Starts a 3-server JetStream cluster on free loopback ports, writes `--n` payments that name their
 parties (20,000 companies, the example network's RTGS currencies: the workload of `setara bench
 --named`; in the log each carries only its keyed parties digest) and submits them replicated, as
-the sequencer does. Then, `--rounds` times, a new member node (a fresh store, in a process of its
+the sequencer does: by default as `setara submit` does (runs that settle at once are logged as
+batches); with `--rows ROWS`, as `serve`'s writer does for single API requests (each payment its
+own log row, ROWS instructions to a block). Then, `--rounds` times, a new member node (a fresh
+store, in a process of its
 own) catches up with the whole stream: fetch, inflate, signature, chain and epoch checks, replay
 through the engine, each block committed in its own transaction. The figure is payments/s over
 that catch-up; the checkpoint it then signs (hashing the whole state) is timed apart.
@@ -79,11 +83,34 @@ def _replay(src: Path, urls: list[str], net: Path, key: Path, db: Path, member: 
     return out
 
 
+def _submit_rows(src: Path, db: Path, net: Path, urls: list[str], key: Path, rows: int) -> float:
+    """Submit as `serve`'s writer does for single requests (Node.submit_instructions: one log row
+    per payment), `rows` to a block, replicated; returns the seconds it took."""
+    import orjson
+
+    from setara.core.instructions import parse_json_instruction
+    from setara.core.network import load_network
+    from setara.node import Node
+    from setara.node.replicate import ReplicationSettings
+    from setara.node.usecases import start_replication
+
+    network = load_network(net.read_text())
+    items = [parse_json_instruction(orjson.loads(line), network) for line in src.read_bytes().splitlines()]
+    start = time.perf_counter()
+    with Node.open(str(db), write=True) as node:
+        start_replication(node, ReplicationSettings(urls, str(key), "bench"))
+        for i in range(0, len(items), rows):
+            node.submit_instructions(items[i:i + rows])
+    return time.perf_counter() - start
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--unnamed", action="store_true", help="payments without party names (the older workload)")
+    ap.add_argument("--rows", type=int, default=0, metavar="ROWS",
+                    help="log each payment as its own row, ROWS to a block, as serve's writer does")
     ap.add_argument("--against", action="append", default=[], metavar="DIR",
                     help="another checkout whose DIR/src replays the same stream, alternating")
     ap.add_argument("--child", help=argparse.SUPPRESS)
@@ -115,9 +142,14 @@ def main() -> None:
                            check=True, capture_output=True)
             env = {**os.environ, "SETARA_REPLICATE": ",".join(cluster.urls), "SETARA_STREAM": "bench",
                    "SETARA_NODE_KEY": str(keys["seq"])}
-            secs = _timed_submit(src, db, env)
+            if a.rows:
+                secs = _submit_rows(src, db, net, cluster.urls, keys["seq"], a.rows)
+            else:
+                secs = _timed_submit(src, db, env)
             print(f"{a.n:,} {'unnamed' if a.unnamed else 'named'} payments submitted replicated "
-                  f"({a.n / secs:,.0f}/s) to a 3-server JetStream cluster on loopback", flush=True)
+                  f"({a.n / secs:,.0f}/s) to a 3-server JetStream cluster on loopback, "
+                  + (f"one log row each, {a.rows} to a block" if a.rows else "as `setara submit` logs them"),
+                  flush=True)
             results: dict[Path, list[dict[str, float]]] = {c: [] for c in codes}
             for r in range(a.rounds):
                 # Alternating, in a rotating order: neither checkout always runs first.

@@ -107,6 +107,7 @@ class _Follower:
         self._gossip_headers: list[tuple[BlockHeader, bytes]] = []
         self._gossip_checkpoints: list[SignedCheckpoint] = []
         self._published = False  # this run published the checkpoint it signed last
+        self._registry: tuple[Network, KeyRegistry] | None = None  # the keys of the engine's network
 
     @property
     def name(self) -> str:
@@ -155,7 +156,10 @@ class _Follower:
             net = self.node.engine.network
             if net is None:
                 raise FollowError(f"block {h.seq}: no network before it")
-            registry = registry_of(net)
+            # The engine replaces its (frozen) network on any change: the keys stay the same until then.
+            if self._registry is None or self._registry[0] is not net:
+                self._registry = (net, registry_of(net))
+            registry = self._registry[1]
         try:
             self.tip = verify_block(BlockMessage(h, signature, log), registry, self.tip, self.expected.name)
         except BlockRejected as e:
