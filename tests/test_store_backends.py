@@ -296,6 +296,31 @@ def test_append_refuses_a_block_that_does_not_follow_the_head(url: str, net: Net
         assert verify_store(node.store).blocks == 1
 
 
+def _fsync_level(node: Node) -> str:
+    if node.store.url.startswith("postgresql"):
+        return str(node.store._query("SHOW synchronous_commit")[0][0])
+    return {1: "NORMAL", 2: "FULL"}.get(int(node.store._query("PRAGMA synchronous")[0][0]), "?")
+
+
+def test_deferred_sync_commits_each_block_and_makes_them_durable_on_the_way_out(url: str, net: Network) -> None:
+    durable = "on" if url.startswith("postgresql") else "FULL"
+    with new_network(url, net) as node:
+        assert _fsync_level(node) == durable
+        with node.store.deferred_sync():
+            assert _fsync_level(node) != durable
+            submit(node, [pay("d1")])
+            assert node.store.head()[0] == 2  # committed, visible, just not waited for
+        assert _fsync_level(node) == durable
+        assert node.store.meta("synced_upto") == "2"
+        # Leaving on an error: what was committed is kept and synced, and the error goes on.
+        with pytest.raises(RuntimeError, match="a block failed"), node.store.deferred_sync():
+            submit(node, [pay("d2")])
+            raise RuntimeError("a block failed its checks")
+        assert _fsync_level(node) == durable
+        assert node.store.meta("synced_upto") == "3"
+        assert verify_store(node.store).blocks == 3
+
+
 def test_projection_watermark_refuses_a_stale_projector(url: str, net: Network) -> None:
     with new_network(url, net) as node:
         submit(node, [pay("p1")])

@@ -162,6 +162,7 @@ def _checkpoint(db: Path) -> dict[str, Any] | None:
 def _replay_rate(urls: list[str], net: Path, key: Path, db: Path, n: int) -> float:
     """A member's node joining late: catch up with the whole stream, timed in this process."""
     from setara.core.network import load_network
+    from setara.node import tune_gc
     from setara.node.follow import FollowSettings, _Follower, _open_replica
     from setara.node.replicate import ReplicationSettings
     from setara.replication.jetstream import JetStreamLog
@@ -170,6 +171,7 @@ def _replay_rate(urls: list[str], net: Path, key: Path, db: Path, n: int) -> flo
                               load_network(net.read_text()))
     log = JetStreamLog.connect(urls, "bench")
     node = _open_replica(str(db))
+    tune_gc()  # as `setara follow` does
     try:
         f = _Follower(settings, settings.network, log, node)
         start = time.perf_counter()

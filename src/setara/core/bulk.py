@@ -36,30 +36,64 @@ def fast_limit(engine: Engine, debtor: str, creditor: str, currency: str) -> int
     return limit
 
 
-def settle_run(engine: Engine, batch: dict[str, Any], start: int) -> int:
+def settle_run(engine: Engine, batch: dict[str, Any], start: int, *, row_times: bool = False) -> int:
     """From row `start` of a batch of submissions (see `submits_rows`), settle the longest run of
     payments that each settle at once and release no queued payment. Returns the run's length; 0
-    when row `start` is not that case and nothing changed (then apply it as a Submit)."""
+    when row `start` is not that case and nothing changed (then apply it as a Submit).
+
+    `row_times`: `batch["time_ms"]` holds each row's own time, never earlier than the row before
+    (the caller checks): submissions logged one by one, replayed as a run. The engine's time
+    moves to the last settled row's, as applying them one by one would."""
     if batch["screening"] != "clear" or batch["to_currency"] is not None:
         return 0
     n = len(batch["id"])
     t = batch["time_ms"]
+    if row_times:
+        if t[start] < engine.time_ms:
+            return 0
     # A batch shares one time stamp; anything else (or time going backwards) takes the full path.
-    if isinstance(t, list) or t < engine.time_ms:
+    elif isinstance(t, list) or t < engine.time_ms:
         return 0
-    engine.time_ms = t
+    else:
+        engine.time_ms = t
+    if not _may_start(engine, batch, start):
+        return 0
     # In windows of doubling size: a run that stops early has cost little more than its length,
     # so a batch that keeps stopping (queues, repeats) stays linear, not quadratic.
     done, window = 0, SETTLE_WINDOW_FIRST
+    # What each debtor/creditor/currency may do, worked out once per run: nothing a run does (it
+    # settles payments that release none and queue none) changes a queue, a limit or the day.
+    accounts: dict[tuple[str, str], int] = {}
+    entries: dict[tuple[str, str, str], tuple[int, int, int]] = {}
     while start + done < n:
         end = min(n, start + done + window)
-        k = _settle_window(engine, batch, start + done, end)
+        k = _settle_window(engine, batch, start + done, end, accounts, entries)
         done += k
         if start + done < end:
             break
         window *= 2
+    if row_times and done:
+        engine.time_ms = t[start + done - 1]
     engine.applied += done
     return done
+
+
+def _may_start(engine: Engine, batch: dict[str, Any], start: int) -> bool:
+    """False when row `start` cannot settle at once by the fast rule whatever the balances (its id
+    is known, its pair never qualifies, a queue is in the way, its amount is out of bounds): the
+    usual way a run ends, answered without building a window. True: the window decides."""
+    pid = batch["id"][start]
+    if pid in engine.final or pid in engine.live:
+        return False
+    cur = batch["currency"]
+    currency = cur[start] if isinstance(cur, list) else cur
+    debtor, creditor = batch["debtor"][start], batch["creditor"][start]
+    limit = engine.fast.get((debtor, creditor, currency))
+    if limit is None:
+        limit = fast_limit(engine, debtor, creditor, currency)
+    queues = engine.queues
+    return 0 < batch["amount_minor"][start] <= limit and not queues.get((debtor, currency)) \
+        and not queues.get((creditor, currency)) and not engine.pvp_waiting.get((creditor, currency))
 
 
 def settle_batch(engine: Engine, batch: dict[str, Any]) -> Iterator[tuple[int, int, list[Any] | None]]:
@@ -79,7 +113,9 @@ def settle_batch(engine: Engine, batch: dict[str, Any]) -> Iterator[tuple[int, i
             i += 1
 
 
-def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int) -> int:
+def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int,
+                   accounts: dict[tuple[str, str], int], entries: dict[tuple[str, str, str], tuple[int, int, int]],
+                   ) -> int:
     ids = batch["id"][start:end]
     n = len(ids)
     final, live = engine.final, engine.live
@@ -90,11 +126,11 @@ def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int) 
     triples = list(zip(batch["debtor"][start:end], batch["creditor"][start:end],
                        column(batch["currency"], start, end), strict=True))
     # One entry per debtor/creditor/currency: the largest amount that settles at once by the fast
-    # rule (-1: never), and the two accounts by position.
-    accounts: dict[tuple[str, str], int] = {}
-    entries: dict[tuple[str, str, str], tuple[int, int, int]] = {}
+    # rule (-1: never), and the two accounts by position (kept from the run's earlier windows).
     queues, pvp, cached = engine.queues, engine.pvp_waiting, engine.fast
     for t in dict.fromkeys(triples):  # in first-seen order: no set iteration in the engine
+        if t in entries:
+            continue
         debtor, creditor, currency = t
         limit = cached.get(t)
         if limit is None:
@@ -107,7 +143,8 @@ def _settle_window(engine: Engine, batch: dict[str, Any], start: int, end: int) 
         else:
             entries[t] = (limit, accounts.setdefault(debit, len(accounts)),
                           accounts.setdefault(credit, len(accounts)))
-    k = engine.ledger.move_run(list(accounts), [entries[t] for t in triples], batch["amount_minor"][start:end])
+    k = engine.ledger.move_run(list(accounts), list(map(entries.__getitem__, triples)),
+                               batch["amount_minor"][start:end])
     if k:
         final.update(zip(ids[:k], [fp << 2 for fp in batch["fingerprint"][start:start + k]],  # | SETTLED
                          strict=True))

@@ -25,7 +25,7 @@ import orjson
 
 from setara.core.network import Network
 from setara.node.catchup import start_from_snapshot
-from setara.node.node import Node, SetaraError
+from setara.node.node import Node, SetaraError, tune_gc
 from setara.node.replicate import ReplicationSettings, registry_of
 from setara.replication.checkpoint import (
     Checkpoint,
@@ -109,6 +109,7 @@ class _Follower:
         self._gossip_headers: list[tuple[BlockHeader, bytes]] = []
         self._gossip_checkpoints: list[SignedCheckpoint] = []
         self._published = False  # this run published the checkpoint it signed last
+        self._registry: tuple[Network, KeyRegistry] | None = None  # the keys of the engine's network
 
     @property
     def name(self) -> str:
@@ -125,9 +126,12 @@ class _Follower:
         """Apply every block the stream holds beyond ours; returns how many."""
         n = 0
         try:
-            for sb in self.log.iter_blocks(self.node.block_seq + 1):
-                self._apply(sb.message.header, sb.message.signature, sb.message.log)
-                n += 1
+            # The blocks can be fetched again: their commits need not wait for an fsync each, only
+            # the last before anything is signed (deferred_sync syncs on the way out, error or not).
+            with self.node.store.deferred_sync():
+                for sb in self.log.iter_blocks(self.node.block_seq + 1):
+                    self._apply(sb.message.header, sb.message.signature, sb.message.log)
+                    n += 1
         except BlockRejected as e:
             self._gossip_last_header()
             raise FollowError(str(e)) from None
@@ -154,7 +158,10 @@ class _Follower:
             net = self.node.engine.network
             if net is None:
                 raise FollowError(f"block {h.seq}: no network before it")
-            registry = registry_of(net)
+            # The engine replaces its (frozen) network on any change: the keys stay the same until then.
+            if self._registry is None or self._registry[0] is not net:
+                self._registry = (net, registry_of(net))
+            registry = self._registry[1]
         try:
             self.tip = verify_block(BlockMessage(h, signature, log), registry, self.tip, self.expected.name)
         except BlockRejected as e:
@@ -346,6 +353,7 @@ def follow(s: FollowSettings, *, once: bool, quorum_wait_s: float = QUORUM_WAIT_
         snapshot = s.snapshot
         node = _open_replica(s.db) if snapshot is None else \
             _open_replica(s.db, lambda db: start_from_snapshot(db, snapshot, expected, log))
+        tune_gc()  # the engine just loaded lives as long as the node; replay allocates in bulk
         f = _Follower(s, expected, log, node)
         while True:
             applied = f.catch_up()

@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ from setara.core import (
     command_from_dict,
     command_kind,
     settle_batch,
+    settle_run,
 )
 from setara.core.instructions import Instruction, fingerprint, same_instruction
 from setara.core.ledger import GENESIS, InvariantViolation, Posting, journal_block_hash, net_effect
@@ -55,6 +57,9 @@ BATCH_LINES_DEFAULT = 2000
 BATCH_LINES_MAX = 50_000
 COMMITS_IN_FLIGHT = 2  # blocks applied in memory beyond the one being committed
 SNAPSHOT_MIN_COMMANDS = 50_000
+_SUBMIT_ARITY = len(dataclasses.fields(Submit))  # a logged submission row: Submit's fields by position
+_ROW_RUN_MIN = 8  # shorter runs of logged rows are cheaper applied one by one
+_ROW_RETRY_MAX = 64  # rows applied one by one, at most, before trying a run again
 # How long a second writer waits for the lock before refusing (SETARA_LOCK_TIMEOUT_S overrides).
 LOCK_TIMEOUT_S = float(os.environ.get("SETARA_LOCK_TIMEOUT_S", "30"))
 
@@ -186,6 +191,18 @@ def engine_at(store: Store, seq: int) -> Engine:
     if at != seq:
         raise StoreError(f"this store has no block {seq} (its last is {at})")
     return engine
+
+
+def _one_run(rows: list[list[Any]]) -> bool:
+    """Whether logged submission rows may all go to settle_run as one run (the common case,
+    checked a column at a time): well formed, cleared, one currency each, time never going back."""
+    if set(map(len, rows)) != {_SUBMIT_ARITY}:
+        return False
+    cols = list(zip(*rows, strict=True))
+    n = len(rows)
+    times = list(cols[10])
+    # A time that is not a number fails sorted() as it fails the engine: the block does not replay.
+    return cols[8].count("clear") == n and cols[11].count(None) == n and times == sorted(times)
 
 
 def _packed_snapshot(block_seq: int, state: bytes) -> tuple[int, bytes, str]:
@@ -433,8 +450,10 @@ class Node:
         if sealed is not None:
             self._write(sealed)
 
-    def _seal(self, b: _Builder, *, check: bool = True, log: bytes | None = None) -> _Sealed | None:
-        """Serialise the block and chain it; the node's head moves now, the store's on _write."""
+    def _seal(self, b: _Builder, *, check: bool = True, log: bytes | None = None,
+              log_hash: bytes | None = None) -> _Sealed | None:
+        """Serialise the block and chain it; the node's head moves now, the store's on _write.
+        `log_hash`: the block hash of `log` at this place in the chain, already checked (replay)."""
         if not b:
             return None
         if check:
@@ -446,7 +465,7 @@ class Node:
         first = self.cmd_count + 1
         if log is None:
             log = orjson.dumps(b.cmds)
-        h = block_hash(self.block_hash, seq, first, b.n_cmds, log)
+        h = log_hash if log_hash is not None else block_hash(self.block_hash, seq, first, b.n_cmds, log)
         journal = orjson.dumps(b.postings)
         jhead = journal_block_hash(self.journal_head, journal)
         block = Block(
@@ -505,21 +524,88 @@ class Node:
         try:
             entries = orjson.loads(log)
             b = self.begin()
+            rows: list[list[Any]] = []  # consecutive submissions logged one by one, replayed together
             for kind, body in entries:
+                if kind == "submit" and type(body) is list:
+                    rows.append(body)
+                    continue
+                if rows:
+                    self._replay_rows(b, rows)
+                    rows = []
                 if kind == "submits":
                     n = len(body["id"])
-                    self._stage_batch(b, body, list(range(1, n + 1)), "replica", [])
+                    self._stage_batch(b, body, list(range(1, n + 1)), "replica", None)
                 else:
                     self.stage(b, command_from_dict(kind, body), replaying=True)
-        except (EngineError, InvariantViolation, TypeError, KeyError, ValueError) as e:
+            if rows:
+                self._replay_rows(b, rows)
+        except (EngineError, InvariantViolation, TypeError, KeyError, ValueError, IndexError) as e:
             raise SetaraError(f"block {seq}: does not replay: {e}") from None
         if b.n_cmds != n_cmds:
             raise SetaraError(f"block {seq}: holds {b.n_cmds} commands, its header says {n_cmds}")
         b.time_ms = time_ms
-        sealed = self._seal(b, log=log) if b else None
+        sealed = self._seal(b, log=log, log_hash=hash_) if b else None
         if sealed is None:  # a block of refused lines only: nothing to replay, but it is in the chain
             sealed = self._seal_empty(seq, first_cmd, time_ms, log)
         self._write(sealed)
+
+    def _replay_rows(self, b: _Builder, rows: list[list[Any]]) -> None:
+        """Replay submissions logged one by one (as the API's writer logs them). Runs of them that
+        may settle at once (cleared, one currency, time never going back) go through the engine's
+        settle_run, as a logged batch does, and leave in the block what applying them one by one
+        leaves: a posting and a SETTLED status each. Any other row is applied on its own."""
+        i, n = 0, len(rows)
+        if n >= _ROW_RUN_MIN and _one_run(rows):
+            self._replay_run(b, rows)
+            return
+        while i < n:
+            j = i
+            while j < n and len(rows[j]) == _SUBMIT_ARITY and rows[j][8] == "clear" and rows[j][11] is None \
+                    and (j == i or rows[j][10] >= rows[j - 1][10]):
+                j += 1
+            if j - i < _ROW_RUN_MIN:
+                for row in rows[i:max(j, i + 1)]:
+                    self.stage(b, Submit(*row), row=row, replaying=True)
+                i = max(j, i + 1)
+                continue
+            self._replay_run(b, rows[i:j])
+            i = j
+
+    def _replay_run(self, b: _Builder, run: list[list[Any]]) -> None:
+        cols = list(zip(*run, strict=True))
+        ids, debtors, creditors, currencies, amounts, fps, times = (
+            list(cols[f]) for f in (0, 1, 2, 3, 4, 6, 10))
+        batch = {"id": ids, "debtor": debtors, "creditor": creditors, "currency": currencies,
+                 "amount_minor": amounts, "fingerprint": fps, "screening": "clear", "to_currency": None,
+                 "time_ms": times}
+        engine, touched = self.engine, self._touched
+        i, n = 0, len(run)
+        # Where rows keep failing to start a run (queues in the way), try less often: a row
+        # applied on its own comes to the same either way, only the cost differs.
+        retry_at, backoff = 0, 1
+        while i < n:
+            k = settle_run(engine, batch, i, row_times=True) if i >= retry_at else 0
+            if not k:
+                if i >= retry_at:
+                    retry_at, backoff = i + backoff, min(backoff * 2, _ROW_RETRY_MAX)
+                self.stage(b, Submit(*run[i]), row=run[i], replaying=True)
+                i += 1
+                continue
+            j = i + k
+            if k < _ROW_RUN_MIN:  # a short run saves nothing over the rows one by one
+                retry_at, backoff = j + backoff, min(backoff * 2, _ROW_RETRY_MAX)
+            else:
+                backoff = 1
+            first_seq = engine.ledger.seq - k + 1
+            b.cmds.extend([["submit", r] for r in run[i:j]])
+            b.n_cmds += k
+            b.postings.extend(map(list, zip(range(first_seq, first_seq + k), ids[i:j], currencies[i:j],
+                                            debtors[i:j], creditors[i:j], amounts[i:j], repeat("", k), strict=True)))
+            b.status.extend([[p, SETTLED, None, None, t, None, None, None]
+                             for p, t in zip(ids[i:j], times[i:j], strict=True)])
+            touched.update(zip(debtors[i:j], currencies[i:j], strict=True))
+            touched.update(zip(creditors[i:j], currencies[i:j], strict=True))
+            i = j
 
     def _seal_empty(self, seq: int, first: int, time_ms: int, log: bytes) -> _Sealed:
         h = block_hash(self.block_hash, seq, first, 0, log)
@@ -700,17 +786,20 @@ class Node:
         return acks
 
     def _stage_batch(self, b: _Builder, batch: dict[str, Any], line_nos: list[int], source: str,
-                     acks: list[Ack], parties: list[Any] | None = None) -> None:
+                     acks: list[Ack] | None, parties: list[Any] | None = None) -> None:
         """Stage a batch of submissions. Runs of payments that settle at once go through the
         engine's `settle_run` and are logged as one entry; any other row is staged on its own.
         `parties` holds each payment's party data (None: none), which goes to the block's
-        operator-private intake record, never to the log."""
+        operator-private intake record, never to the log. `acks` None: nobody is answered (a
+        replayed block), so no ack is made."""
         n = len(line_nos)
         private = b.payments_private
         for i, k, row in settle_batch(self.engine, batch):
             if row is not None:
                 p = None if parties is None or parties[i] is None else [None, None, parties[i]]
-                acks.append(self.submit_row(b, row, p, None, line_nos[i], source))
+                ack = self.submit_row(b, row, p, None, line_nos[i], source)
+                if acks is not None:
+                    acks.append(ack)
                 continue
             j = i + k
             first_seq = self.engine.ledger.seq - k + 1
@@ -726,7 +815,8 @@ class Node:
             touched = self._touched
             touched.update(zip(debtors, currencies, strict=True))
             touched.update(zip(creditors, currencies, strict=True))
-            acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
+            if acks is not None:
+                acks.extend([Ack(p, ln, SETTLED) for p, ln in zip(ids, line_nos[i:j], strict=True)])
             if parties is not None:
                 private.update([(p, [None, None, q]) for p, q in zip(ids, parties[i:j], strict=True)
                                 if q is not None])

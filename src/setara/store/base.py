@@ -16,6 +16,7 @@ replays the log and compares every stored block and projection row with what it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
@@ -241,6 +242,32 @@ class Store(ABC):
                snapshot: tuple[int, bytes, str] | None) -> None:
         """Write one block durably (fsync before return). Refuses unless block.seq follows the
         stored head: a second writer can never fork the log."""
+
+    @contextlib.contextmanager
+    def deferred_sync(self) -> Iterator[None]:
+        """For a member's node replaying blocks it can fetch again: inside, each `append` still
+        commits atomically and in order, but does not wait for its own fsync; leaving, one durable
+        commit makes every block before it durable too (also when leaving on an error, so a block
+        that failed its checks leaves the store at the last good one). A killed process loses
+        nothing committed; a power loss may lose a suffix of these blocks, never a middle one, and
+        the node replays them again from the stream. Nothing may be signed or acknowledged from
+        inside: the writer, which acknowledges, never uses it."""
+        self._fsync_each_commit(False)
+        try:
+            yield
+        except BaseException:
+            with contextlib.suppress(Exception):  # the original error is the one to report
+                self._sync_now()
+            raise
+        self._sync_now()
+
+    def _sync_now(self) -> None:
+        self._fsync_each_commit(True)
+        # A commit that writes something is what flushes the log up to it (an empty one does not).
+        self._put_meta("synced_upto", str(self.head()[0]))
+
+    def _fsync_each_commit(self, on: bool) -> None:  # noqa: B027 - a backend without the choice syncs always
+        """Whether a commit waits for its fsync (the default, and after deferred_sync)."""
 
     @abstractmethod
     def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:

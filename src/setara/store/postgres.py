@@ -315,6 +315,7 @@ class PostgresStore(Store):
         # One connection, shared safely: a transaction holds the lock from BEGIN to COMMIT, so a
         # statement from another thread can never land inside it.
         self._lock = threading.RLock()
+        self._synchronous_commit = "on"  # the session's level, restored after deferred_sync
         self._conn = self._connect()
         try:
             self._setup_session()
@@ -499,6 +500,18 @@ class PostgresStore(Store):
                 head = c.execute("SELECT COALESCE(MAX(seq), 0) FROM log").fetchone()
                 raise StoreError(f"the log moved under this writer (expected block {block.seq - 1}, found "
                                  f"{head[0] if head else '?'}): another writer is active")
+
+    def _fsync_each_commit(self, on: bool) -> None:
+        with self._use() as c:
+            if not on:
+                # `off`: a commit returns before its WAL record is flushed; a later commit at the
+                # session's own level (kept here) flushes the WAL up to it, and the earlier ones with it.
+                row = c.execute("SHOW synchronous_commit").fetchone()
+                self._synchronous_commit = str(row[0]) if row is not None else "on"
+                c.execute("SELECT set_config('synchronous_commit', 'off', false)")
+            else:
+                c.execute("SELECT set_config('synchronous_commit', %s, false)",
+                          (self._synchronous_commit,))
 
     def write_snapshot(self, snapshot: tuple[int, bytes, str], balances: list[tuple[str, str, int, int]]) -> None:
         with self._use() as c, c.pipeline(), c.transaction():
