@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import gc
 import marshal
 import multiprocessing as mp
 import os
@@ -220,6 +221,14 @@ class NameScreening:
             return []
         ms = list(self.net.members)
         return sorted({self._pair(d, c)[1] for d in ms for c in ms if d != c})
+
+    def release_screeners(self) -> None:
+        """Drop this process's screeners and their indexes (they load again when next used): the
+        engine's process calls it once its intake workers are forked, each with its own copy, so
+        that it does not hold an index it no longer screens with beside a growing ledger."""
+        self._pairs.clear()
+        if self.payment is not None:
+            self.payment.drop_screeners()
 
     def _pair(self, debtor: str, creditor: str) -> tuple[Any, str, list[str]]:
         pair = self._pairs.get((debtor, creditor))
@@ -616,6 +625,9 @@ def parallel_parse(path: str | None, prefix: bytes, net: Network, key: bytes, ch
             send.close()
             conns.append(recv)
             procs.append(proc)
+        if names is not None:
+            names.release_screeners()
+            gc.collect()  # the index's objects are gone from this process now, not at some later pass
         if feed is not None:
             raw_recv.close()
             threading.Thread(target=_feed, args=(*feed, chunk), name="setara-intake-feed", daemon=True).start()

@@ -160,6 +160,11 @@ class PaymentScreening:
             self._screeners[key] = sc
         return sc
 
+    def drop_screeners(self) -> None:
+        """Forget the screeners built so far; the next use loads them again (from the store's
+        persisted index where there is one)."""
+        self._screeners.clear()
+
     def sources_for(self, ins: Instruction, network: Network) -> list[str]:
         members = [ins.debtor, ins.creditor]
         if ins.to_currency is not None:
