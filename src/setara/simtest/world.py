@@ -516,7 +516,7 @@ class World:
         while True:
             # A frozen process's renewer does not run (until after its pending request: `one_step`).
             due = [h for h in self.hosts if h.node is not None and h.node.replicator is not None
-                   and h.next_renew_ms <= end and h.paused_until < self.step]
+                   and h.next_renew_ms <= end and not (h.paused_until and h.paused_until >= self.step)]
             if not due:
                 break
             h = min(due, key=lambda x: (x.next_renew_ms, x.name))
