@@ -361,12 +361,6 @@ class World:
     def _settings(self, h: _Host) -> ReplicationSettings:
         return ReplicationSettings([], str(h.key_path), STREAM)
 
-    @property
-    def writer(self) -> Node | None:
-        """The sequencer writing the stream's history (None while there is none)."""
-        h = self._active()
-        return None if h is None else h.node
-
     def _active(self) -> _Host | None:
         live = [h for h in self.hosts if self._current(h)]
         return max(live, key=lambda h: h.epoch) if live else None
