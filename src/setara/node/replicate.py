@@ -66,7 +66,8 @@ def registry_of(network: Network) -> KeyRegistry:
 
 class Replicator:
     def __init__(self, log: ReplicatedLog, settings: ReplicationSettings, signer: str, key: object,
-                 network_name: str, tip_hash: bytes) -> None:
+                 network_name: str, tip_hash: bytes, *, lease_ttl_s: float | None = None,
+                 renew_in_background: bool = True) -> None:
         self.log = log
         self.settings = settings
         self.signer = signer
@@ -80,12 +81,19 @@ class Replicator:
         self._lease_lost: str | None = None
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self.lease_ttl_s = LEASE_TTL_S if lease_ttl_s is None else lease_ttl_s
+        # False: no thread; whoever holds this Replicator calls `renew_lease_once` every TTL/3 on
+        # its own clock (`setara simtest` does, on the simulated one).
+        self._renew_in_background = renew_in_background
 
     @classmethod
     def open(cls, settings: ReplicationSettings, network: Network, store: Store,
-             log: ReplicatedLog | None = None) -> Replicator:
+             log: ReplicatedLog | None = None, *, lease_ttl_s: float | None = None,
+             renew_in_background: bool = True) -> Replicator:
         """`log`: an already connected log (the simulated stream); by default JetStream at
-        settings.urls."""
+        settings.urls. `lease_ttl_s` (default SETARA_LEASE_TTL_S) and `renew_in_background`
+        (default: a thread renews the lease every TTL/3) are seams for `setara simtest`, which
+        renews on its simulated clock."""
         try:
             key = load_private_key(settings.key_path)
         except (OSError, ValueError) as e:
@@ -101,7 +109,8 @@ class Replicator:
                 log = JetStreamLog.connect(settings.urls, settings.stream)
         except (ReplicationError, OSError, ValueError) as e:
             raise SetaraError(f"cannot reach the stream {settings.stream} at {','.join(settings.urls)}: {e}") from None
-        rep = cls(log, settings, node.name, key, network.name, b"")
+        rep = cls(log, settings, node.name, key, network.name, b"", lease_ttl_s=lease_ttl_s,
+                  renew_in_background=renew_in_background)
         try:
             rep._take_lease()
             rep._catch_up_stream(store)
@@ -121,7 +130,7 @@ class Replicator:
         try:
             lease = self.log.lease()
             if lease is None:
-                lease = self.log.acquire_lease(self.signer, LEASE_TTL_S)
+                lease = self.log.acquire_lease(self.signer, self.lease_ttl_s)
             elif lease.holder == self.signer:
                 lease = self.log.renew_lease(lease)
             else:
@@ -134,21 +143,34 @@ class Replicator:
             raise SetaraError(f"stream {self.settings.stream}: the sequencer lease: {e}") from None
         self._lease = lease
         self.epoch = lease.epoch
-        self._renewer = threading.Thread(target=self._renew, name="setara-lease", daemon=True)
-        self._renewer.start()
+        if self._renew_in_background:
+            self._renewer = threading.Thread(target=self._renew, name="setara-lease", daemon=True)
+            self._renewer.start()
 
     def _renew(self) -> None:
-        while not self._stop.wait(LEASE_TTL_S / 3):
-            lease = self._lease
-            if lease is None:
+        while not self._stop.wait(self.lease_ttl_s / 3):
+            if not self.renew_lease_once():
                 return
-            try:
-                self._lease = self.log.renew_lease(lease)
-            except LeaseLost as e:
-                self._lease_lost = str(e)
-                return
-            except ReplicationError:
-                continue  # a leader election: try again at the next tick, within the TTL
+
+    def renew_lease_once(self) -> bool:
+        """One tick of the renewer; False once there is nothing more to renew (the lease is lost:
+        the next publish is refused)."""
+        lease = self._lease
+        if lease is None or self._lease_lost is not None:
+            return False
+        try:
+            self._lease = self.log.renew_lease(lease)
+        except LeaseLost as e:
+            self._lease_lost = str(e)
+            return False
+        except ReplicationError:
+            pass  # a leader election: try again at the next tick, within the TTL
+        return True
+
+    @property
+    def lease_lost(self) -> str | None:
+        """Why this writer may no longer publish (None while it holds the lease, as far as it knows)."""
+        return self._lease_lost
 
     def _catch_up_stream(self, store: Store) -> None:
         """Publish, from block 1, what the stream lacks; refuse a stream with another history."""

@@ -18,13 +18,50 @@ from collections.abc import Callable
 
 from setara.core.network import Network
 from setara.node.follow import FollowSettings, _Follower, _open_replica
-from setara.node.node import SetaraError
+from setara.node.node import Node, SetaraError
 from setara.node.replicate import ReplicationSettings
 from setara.replication.jetstream import JetStreamLog, ReplicationError
+from setara.replication.stream import ReplicatedLog
 
-__all__ = ["wait_to_take_over"]
+__all__ = ["Standby", "wait_to_take_over"]
 
 POLL_S = 0.5
+
+
+class Standby:
+    """A standby's replica of the stream in `db` and its look at the lease, one `poll` at a time
+    (`wait_to_take_over` polls every POLL_S; `setara simtest` once a simulated step)."""
+
+    def __init__(self, db: str, settings: ReplicationSettings, network: Network, log: ReplicatedLog) -> None:
+        self.log = log
+        self.node: Node = _open_replica(db)
+        try:
+            self._follower = _Follower(FollowSettings(db, "", settings, network), network, log, self.node)
+        except BaseException:
+            self.node.close()
+            raise
+
+    def poll(self, on_block: Callable[[int], None] | None = None) -> bool | None:
+        """Catch up; then, once the sequencer lease has lapsed, make the store a writer's at the
+        stream's head and return True. False while the lease is held; None when the lease could
+        not be read (no answer is not a lapsed lease)."""
+        f, node = self._follower, self.node
+        f.catch_up()
+        if on_block is not None:
+            on_block(node.block_seq)
+        try:
+            lease = self.log.lease()
+        except ReplicationError:
+            return None
+        if lease is not None:
+            return False
+        f.catch_up()  # whatever the old sequencer appended before its lease lapsed
+        node.catch_up()
+        node.store.become_writer(node.block_seq)
+        return True
+
+    def close(self) -> None:
+        self.node.close()
 
 
 def wait_to_take_over(db: str, settings: ReplicationSettings, network: Network, *,
@@ -36,28 +73,17 @@ def wait_to_take_over(db: str, settings: ReplicationSettings, network: Network, 
         log = JetStreamLog.connect(settings.urls, settings.stream)
     except (ReplicationError, OSError, ValueError) as e:
         raise SetaraError(f"cannot reach the stream {settings.stream}: {e}") from None
-    node = None
+    standby = None
     try:
-        node = _open_replica(db)
-        f = _Follower(FollowSettings(db, "", settings, network), network, log, node)
+        standby = Standby(db, settings, network, log)
         while True:
-            f.catch_up()
-            if on_block is not None:
-                on_block(node.block_seq)
-            try:
-                lease = log.lease()
-            except ReplicationError:
-                time.sleep(POLL_S)  # no answer is not a lapsed lease
-                continue
-            if lease is None:
-                f.catch_up()  # whatever the old sequencer appended before its lease lapsed
-                node.catch_up()
-                node.store.become_writer(node.block_seq)
+            took = standby.poll(on_block)
+            if took:
                 return True
-            if should_stop is not None and should_stop():
+            if took is False and should_stop is not None and should_stop():
                 return False
             time.sleep(POLL_S)
     finally:
-        if node is not None:
-            node.close()
+        if standby is not None:
+            standby.close()
         log.close()

@@ -33,7 +33,7 @@ def simtest(
     line per failing seed (its first broken invariant and the command that reproduces it) and a
     summary; exits 1 when a seed fails."""
     from setara.simtest import sabotage as sabotage_mod
-    from setara.simtest.world import FAULTS, LIVENESS_STEPS, run_seed
+    from setara.simtest.world import FAULTS, liveness_bound, run_seed
 
     if not 1 <= seeds <= SEEDS_MAX:
         raise _usage(f"--seeds must be in 1..{SEEDS_MAX}")
@@ -84,7 +84,7 @@ def simtest(
     verdict = "every invariant held" if not failed else f"{failed} failed"
     # stdout is the result, the same for the same seeds; the time it took goes to stderr.
     print(f"simtest: seeds {seed}..{seed + ran - 1} ({ran}), faults {fault_arg}"
-          f"{', sabotage ' + sabotage if sabotage else ''}: {verdict}; liveness bound {LIVENESS_STEPS} quiet steps; "
+          f"{', sabotage ' + sabotage if sabotage else ''}: {verdict}; liveness bound {liveness_bound(chosen)}; "
           f"totals: {figures}")
     print(f"simtest: {ran} seed(s) in {secs:.1f} s", file=sys.stderr)
     if failed:

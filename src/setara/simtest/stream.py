@@ -91,6 +91,7 @@ class SimCluster:
     delayed: list[tuple[int, str, BlockMessage | bytes, str, int | None]] = field(default_factory=list)
     lease_value: tuple[str, int, int, int, int] | None = None  # holder, epoch, revision, expires_ms, ttl_ms
     kv_revision: int = 0
+    lease_holders: dict[int, str] = field(default_factory=dict)  # epoch -> the sequencer that acquired it
     stored_twice: int = 0  # appends the de-duplication had to absorb (a figure for the report)
 
     # -- server side -----------------------------------------------------------------------
@@ -318,28 +319,42 @@ class SimLog:
             self.c.lease_value = v = None
         return v
 
+    def _kv_request(self, what: str) -> None:
+        """A KV request crosses the same network: it may be lost before the server."""
+        self._reach(what)
+        if self.c.rng.random() < self.c.faults.loss:
+            raise StreamUnavailable(f"{what}: no answer (request lost)")
+
+    def _kv_answer(self, what: str) -> None:
+        """The server acted; its answer may be lost on the way back."""
+        if self.c.rng.random() < self.c.faults.ack_loss:
+            raise StreamUnavailable(f"{what}: no answer (reply lost)")
+
     def lease(self) -> Lease | None:
         self._reach("read the lease")
         v = self._live_lease()
         return None if v is None else Lease(v[0], v[1], v[2])
 
     def acquire_lease(self, holder: str, ttl_s: float) -> Lease | None:
-        self._reach("acquire the lease")
+        self._kv_request("acquire the lease")
         if self._live_lease() is not None:
             return None
         self.c.kv_revision += 1
         rev = self.c.kv_revision
         ttl_ms = max(1, int(ttl_s * 1000))
         self.c.lease_value = (holder, rev, rev, self.c.clock_ms() + ttl_ms, ttl_ms)
+        self.c.lease_holders[rev] = holder
+        self._kv_answer("acquire the lease")
         return Lease(holder, rev, rev)
 
     def renew_lease(self, lease: Lease) -> Lease:
-        self._reach("renew the lease")
+        self._kv_request("renew the lease")
         v = self._live_lease()
         if v is None or v[2] != lease.revision:
             raise LeaseLost(f"{lease.holder}: the lease of epoch {lease.epoch} expired or was taken")
         self.c.kv_revision += 1
         self.c.lease_value = (v[0], v[1], self.c.kv_revision, self.c.clock_ms() + v[4], v[4])
+        self._kv_answer("renew the lease")
         return Lease(lease.holder, lease.epoch, self.c.kv_revision)
 
     def close(self) -> None:

@@ -1,8 +1,11 @@
-"""One seeded run of the whole network: a writer (the sequencer), four member nodes, a client.
+"""One seeded run of the whole network: a writer (the sequencer), with `failover` a standby
+sequencer, four member nodes, a client.
 
-What runs is the real code: `Node` (engine, store, submit path, use cases), `Replicator`, the
-follower (`_Follower`: catch up, verify, replay, sign through the SigningGuard, gather, check
-for equivocation) and the checkpoint code, each over its own SQLite store in a temp directory.
+What runs is the real code: `Node` (engine, store, submit path, use cases), `Replicator` (its
+lease renewed on the simulated clock), the standby (`Standby`: replicate, watch the lease, take
+over), the follower (`_Follower`: catch up, verify, replay, sign through the SigningGuard,
+gather, check for equivocation) and the checkpoint code, each over its own SQLite store in a
+temp directory.
 What is simulated: the stream (`SimCluster`/`SimLog`), the clock (a counter that only the run
 moves), the network between processes, process crashes and the disk's behaviour on a crash.
 Everything random comes from one `random.Random(seed)`, so a seed replays exactly.
@@ -31,12 +34,13 @@ from typing import Any, NoReturn
 import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from setara.core import HELD, QUEUED, SETTLED, Hold
+from setara.core import HELD, QUEUED, SETTLED, EpochStart, Hold
 from setara.core.network import Network, load_network
 from setara.node import usecases
 from setara.node.follow import FollowError, FollowSettings, _Follower, _open_replica
 from setara.node.node import Node, SetaraError
 from setara.node.replicate import ReplicationSettings, Replicator, registry_of
+from setara.node.standby import Standby
 from setara.replication.checkpoint import Checkpoint, SignedCheckpoint, is_final, merge, sign_checkpoint
 from setara.replication.header import BlockMessage as BlockMessageT
 from setara.replication.header import build_block_message
@@ -45,18 +49,28 @@ from setara.replication.keys import public_key_b64, write_private_key
 from setara.simtest.stream import SimCluster, SimLog
 from setara.store import StoreError
 
-__all__ = ["FAULTS", "LIVENESS_STEPS", "Result", "run_seed"]
+__all__ = ["FAULTS", "LIVENESS_STEPS", "Result", "liveness_bound", "run_seed"]
 
 FAULTS = ("crash", "lost-write", "partition", "replica", "loss", "dup", "delay", "reorder", "corrupt",
-          "byzantine-sequencer", "lying-follower")
+          "byzantine-sequencer", "lying-follower", "failover")
 FAULT_STEPS = 40  # steps with faults drawn
 LIVENESS_STEPS = 4  # quiet steps within which everything submitted must be answered and final
+# The simulated sequencers' lease: renewed every third of it on the simulated clock. With a
+# standby, the quiet phase first lets this much simulated time pass (a lease held by a stopped
+# sequencer lapses), then LIVENESS_STEPS steps.
+LEASE_TTL_MS = 4_000
+QUIET_STEPS_MAX = 50  # bounds the wait for LEASE_TTL_MS (steps move the clock by 1 ms at least)
+STOP_STEPS = (2, 8)  # a sequencer stopped on purpose (`failover`) stays down this many steps
 PARTITION_STEPS_MAX = 6  # a partition, or a replica down, heals within this many steps
 STEP_MS_MAX = 2_000  # simulated time per step: 1 ms .. this
 MEMBERS = ("BANK_ID1", "BANK_MY1", "BANK_TH1", "FX_MERDEKA")
 NODE_OF = {m: f"node-{m.lower().replace('_', '-')}" for m in MEMBERS}
-SEQUENCER = "seq-1"
+SEQUENCER = "seq-1"  # the first active sequencer
+STANDBY = "seq-2"  # the standby sequencer (with `failover`)
 STREAM = "sim"
+# What the writer's refusals say when another sequencer holds the lease or has written (fenced).
+FENCED = ("holds the lease", "took the lease first", "another writer has written", "another history",
+          "did not publish", "holds another block", "the stream ends at block", "lost the sequencer lease")
 
 NETWORK_TOML = """
 name = "simtest"
@@ -152,9 +166,10 @@ class _Disk:
     """Crash points on one process's store: `crash_in` operations from now the process dies; with
     `lost`, the store loses the write that was in flight (it never reached the platter)."""
 
-    def __init__(self, world: World, who: str) -> None:
+    def __init__(self, world: World, who: str, path: Path) -> None:
         self.world = world
         self.who = who
+        self.path = path  # the store's file (a sequencer's changes when its store is rebuilt)
         self.crash_in: int | None = None
         self.lost = False
 
@@ -170,7 +185,7 @@ class _Disk:
     def wrap(self, node: Node) -> None:
         store = node.store
         real_append = store.append
-        path = self.world.dir / f"{self.who}.db"
+        path = self.path
 
         def append(block: Any, balances: Any, snapshot: Any) -> None:
             if self.crash_in == 1 and self.lost:
@@ -214,6 +229,31 @@ class _CrashingLog(SimLog):
 
 
 @dataclass
+class _Host:
+    """A sequencer's machine: it runs the writer (`node`) or a standby (`standby`), or nothing."""
+
+    name: str  # its registered node name, and its client name on the stream
+    key_path: Path
+    disk: _Disk
+    role: str  # what its store is: "writer" or "standby" (a standby's replica)
+    stores: int = 1  # a fenced sequencer's store is set aside and a new replica made: one more
+    node: Node | None = None
+    standby: Standby | None = None
+    down_until: int = 0  # stopped on purpose until this step
+    paused_until: int = 0  # frozen (a long pause: no renewal, no work) until this step
+    next_renew_ms: int = 0  # the lease renewer's next tick, on the simulated clock
+    epoch: int = 0  # the epoch its writer opened with
+
+    @property
+    def db(self) -> Path:
+        return self.disk.path
+
+    @property
+    def running(self) -> bool:
+        return self.node is not None or self.standby is not None
+
+
+@dataclass
 class _Member:
     member: str
     name: str
@@ -241,7 +281,8 @@ class World:
         self.now_ms = 1_700_000_000_000
         self.stats: dict[str, int] = {k: 0 for k in (
             "blocks", "payments", "acks", "crashes", "lost_writes", "partitions", "corruptions_detected",
-            "byzantine_blocks", "lies", "proofs", "final_seq", "forged_rejected", "dedup")}
+            "byzantine_blocks", "lies", "proofs", "final_seq", "forged_rejected", "dedup", "stops", "pauses",
+            "failovers", "epochs", "fenced_writes", "set_aside")}
         self.cluster = SimCluster(self.rng, lambda: self.now_ms)
         self.lost_images: dict[str, tuple[Path, sqlite3.Connection]] = {}
         self.payments: dict[str, _Payment] = {}
@@ -250,21 +291,29 @@ class World:
         self.finals: dict[int, Checkpoint] = {}
         self.equivocations: list[tuple[str, int]] = []  # (kind, seq) injected
         self.forged: set[tuple[int, str]] = set()  # (seq, block hash) of blocks no sequencer signed
-        keys = {SEQUENCER: self._key(), **{NODE_OF[m]: self._key() for m in MEMBERS}}
-        tables = [f'[[node]]\nname = "{SEQUENCER}"\npublic_key = "{public_key_b64(keys[SEQUENCER])}"\n'
-                  "sequencer = true\n"]
+        keys = {SEQUENCER: self._key(), STANDBY: self._key(), **{NODE_OF[m]: self._key() for m in MEMBERS}}
+        # Both sequencers are registered (as a network file with a standby has them).
+        tables = [f'[[node]]\nname = "{s}"\npublic_key = "{public_key_b64(keys[s])}"\nsequencer = true\n'
+                  for s in (SEQUENCER, STANDBY)]
         tables += [f'[[node]]\nname = "{NODE_OF[m]}"\npublic_key = "{public_key_b64(keys[NODE_OF[m]])}"\n'
                    f'member = "{m}"\n' for m in MEMBERS]
         self.network: Network = load_network(NETWORK_TOML + "\n" + "\n".join(tables))
         self.registry = registry_of(self.network)
-        self.seq_key = keys[SEQUENCER]
+        self.seq_keys = {s: keys[s] for s in (SEQUENCER, STANDBY)}
         for name, key in keys.items():
             write_private_key(key, self.dir / f"{name}.key")
         self.rogue_key = self._key()  # registered nowhere: what a forger signs with
-        self.writer_disk = _Disk(self, "writer")
-        self.writer: Node | None = None
+        self.hosts = [_Host(SEQUENCER, self.dir / f"{SEQUENCER}.key", _Disk(self, SEQUENCER, self.dir / "writer.db"),
+                            "writer")]
+        if "failover" in faults:
+            self.hosts.append(_Host(STANDBY, self.dir / f"{STANDBY}.key",
+                                    _Disk(self, STANDBY, self.dir / f"{STANDBY}-1.db"), "standby"))
         self.members = [_Member(m, NODE_OF[m], self.dir / f"{NODE_OF[m]}.key", self.dir / f"{NODE_OF[m]}.db",
-                                _Disk(self, NODE_OF[m])) for m in MEMBERS]
+                                _Disk(self, NODE_OF[m], self.dir / f"{NODE_OF[m]}.db")) for m in MEMBERS]
+        self.epoch_checked = 0  # blocks on the stream whose epoch has been checked
+        self.last_epoch = 0
+        self.epoch_signer: dict[int, str] = {}  # epoch -> the sequencer whose blocks carry it
+        self.epoch_started: list[tuple[int, int]] = []  # (block seq, epoch) of every EpochStart on the stream
         self.next_id = 0
         self.pending_byzantine: _Member | None = None
         self.changed_network = False
@@ -290,6 +339,8 @@ class World:
         by the node itself."""
         if node is None:
             return
+        if node.replicator is not None:
+            node.replicator.log.close()  # its connection dies with it (no renewal thread here)
         if node._writer_cm is not None:
             with contextlib.suppress(Exception):
                 node._writer_cm.__exit__(None, None, None)
@@ -307,32 +358,174 @@ class World:
             dest.close()
             keep.close()
 
-    def start_writer(self) -> None:
-        path = str(self.dir / "writer.db")
-        if not (self.dir / "writer.db").exists():
+    # ------------------------------------------------------------------ sequencers
+
+    def _settings(self, h: _Host) -> ReplicationSettings:
+        return ReplicationSettings([], str(h.key_path), STREAM)
+
+    def _active(self) -> _Host | None:
+        live = [h for h in self.hosts if self._current(h)]
+        return max(live, key=lambda h: h.epoch) if live else None
+
+    def _current(self, h: _Host) -> bool:
+        """A running writer whose store holds the stream's whole history (a fenced one does not:
+        the stream moved on without it)."""
+        node = h.node
+        if node is None:
+            return False
+        blocks = self.cluster.blocks()
+        if not blocks:
+            return True
+        last = blocks[-1].data
+        assert isinstance(last, BlockMessageT)
+        if node.block_seq < last.header.seq:
+            return False
+        at = node.store.block_hash_at(last.header.seq)
+        return at is not None and at[0].hex() == last.header.hash
+
+    def start_host(self, h: _Host) -> None:
+        if h.running or h.down_until > self.step:
+            return
+        if h.role == "standby":
+            self._start_standby(h)
+        else:
+            self.start_writer(h)
+
+    def start_writer(self, h: _Host) -> None:
+        """`setara serve --replicate` on this machine's store: open it, take the lease (or renew
+        its own), bring the stream up to the store's head, and, in a new epoch, log an EpochStart
+        first (as `usecases.start_replication` does, with the simulated stream and clock)."""
+        path = str(h.db)
+        node: Node | None = None
+        try:
             # The party key from the seed too: fingerprints of named payments, and so the state
             # hashes a run prints, depend on it.
-            node = Node.create(path, self.network, self.clock(), self.party_key)
-        else:
-            node = Node.open(path, write=True)
-        self.writer_disk.wrap(node)
-        settings = ReplicationSettings([], str(self.dir / f"{SEQUENCER}.key"), STREAM)
-        try:
-            node.replicator = Replicator.open(settings, node.network, node.store,
-                                              log=self._log("writer", self.writer_disk))
-        except SetaraError:
-            self._drop(node, "writer")
-            return
+            node = Node.create(path, self.network, self.clock(), self.party_key) if not h.db.exists() \
+                else Node.open(path, write=True)
+            h.disk.wrap(node)
+            rep = Replicator.open(self._settings(h), node.network, node.store, log=self._log(h.name, h.disk),
+                                  lease_ttl_s=LEASE_TTL_MS / 1000, renew_in_background=False)
+            node.replicator = rep
+            h.next_renew_ms = self.now_ms + LEASE_TTL_MS // 3
+            if rep.new_epoch:
+                node.execute([EpochStart(rep.epoch, rep.signer, self.clock())])
         except SimCrash:
-            self._drop(node, "writer")
+            self._drop(node, h.name)
             return
-        self.writer = node
-        self._record_writer_hashes()
-        self._check_acked_kept()
+        except (SetaraError, StoreError) as e:
+            self._drop(node, h.name)  # the process exits with its one line
+            self._set_aside_if_fenced(h, str(e))
+            return
+        h.node = node
+        h.epoch = rep.epoch
+        self._record_writer_hashes(h)
+        self._check_acked_kept(h)
 
-    def crash_writer(self) -> None:
-        self._drop(self.writer, "writer")
-        self.writer = None
+    def crash_writer(self, h: _Host) -> None:
+        self._drop(h.node, h.name)
+        h.node = None
+
+    def _set_aside_if_fenced(self, h: _Host, refusal: str) -> None:
+        """After a refused start: when another sequencer holds the lease, or the stream holds a
+        block this store lacks or has another one, this store can never write again. No code path
+        turns a writer's store back into a replica (`serve --standby` refuses a writer's store), so
+        the operator sets it aside and the machine comes back as a standby with a new replica."""
+        if len(self.hosts) == 1 or not any(w in refusal for w in FENCED):
+            return  # the stream could not be reached: it starts again later
+        self.stats["set_aside"] += 1
+        for suffix in ("", "-wal", "-shm", ".lock"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(h.db) + suffix)
+        h.stores += 1
+        h.disk.path = self.dir / f"{h.name}-{h.stores}.db"
+        h.role = "standby"
+
+    def _start_standby(self, h: _Host) -> None:
+        """`setara serve --standby`: replicate the stream into this machine's store."""
+        sb = Standby(str(h.db), self._settings(h), self.network, self._log(h.name, h.disk))
+        h.disk.wrap(sb.node)
+        h.standby = sb
+
+    def standby_round(self, h: _Host) -> None:
+        """One poll of `wait_to_take_over`; on a lapsed lease, the store becomes the writer's and
+        the machine starts as the sequencer."""
+        sb = h.standby
+        assert sb is not None
+        try:
+            took = sb.poll()
+        except SimCrash:
+            self._drop(sb.node, h.name)
+            h.standby = None
+            return
+        except FollowError as e:
+            self.fail("an honest node accepts every genuine block", f"{h.name} (standby) stopped: {e}")
+        except SetaraError:
+            self._exit_standby(h)  # the stream could not be reached: the process exits
+            return
+        if not took:
+            self._record_replica_hash(h.name, sb.node, sb._follower.tip.epoch)
+            return
+        self._exit_standby(h)
+        h.role = "writer"
+        self.stats["failovers"] += 1
+        self.start_writer(h)
+
+    def _exit_standby(self, h: _Host) -> None:
+        """`wait_to_take_over` returned or raised: its `finally` closes the replica cleanly."""
+        sb = h.standby
+        h.standby = None
+        if sb is None:
+            return
+        try:
+            sb.close()
+        except SimCrash:
+            self._drop(sb.node, h.name)
+
+    def _stop_sequencer(self) -> None:
+        """A writing sequencer stops renewing its lease for a few steps: the operator stops it
+        (cleanly, or by pulling the plug), or the process freezes (a long pause) and, when it
+        wakes, first finishes the request it had in hand, with its stale idea of the lease and
+        of the stream. The standby takes over once the lease lapses."""
+        live = [h for h in self.hosts if h.node is not None and not self._paused(h)]
+        if not live:
+            return
+        h = self.rng.choice(live)
+        node = h.node
+        assert node is not None
+        r = self.rng.random()
+        if r < 1 / 3:
+            h.paused_until = self.step + self.rng.randint(*STOP_STEPS)
+            self.stats["pauses"] += 1
+            return
+        h.node = None
+        if r < 2 / 3:
+            try:
+                node.close()  # as `serve` does on SIGTERM: record finality, stop renewing, close
+            except (SimCrash, SetaraError, StoreError, ReplicationError):
+                self._drop(node, h.name)
+        else:
+            self._drop(node, h.name)
+        h.down_until = self.step + self.rng.randint(*STOP_STEPS)
+        self.stats["stops"] += 1
+
+    def _advance_clock(self, dt_ms: int) -> None:
+        """Time passes: each running writer's lease renewer ticks at its own times (every third
+        of the TTL), through the network as it has been since the last step."""
+        end = self.now_ms + dt_ms
+        while True:
+            # A frozen process's renewer does not run (until after its pending request: `one_step`).
+            due = [h for h in self.hosts if h.node is not None and h.node.replicator is not None
+                   and h.next_renew_ms <= end and not (h.paused_until and h.paused_until >= self.step)]
+            if not due:
+                break
+            h = min(due, key=lambda x: (x.next_renew_ms, x.name))
+            self.now_ms = max(self.now_ms, h.next_renew_ms)
+            assert h.node is not None
+            h.node.replicator.renew_lease_once()
+            h.next_renew_ms += LEASE_TTL_MS // 3
+        self.now_ms = end
+
+    # ------------------------------------------------------------------ member nodes
 
     def start_member(self, m: _Member) -> None:
         if m.stopped is not None or m.follower is not None:
@@ -393,8 +586,8 @@ class World:
         self.stats["payments"] += 1
         return line
 
-    def writer_action(self) -> None:
-        node = self.writer
+    def writer_action(self, h: _Host) -> None:
+        node = h.node
         assert node is not None
         rng = self.rng
         r = rng.random()
@@ -432,18 +625,19 @@ class World:
         except usecases.Refused:
             pass  # an answer to the operator; nothing changed
         except SimCrash:
-            self.crash_writer()
+            self.crash_writer(h)
             return
         except (SetaraError, StoreError) as e:
             msg = str(e)
             if msg.startswith("invariant violated"):
                 self.fail("engine invariants", msg)
-            if not msg.startswith(("replication failure", "storage failure")):
+            if not msg.startswith(("replication failure", "storage failure")) and "lost the sequencer lease" not in msg:
                 return  # the engine refused the command: an answer, nothing changed
-            # The writer process exits on a replication failure (nothing acknowledged).
-            self.crash_writer()
+            # The writer process exits on a replication failure or a lost lease (nothing acknowledged).
+            self._note_refused(msg)
+            self.crash_writer(h)
             return
-        self._record_writer_hashes()
+        self._after_write(h)
 
     def _submit(self, node: Node, lines: list[bytes]) -> None:
         for acks in node.submit_lines(lines, source="sim", batch_lines=10_000, clock=self.clock):
@@ -457,12 +651,28 @@ class World:
                 if a.status == SETTLED:
                     p.settled = True
 
-    def _record_writer_hashes(self) -> None:
-        node = self.writer
+    def _after_write(self, h: _Host) -> None:
+        """A write returned, so its acks are out: its block must be on the stream."""
+        node = h.node
+        assert node is not None
+        blocks = self.cluster.blocks()
+        on_stream = node.block_seq <= len(blocks) and \
+            blocks[node.block_seq - 1].data.header.hash == node.block_hash.hex()  # type: ignore[union-attr]
+        if not on_stream:
+            self.fail("nothing is acknowledged before its block is on the stream",
+                      f"{h.name} returned from a write at block {node.block_seq}, which the stream does not hold")
+        self._record_writer_hashes(h)
+
+    def _record_writer_hashes(self, h: _Host) -> None:
+        node = h.node
         if node is None or node.block_seq == 0:
             return
         key = (node.block_seq, node.block_hash.hex())
-        self.writer_hashes.setdefault(key, node.engine.state_hash())
+        state = node.engine.state_hash()
+        known = self.writer_hashes.setdefault(key, state)
+        if known != state:
+            self.fail("followers at equal seq have equal state hashes",
+                      f"{h.name} at block {key[0]} has state {state[:12]}, a writer there had {known[:12]}")
         self.stats["blocks"] = max(self.stats["blocks"], node.block_seq)
 
     # ------------------------------------------------------------------ a member node's round
@@ -526,21 +736,34 @@ class World:
         f = m.follower
         if f is None or f.node.block_seq == 0 or m.liar:
             return
-        seq, bh = f.node.block_seq, f.node.block_hash.hex()
-        state = f.node.engine.state_hash()
-        if m.deceived_from is not None and seq >= m.deceived_from:
+        if m.deceived_from is not None and f.node.block_seq >= m.deceived_from:
             return
+        self._record_replica_hash(m.name, f.node, f.tip.epoch)
+
+    def _record_replica_hash(self, who: str, node: Node, tip_epoch: int) -> None:
+        """A member node's or a standby's state against the writers' and the others' at its block;
+        and the epoch it follows is never older than the last EpochStart it applied."""
+        seq = node.block_seq
+        if seq == 0:
+            return
+        bh = node.block_hash.hex()
+        state = node.engine.state_hash()
         w = self.writer_hashes.get((seq, bh))
         if w is not None and w != state:
             self.fail("followers at equal seq have equal state hashes",
-                      f"{m.name} at block {seq} has state {state[:12]}, the writer had {w[:12]}")
-        other = self.follower_hashes.setdefault((seq, bh), (state, m.name))
+                      f"{who} at block {seq} has state {state[:12]}, the writer had {w[:12]}")
+        other = self.follower_hashes.setdefault((seq, bh), (state, who))
         if other[0] != state:
             self.fail("followers at equal seq have equal state hashes",
-                      f"{m.name} and {other[1]} at block {seq}: {state[:12]} vs {other[0][:12]}")
+                      f"{who} and {other[1]} at block {seq}: {state[:12]} vs {other[0][:12]}")
         if (seq, bh) in self.forged:
             self.fail("only blocks signed by a registered sequencer are applied",
-                      f"{m.name} applied block {seq}, which no registered sequencer signed")
+                      f"{who} applied block {seq}, which no registered sequencer signed")
+        self._check_stream_epochs()
+        started = max((e for s, e in self.epoch_started if s <= seq), default=0)
+        if tip_epoch < started:
+            self.fail("no block of a void older epoch is applied after an EpochStart",
+                      f"{who} at block {seq} follows epoch {tip_epoch}; epoch {started} had started")
 
     def _note_final(self, scp: SignedCheckpoint) -> None:
         cp = scp.checkpoint
@@ -556,9 +779,13 @@ class World:
         rng, fs = self.rng, self.faults
         c = self.cluster
         if "crash" in fs or "lost-write" in fs:
-            if self.writer is not None and rng.random() < 0.12:
-                self.writer_disk.crash_in = rng.randint(1, 4)
-                self.writer_disk.lost = "lost-write" in fs and rng.random() < 0.5
+            for h in self.hosts:
+                if h.node is not None and rng.random() < 0.12:
+                    h.disk.crash_in = rng.randint(1, 4)
+                    h.disk.lost = "lost-write" in fs and rng.random() < 0.5
+                elif h.standby is not None and rng.random() < 0.06:
+                    h.disk.crash_in = rng.randint(1, 4)
+                    h.disk.lost = False
             for m in self.members:
                 if m.follower is not None and rng.random() < 0.06:
                     m.disk.crash_in = rng.randint(1, 4)
@@ -571,7 +798,7 @@ class World:
                 c.up[i] = True
                 del self.replica_until[i]
         if "partition" in fs and rng.random() < 0.15:
-            who = rng.choice(["writer", *NODE_OF.values()])
+            who = rng.choice([*(h.name for h in self.hosts), *NODE_OF.values()])
             if who not in c.partitioned:
                 c.partitioned.add(who)
                 self.partition_until[who] = self.step + rng.randint(1, PARTITION_STEPS_MAX)
@@ -597,6 +824,8 @@ class World:
             self._lie(rng.choice(self.members))
         if "byzantine-sequencer" in fs and rng.random() < 0.03:
             self._forge(rng.choice(self.members))
+        if "failover" in fs and rng.random() < 0.05:
+            self._stop_sequencer()
 
     def _corrupt(self, m: _Member) -> None:
         """Flip bytes of a stored block the node replays when it opens (after its latest snapshot)."""
@@ -636,7 +865,7 @@ class World:
             at = self._member_seq(victim)
             if at >= h.seq:
                 return
-        alt = self._other_block(h, self.seq_key)
+        alt = self._other_block(h, h.signer, self.seq_keys[h.signer])
         self.cluster.split_view.setdefault(victim.name, {})[h.seq] = alt
         victim.deceived_from = h.seq
         self.equivocations.append(("block_header", h.seq))
@@ -653,17 +882,17 @@ class World:
         h = genuine.header
         if self._member_seq(victim) >= h.seq or h.seq < 2 or h.seq in self.cluster.split_view.get(victim.name, {}):
             return
-        alt = self._other_block(h, self.rogue_key)
+        alt = self._other_block(h, SEQUENCER, self.rogue_key)
         self.cluster.split_view.setdefault(victim.name, {})[h.seq] = alt
         self.forged.add((h.seq, alt.header.hash))
 
-    def _other_block(self, h: Any, key: Ed25519PrivateKey) -> BlockMessageT:
+    def _other_block(self, h: Any, signer: str, key: Ed25519PrivateKey) -> BlockMessageT:
         """A block for h's seq that replays cleanly but differs: one FX quote instead of h's log."""
         body = {"provider": "FX_MERDEKA", "base": "MYR", "quote": "IDR",
                 "rate": f"{self.rng.randint(4000, 4999)}.00", "expires_ms": h.time_ms + 600_000,
                 "time_ms": h.time_ms, "quote_id": None}
         log = orjson.dumps([["rate", body]])
-        return build_block_message(key, signer=SEQUENCER, network=h.network, epoch=h.epoch, seq=h.seq,
+        return build_block_message(key, signer=signer, network=h.network, epoch=h.epoch, seq=h.seq,
                                    first_cmd=h.first_cmd, n_cmds=1, time_ms=h.time_ms,
                                    prev_hash=bytes.fromhex(h.prev_hash), log=log)
 
@@ -710,7 +939,9 @@ class World:
         self.partition_until.clear()
         self.replica_until.clear()
         c.faults.quiet()
-        self.writer_disk.crash_in = None
+        for h in self.hosts:
+            h.disk.crash_in = None
+            h.down_until = h.paused_until = 0
         for m in self.members:
             m.disk.crash_in = None
         self.pending_byzantine = None
@@ -725,8 +956,8 @@ class World:
 
     # ------------------------------------------------------------------ invariants
 
-    def _check_acked_kept(self) -> None:
-        node = self.writer
+    def _check_acked_kept(self, h: _Host) -> None:
+        node = h.node
         if node is None:
             return
         for pid, p in self.payments.items():
@@ -735,15 +966,49 @@ class World:
             status = node.engine.status(pid)
             if status is None:
                 self.fail("no acknowledged payment is lost", f"{pid} was acknowledged {p.ack}; the writer "
-                          f"(restarted at block {node.block_seq}) does not know it")
+                          f"{h.name} (at block {node.block_seq}) does not know it")
             if p.settled and status != SETTLED:
                 self.fail("no acknowledged payment is lost", f"{pid} was acknowledged SETTLED, is now {status}")
 
+    def _check_stream_epochs(self) -> None:
+        """Along the stream: epochs never go back; each epoch's blocks are all signed by the one
+        sequencer the lease of that epoch went to; an EpochStart is its signer's, of its block's
+        epoch or an older one of the same signer (a block written just before a crash is published
+        by the restarted writer under its new epoch, and an EpochStart in it names the old one)."""
+        blocks = self.cluster.blocks()
+        for m in blocks[self.epoch_checked:]:
+            msg = m.data
+            assert isinstance(msg, BlockMessageT)
+            h = msg.header
+            if h.epoch < self.last_epoch:
+                self.fail("no block of a void older epoch is applied after an EpochStart",
+                          f"the stream accepted block {h.seq} of epoch {h.epoch} after epoch {self.last_epoch}")
+            signer = self.epoch_signer.setdefault(h.epoch, h.signer)
+            holder = self.cluster.lease_holders.get(h.epoch)
+            if signer != h.signer or holder != h.signer:
+                self.fail("at most one sequencer's appends are accepted per epoch",
+                          f"block {h.seq} of epoch {h.epoch} is signed by {h.signer}; the epoch's lease went to "
+                          f"{holder}, its first block was {signer}'s")
+            for kind, body in orjson.loads(msg.log):
+                if kind != "epoch":
+                    continue
+                if body["epoch"] > h.epoch or body["sequencer"] != h.signer \
+                        or self.cluster.lease_holders.get(body["epoch"]) != h.signer:
+                    self.fail("at most one sequencer's appends are accepted per epoch",
+                              f"block {h.seq} ({h.signer}, epoch {h.epoch}) starts epoch {body['epoch']} "
+                              f"of {body['sequencer']}")
+                self.epoch_started.append((h.seq, body["epoch"]))
+            self.last_epoch = h.epoch
+        self.epoch_checked = len(blocks)
+        self.stats["epochs"] = len(self.epoch_signer)
+
     def check(self) -> None:
-        self._check_acked_kept()
-        nodes: list[tuple[str, Node]] = []
-        if self.writer is not None:
-            nodes.append(("writer", self.writer))
+        self._check_stream_epochs()
+        for h in self.hosts:
+            if self._current(h):
+                self._check_acked_kept(h)
+        nodes: list[tuple[str, Node]] = [(h.name, h.node) for h in self.hosts if h.node is not None]
+        nodes += [(h.name, h.standby.node) for h in self.hosts if h.standby is not None]
         nodes += [(m.name, m.follower.node) for m in self.members if m.follower is not None and not m.liar
                   and (m.deceived_from is None or m.follower.node.block_seq < m.deceived_from)]
         for who, node in nodes:
@@ -776,20 +1041,22 @@ class World:
 
     def check_final(self) -> None:
         """Every quorum-final checkpoint anyone can assemble from the stream agrees, and is the
-        writer's block at that seq."""
+        writing sequencer's block at that seq."""
         groups: dict[Checkpoint, SignedCheckpoint] = {}
         for _s, scp in self._all_checkpoints():
             groups[scp.checkpoint] = merge(groups[scp.checkpoint], scp) if scp.checkpoint in groups else scp
         for scp in groups.values():
             if is_final(scp, self.registry):
                 self._note_final(scp)
-        node = self.writer
-        if node is not None:
+        for h in self.hosts:
+            node = h.node
+            if node is None or not self._current(h):
+                continue
             for seq, cp in self.finals.items():
                 at = node.store.block_hash_at(seq)
                 if at is not None and at[0].hex() != cp.block_hash:
                     self.fail("honest nodes agree on every quorum-final checkpoint",
-                              f"final checkpoint at seq {seq} is not the writer's block {seq}")
+                              f"final checkpoint at seq {seq} is not the writer {h.name}'s block {seq}")
 
     def _all_checkpoints(self) -> Iterator[tuple[int, SignedCheckpoint]]:
         saved = set(self.cluster.partitioned)
@@ -807,13 +1074,18 @@ class World:
 
     def check_end(self) -> None:
         """Liveness and proofs, after the quiet phase."""
-        node = self.writer
-        if node is None:
-            self.fail("liveness", f"the writer did not restart within {LIVENESS_STEPS} quiet steps")
+        bound = self.liveness_bound()
+        h = self._active()
+        if h is None or h.node is None:
+            self.fail("liveness", f"no sequencer is writing the stream's history {bound}")
+        lease = self.cluster.lease_value
+        if h.node.replicator.lease_lost is not None or lease is None or lease[0] != h.name \
+                or lease[3] <= self.now_ms:
+            self.fail("liveness", f"{h.name} writes without holding the sequencer lease {bound}")
+        node = h.node
         unanswered = sorted((pid for pid, p in self.payments.items() if p.ack is None), key=lambda s: int(s[1:]))
         if unanswered:
-            self.fail("liveness", f"{len(unanswered)} payment(s) unanswered {LIVENESS_STEPS} steps after the "
-                      f"faults stopped, first {unanswered[0]}")
+            self.fail("liveness", f"{len(unanswered)} payment(s) unanswered {bound}, first {unanswered[0]}")
         head = node.block_seq
         proven = bool(self.equivocations) or any(m.stopped is not None and "proof" in m.stopped for m in self.members)
         for m in self.members:
@@ -823,39 +1095,46 @@ class World:
             if f is None:
                 self.fail("liveness", f"{m.name} is not running after the quiet phase")
             if f.node.block_seq != head:
-                self.fail("liveness", f"{m.name} at block {f.node.block_seq}, the writer at {head}, "
-                          f"{LIVENESS_STEPS} steps after the faults stopped")
+                self.fail("liveness", f"{m.name} at block {f.node.block_seq}, the writer at {head}, {bound}")
             proofs = f.node.store.proofs()
             for kind, seq in self.equivocations:
                 if not any(p.get("kind") == kind and p.get("seq") == seq for p in proofs):
                     self.fail("every equivocation is detected and proved",
                               f"{m.name} holds no {kind} proof for seq {seq}")
         if not proven and self.finals.get(head) is None and max(self.finals, default=0) < head:
-            self.fail("liveness", f"block {head} (the head) is not final {LIVENESS_STEPS} steps after the "
-                      f"faults stopped (last final: {max(self.finals, default=0)})")
+            self.fail("liveness", f"block {head} (the head) is not final {bound} "
+                      f"(last final: {max(self.finals, default=0)})")
         for kind, seq in self.equivocations:
             if not any(m.stopped is not None and "proof" in m.stopped for m in self.members) and not any(
                     m.follower is not None and any(p.get("seq") == seq and p.get("kind") == kind
                                                    for p in m.follower.node.store.proofs()) for m in self.members):
                 self.fail("every equivocation is detected and proved", f"no node proved the {kind} at seq {seq}")
 
+    def liveness_bound(self) -> str:
+        return f"{liveness_bound(self.faults)} after the faults stopped"
+
     # ------------------------------------------------------------------ the run
 
     def one_step(self, active: bool) -> None:
         self.step += 1
-        self.now_ms += self.rng.randint(1, STEP_MS_MAX)
+        self._advance_clock(self.rng.randint(1, STEP_MS_MAX))
         self.cluster.deliver_delayed(self.step)
         if active:
             self.draw_faults()
-        if self.writer is None and (not active or self.rng.random() < 0.5):
-            self.start_writer()
-        if self.writer is not None and active:
+        for h in self.hosts:
+            if not h.running and (not active or self.rng.random() < 0.5):
+                self.start_host(h)
+        for h in self.hosts:
+            if h.standby is not None:
+                self.standby_round(h)
+        target = self._client_target()
+        if target is not None and active:
             before = len(self.cluster.blocks())
-            self.writer_action()
+            self.writer_action(target)
             if len(self.cluster.blocks()) > before and self.pending_byzantine is not None:
                 self._byzantine_split()
-        if not active and self.writer is not None and any(p.ack is None for p in self.payments.values()):
-            self._submit_pending()
+        if not active and target is not None and any(p.ack is None for p in self.payments.values()):
+            self._submit_pending(target)
         for m in self.members:
             if m.stopped is not None:
                 continue
@@ -866,24 +1145,54 @@ class World:
         self.check()
         self.check_final()
 
-    def _submit_pending(self) -> None:
-        node = self.writer
+    def _paused(self, h: _Host) -> bool:
+        return h.paused_until > self.step
+
+    def _client_target(self) -> _Host | None:
+        """The client and the operator reach a running writer; with two running (one of them
+        fenced but not yet told), either: the fenced one's writes must be refused. A process
+        waking from a pause first finishes the request it had in hand."""
+        writers = [h for h in self.hosts if h.node is not None and not self._paused(h)]
+        woken = [h for h in writers if h.paused_until == self.step]
+        if woken:
+            return woken[0]
+        if len(writers) <= 1:
+            return writers[0] if writers else None
+        return self.rng.choice(writers)
+
+    def _submit_pending(self, h: _Host) -> None:
+        node = h.node
         assert node is not None
         try:
             self._submit(node, [p.line for p in self.payments.values() if p.ack is None])
         except SimCrash:
-            self.crash_writer()
-        except SetaraError:
-            self.crash_writer()
+            self.crash_writer(h)
+        except SetaraError as e:
+            self._note_refused(str(e))
+            self.crash_writer(h)
         else:
-            self._record_writer_hashes()
+            self._after_write(h)
+
+    def _note_refused(self, msg: str) -> None:
+        """A write refused because this sequencer was fenced: its lease lost, or the stream holds
+        a block it did not publish (the expected last sequence)."""
+        if any(w in msg for w in FENCED):
+            self.stats["fenced_writes"] += 1
 
     def run(self) -> Result:
         try:
-            self.start_writer()
+            for h in self.hosts:  # the network is created and on the stream before any fault
+                self.start_host(h)
             for _ in range(self.fault_steps):
                 self.one_step(active=True)
             self.heal()
+            if len(self.hosts) > 1:
+                # A lease held by a sequencer that is gone lapses within its TTL: wait that long.
+                quiet_from = self.now_ms
+                for _ in range(QUIET_STEPS_MAX):
+                    if self.now_ms >= quiet_from + LEASE_TTL_MS:
+                        break
+                    self.one_step(active=False)
             for _ in range(LIVENESS_STEPS):
                 self.one_step(active=False)
             self.check_end()
@@ -898,13 +1207,23 @@ class World:
         return dict(self.stats)
 
     def close(self) -> None:
-        self.crash_writer()
+        for h in self.hosts:
+            self.crash_writer(h)
+            if h.standby is not None:
+                self._drop(h.standby.node, h.name)
+                h.standby = None
         for m in self.members:
             self.crash_member(m)
         for _path, keep in self.lost_images.values():
             keep.close()
         self.lost_images.clear()
 
+
+def liveness_bound(faults: set[str]) -> str:
+    """Once the faults stop, within this everything submitted is answered and final."""
+    if "failover" in faults:
+        return f"lease TTL {LEASE_TTL_MS // 1000} s + {LIVENESS_STEPS} quiet steps"
+    return f"{LIVENESS_STEPS} quiet steps"
 
 
 @contextlib.contextmanager
