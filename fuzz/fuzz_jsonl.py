@@ -72,7 +72,7 @@ def check_line(line: bytes) -> Instruction | Rejection:
     if isinstance(got, Instruction):
         again = parse(as_line(got))
         assert isinstance(again, Instruction), (line, again)
-        assert again == got and fingerprint(again) == fingerprint(got), (line, got, again)
+        assert again == got and fingerprint(again, KEY) == fingerprint(got, KEY), (line, got, again)
         try:
             obj = orjson.loads(line)
         except orjson.JSONDecodeError:
@@ -81,7 +81,7 @@ def check_line(line: bytes) -> Instruction | Rejection:
             fast = parse_plain(obj, NET, line)
             if fast is not None:
                 assert fast == (got.id, got.debtor, got.creditor, got.currency, got.amount_minor, got.priority,
-                                fingerprint(got)), (line, fast, got)
+                                fingerprint(got, KEY)), (line, fast, got)
     return got
 
 

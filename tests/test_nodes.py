@@ -309,7 +309,7 @@ def test_a_standby_takes_over_when_the_sequencer_stops_renewing_its_lease(cluste
 
     from setara.core.network import load_network
     from setara.node.replicate import ReplicationSettings
-    from setara.node.standby import wait_to_take_over
+    from setara.node.standby import read_party_key, wait_to_take_over
 
     stream = "t" + uuid.uuid4().hex[:10]
     net, keys = _network(tmp_path)
@@ -326,16 +326,34 @@ def test_a_standby_takes_over_when_the_sequencer_stops_renewing_its_lease(cluste
     day2.write_text(day2.read_text().replace('"id":"p', '"id":"q'))
     first = _cli("submit", str(day1), "--db", str(primary), env=env_a)
     assert first.returncode == 0, first.stderr.decode()
+    # The standby writes with the operator's party-data key, exported from the primary's store.
+    key_file = tmp_path / "party.key"
+    run_cli("db", "party-key", "--db", str(primary), "--out", str(key_file))
+    assert (key_file.stat().st_mode & 0o777) == 0o600
+    again_out = run_cli("db", "party-key", "--db", str(primary), "--out", str(key_file), check=False)
+    assert again_out.returncode == 2 and b"exists" in again_out.stderr
+    no_key = _cli("serve", "--standby", "--db", str(standby), "--network", str(net), env=env_b)
+    assert no_key.returncode == 2 and b"--party-key" in no_key.stderr
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("not hex\n")
+    bad = _cli("serve", "--standby", "--db", str(standby), "--network", str(net), "--party-key", str(bad_key),
+               env=env_b)
+    assert bad.returncode == 2 and b"not a party-data key file" in bad.stderr
     # While the primary holds the lease, the standby's key cannot write.
     took: list[bool] = []
     t = threading.Thread(target=lambda: took.append(wait_to_take_over(
         str(standby), ReplicationSettings(cluster.urls, str(keys["standby"]), stream),
-        load_network(net.read_text()))))
+        load_network(net.read_text()), party_key=read_party_key(str(key_file)))))
     t.start()
     t.join(timeout=120)
     assert took == [True]
     second = _cli("submit", str(day2), "--db", str(standby), env=env_b)
     assert second.returncode == 0, second.stderr.decode()
+    # A client resending what the old sequencer acknowledged gets the same answers (named payments:
+    # their fingerprints are keyed, and the standby holds the same key).
+    retry = _cli("submit", str(day1), "--db", str(standby), env=env_b)
+    assert retry.returncode == 0, retry.stderr.decode()
+    assert retry.stdout == first.stdout
     # The old primary, back, is refused: the stream holds blocks its store does not.
     again = _cli("submit", str(day1), "--db", str(primary), env=env_a)
     assert again.returncode == 1 and again.stdout == b""

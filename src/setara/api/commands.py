@@ -46,7 +46,10 @@ def register(app: typer.Typer) -> None:
               standby: Annotated[bool, typer.Option("--standby", help="Replicate the stream and take over when "
                                                      "the active sequencer's lease lapses.")] = False,
               network: Annotated[str | None, typer.Option("--network", help="A standby's network TOML (block 1 "
-                                                           "must hold it) when its store is new.")] = None) -> None:
+                                                           "must hold it) when its store is new.")] = None,
+              party_key: Annotated[str | None, typer.Option(
+                  "--party-key", help="A standby's copy of the operator's party-data key (`setara db "
+                                      "party-key`).")] = None) -> None:
         """Serve the HTTP API (/v1/…, OpenAPI at /docs) and the operator dashboard at /."""
         import uvicorn
 
@@ -59,7 +62,12 @@ def register(app: typer.Typer) -> None:
         if standby:
             if replication is None:
                 _fail("--standby needs --replicate and --key (a registered sequencer's)", 2)
-            _standby(db, replication, network)
+            if party_key is None:
+                _fail("--standby needs --party-key FILE, the operator's party-data key (`setara db party-key` "
+                      "on the primary's store): without it a retried payment would not be recognised", 2)
+            _standby(db, replication, network, party_key)
+        elif party_key is not None:
+            _fail("--party-key is for a standby (--standby)", 2)
 
         # SIGTERM is how a service manager asks for a clean stop: exit 0. While serving, uvicorn
         # takes the signal, drains and closes the writer, then re-raises it to this handler.
@@ -201,13 +209,20 @@ def _check_member(db: str, member: str) -> None:
             _fail(f"--member: {member} is not a member of the network", 2)
 
 
-def _standby(db: str, replication: Any, network_path: str | None) -> None:
+def _standby(db: str, replication: Any, network_path: str | None, party_key_path: str) -> None:
     """Wait as a standby sequencer until the active one's lease lapses; then the store is ours."""
     from pathlib import Path
 
     from setara.core.network import NetworkError, load_network
     from setara.node import NoDatabaseError, Node, SetaraError, StoreError
-    from setara.node.standby import wait_to_take_over
+    from setara.node.standby import read_party_key, wait_to_take_over
+
+    try:
+        party_key = read_party_key(party_key_path)
+    except OSError as e:
+        _fail(f"--party-key {party_key_path}: {e.strerror or e}", 2)
+    except ValueError as e:
+        _fail(f"--party-key {party_key_path}: {e}", 2)
 
     try:
         with Node.open(db, write=False) as node:
@@ -223,7 +238,7 @@ def _standby(db: str, replication: Any, network_path: str | None) -> None:
         _fail(str(e))
     sys.stderr.write(f"setara: standby on stream {replication.stream}, replicating into {db}\n")
     try:
-        wait_to_take_over(db, replication, net)
+        wait_to_take_over(db, replication, net, party_key=party_key)
     except (StoreError, SetaraError) as e:
         _fail(str(e))
     sys.stderr.write("setara: the sequencer's lease lapsed: taking over\n")

@@ -78,6 +78,24 @@ def db_copy(source: Annotated[str, typer.Option("--from", help="The store to cop
     say(f"copied {n} blocks to {target}; replayed and verified")
 
 
+@db_app.command("party-key")
+def db_party_key(out: Annotated[str, typer.Option("--out", help="A new file for the key (mode 0600).")],
+                 db: DbOpt = DEFAULT_DB) -> None:
+    """Export the operator's party-data key, for a standby sequencer (`serve --standby
+    --party-key FILE`): it keeps the content fingerprints and party digests the primary's."""
+    from setara.node.standby import export_party_key
+
+    check_db(db)
+    store_at(db).close()  # a missing database is refused (exit 2)
+    try:
+        export_party_key(db, out)
+    except OSError as e:
+        fail(f"--out {out}: {e.strerror or e}", 2)
+    except SetaraError as e:
+        fail(str(e), 2)
+    say(f"party-data key written to {out}; keep it as the operator's secret")
+
+
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.add_typer(db_app, name="db")

@@ -264,10 +264,13 @@ class Node:
         return node
 
     @classmethod
-    def create_replica(cls, url: str) -> Node:
+    def create_replica(cls, url: str, party_key: bytes | None = None) -> Node:
         """A member's node's new store: empty until the first block of the replicated log arrives.
-        It never holds party data, so its party key is random and unused."""
-        return cls._empty(url, os.urandom(32), "follower")
+        It never holds party data, so its party key is random and unused; a standby sequencer's
+        store is given the operator's, which it writes with once it takes over."""
+        if party_key is not None and len(party_key) != 32:
+            raise SetaraError("a party-data key is 32 bytes")
+        return cls._empty(url, os.urandom(32) if party_key is None else party_key, "follower")
 
     @classmethod
     def create_from_snapshot(cls, url: str, base: Base, state: bytes) -> Node:

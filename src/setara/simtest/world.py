@@ -442,7 +442,7 @@ class World:
 
     def _start_standby(self, h: _Host) -> None:
         """`setara serve --standby`: replicate the stream into this machine's store."""
-        sb = Standby(str(h.db), self._settings(h), self.network, self._log(h.name, h.disk))
+        sb = Standby(str(h.db), self._settings(h), self.network, self._log(h.name, h.disk), self.party_key)
         h.disk.wrap(sb.node)
         h.standby = sb
 
@@ -645,6 +645,10 @@ class World:
                 p = self.payments.get(a.id or "")
                 if p is None:
                     continue
+                if a.reason_code == "DUPL":
+                    # The client only ever resends the same line: a retry must get the first one's answer.
+                    self.fail("a retried instruction is answered as the first was",
+                              f"{a.id} was refused as a different instruction under the same id")
                 if p.ack is None:
                     p.ack = a.status
                     self.stats["acks"] += 1
