@@ -419,3 +419,33 @@ def test_a_follower_killed_mid_replay_restarts_from_its_last_good_block(cluster:
     docs = _follow_all(cluster, stream, net, keys, tmp_path)
     writer_hash = run_cli("verify", "--db", str(w)).stdout.strip().decode()
     assert all(d["state_hash"] == writer_hash and d["final"] and d["seq"] == total for d in docs)
+
+
+def test_a_writer_refused_by_the_stream_gives_back_the_lease_it_took(cluster: NatsCluster, tmp_path: Path) -> None:
+    import time
+
+    from setara.replication.jetstream import JetStreamLog
+
+    stream = "t" + uuid.uuid4().hex[:10]
+    net, keys = _network(tmp_path)
+    a, b = tmp_path / "a.db", tmp_path / "b.db"
+    run_cli("init", "--network", str(net), "--db", str(a))
+    run_cli("init", "--network", str(net), "--db", str(b))
+    pay = tmp_path / "p.jsonl"
+    _payments(pay, 20)
+    env = {**_env(cluster, stream, keys["seq"]), "SETARA_LEASE_TTL_S": "1"}
+    assert _cli("submit", str(pay), "--db", str(a), env=env).returncode == 0
+    log = JetStreamLog.connect(cluster.urls, stream)
+    try:
+        deadline = time.monotonic() + 30
+        while log.lease() is not None and time.monotonic() < deadline:  # a's lease lapses
+            time.sleep(0.2)
+        assert log.lease() is None
+        # b takes the free lease, finds the stream holds another history, and gives the lease back
+        # at once instead of keeping everyone out for its TTL.
+        other = _cli("submit", str(pay), "--db", str(b), env={**env, "SETARA_LEASE_TTL_S": "60"})
+        assert other.returncode == 1 and b"another" in other.stderr
+        assert log.lease() is None
+    finally:
+        log.close()
+    assert _cli("submit", str(pay), "--db", str(a), env=env).returncode == 0  # a writes on

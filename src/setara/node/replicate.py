@@ -11,6 +11,7 @@ Only the `log` travels: no party data, which stays with the operator.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -112,23 +113,42 @@ class Replicator:
         rep = cls(log, settings, node.name, key, network.name, b"", lease_ttl_s=lease_ttl_s,
                   renew_in_background=renew_in_background)
         try:
-            rep._take_lease()
-            rep._catch_up_stream(store)
+            fresh = rep._take_lease()
         except BaseException:
             rep.close()
             raise
+        try:
+            rep._catch_up_stream(store)
+        except BaseException:
+            if fresh:
+                # A writer that cannot write must not keep a lease it just took: a standby would
+                # otherwise wait a whole TTL for it (found by `setara simtest`, seed 144).
+                rep._release_lease()
+            rep.close()
+            raise
         return rep
+
+    def _release_lease(self) -> None:
+        self._stop.set()  # no renewal may race the release
+        if self._renewer is not None:
+            self._renewer.join(timeout=5)
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            with contextlib.suppress(ReplicationError, SetaraError):
+                self.log.release_lease(lease)
 
     @property
     def new_epoch(self) -> bool:
         """This writer starts an epoch the stream has not seen: its first block is an EpochStart."""
         return self.epoch > self.stream_epoch
 
-    def _take_lease(self) -> None:
+    def _take_lease(self) -> bool:
         """One sequencer at a time: hold the lease (its revision is the epoch) and keep renewing it.
-        The same sequencer starting again (the next CLI command) renews its own lease."""
+        The same sequencer starting again (the next CLI command) renews its own lease. True when
+        the lease was free and is now this writer's."""
         try:
             lease = self.log.lease()
+            fresh = lease is None
             if lease is None:
                 lease = self.log.acquire_lease(self.signer, self.lease_ttl_s)
             elif lease.holder == self.signer:
@@ -146,6 +166,7 @@ class Replicator:
         if self._renew_in_background:
             self._renewer = threading.Thread(target=self._renew, name="setara-lease", daemon=True)
             self._renewer.start()
+        return fresh
 
     def _renew(self) -> None:
         while not self._stop.wait(self.lease_ttl_s / 3):

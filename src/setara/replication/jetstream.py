@@ -608,8 +608,8 @@ class JetStreamLog:
                 return None
             try:
                 e = await kv.get(LEASE_KEY)
-            except nats.js.errors.KeyNotFoundError:
-                return None
+            except (nats.js.errors.KeyNotFoundError, nats.js.errors.KeyDeletedError):
+                return None  # expired, never taken, or released
             return self._lease_of(e.value, e.revision or 0)
         return self._run(go(), what="read the lease")
 
@@ -631,6 +631,16 @@ class JetStreamLog:
                 return None
             return Lease(holder, int(rev), int(rev))
         return self._run(go(), what="acquire the lease")
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give the lease up now instead of at the end of its TTL; nothing when it has moved on."""
+        async def go() -> None:
+            kv = await self._lease_kv(None)
+            if kv is None:
+                return
+            with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                await kv.delete(LEASE_KEY, last=lease.revision)
+        self._run(go(), what="release the lease")
 
     def renew_lease(self, lease: Lease) -> Lease:
         """Renew before the TTL runs out (every TTL/3, say); LeaseLost when it ran out or was taken."""

@@ -347,6 +347,13 @@ class SimLog:
         self._kv_answer("acquire the lease")
         return Lease(holder, rev, rev)
 
+    def release_lease(self, lease: Lease) -> None:
+        self._kv_request("release the lease")
+        v = self._live_lease()
+        if v is not None and v[2] == lease.revision:
+            self.c.lease_value = None
+        self._kv_answer("release the lease")
+
     def renew_lease(self, lease: Lease) -> Lease:
         self._kv_request("renew the lease")
         v = self._live_lease()
