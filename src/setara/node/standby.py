@@ -100,6 +100,12 @@ class Standby:
         if lease is not None:
             return False
         f.catch_up()  # whatever the old sequencer appended before its lease lapsed
+        try:
+            last = self.log.last_block()
+        except ReplicationError:
+            return None
+        if last is not None and last.header.seq > node.block_seq:
+            return False  # the catch-up stopped short of the stream's end: take over from there only
         node.catch_up()
         node.store.become_writer(node.block_seq)
         return True
