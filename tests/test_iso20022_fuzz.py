@@ -73,6 +73,17 @@ def test_truncated_messages(which: int, cut: int) -> None:
     answer(data[: cut % (len(data) + 1)])
 
 
+def test_a_well_shaped_but_impossible_creation_time_is_not_echoed() -> None:
+    # Found by test_flipped_bytes: a byte turned CreDtTm's seconds into 60, which the reply echoed
+    # as OrgnlCreDtTm, making our own pacs.002 invalid against its schema.
+    data = sample(0)
+    root = etree.fromstring(data)
+    created = next(e for e in root.iter() if isinstance(e.tag, str) and etree.QName(e).localname == "CreDtTm")
+    assert created.text is not None
+    created.text = created.text[:17] + "60" + created.text[19:]
+    answer(etree.tostring(root))
+
+
 @FUZZ
 @given(
     st.integers(0, 10**6),

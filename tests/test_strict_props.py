@@ -368,6 +368,11 @@ CLI_CASES: dict[tuple[str, ...], Case] = {
     ("export", "journal"): simple(BAD_FORMAT, lambda e, v: with_db(e, "export", "journal", opt("--format", v)),
                                   lambda v: "--format"),
     ("db", "upgrade"): missing_db("db", "upgrade"),
+    ("db", "party-key"): one_of(
+        missing_db("db", "party-key", "--out=never-written.key"),
+        simple(st.just(0), lambda e, _: with_db(e, "db", "party-key", opt("--out", str(e.a_file))),
+               lambda _: "--out"),
+    ),
     ("db", "copy"): one_of(
         simple(FILE_NAME, lambda e, n: ["db", "copy", opt("--from", str(e.dir / f"{n}.db")),
                                         opt("--to", str(e.dir / "copy.db"))],

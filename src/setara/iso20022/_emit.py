@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from lxml import etree
 
@@ -36,6 +36,22 @@ _ISO_NS = "urn:iso:std:iso:20022:tech:xsd:"
 _CODE_RE = re.compile(r"^[A-Z0-9]{4}$")
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DATETIME_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})?$")
+_TZ_MAX = timedelta(hours=14)  # XSD dateTime's bound on a time zone offset
+
+
+def _valid_datetime(text: str) -> bool:
+    """An ISODateTime the schema accepts, to echo as sent: its shape, and values in range (a
+    flipped byte can make a well-shaped 10:00:60, which the XSD refuses; found by Hypothesis)."""
+    if not _DATETIME_RE.match(text):
+        return False
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    offset = value.utcoffset()
+    return offset is None or abs(offset) <= _TZ_MAX
+
+
 _DECIMAL_RE = re.compile(r"^(\d+)(?:\.(\d{1,5}))?$")
 _CCY_RE = re.compile(r"^[A-Z]{3}$")
 _TX_STATUSES = frozenset({"ACSC", "ACSP", "ACCP", "ACTC", "ACCC", "ACWC", "PDNG", "RJCT"})
@@ -215,7 +231,7 @@ def pacs002(
     d.sub(og, "OrgnlMsgId", _id(original.msg_id) or "NOTPROVIDED")
     d.sub(og, "OrgnlMsgNmId", _id(original.msg_type) or "NOTPROVIDED")
     created = original.created_at_text
-    d.opt(og, "OrgnlCreDtTm", created if created and _DATETIME_RE.match(created) else None)
+    d.opt(og, "OrgnlCreDtTm", created if created and _valid_datetime(created) else None)
     d.sub(og, "OrgnlNbOfTxs", str(len(original.transactions)))
     d.sub(og, "GrpSts", _group_status(codes))
     for code in sorted(set(codes)):
