@@ -15,7 +15,13 @@ if os.environ.get("SETARA_PURE_PYTHON", "") in ("", "0"):
     from mypyc.build import mypycify
 
     ext_modules = mypycify(
-        ["--config-file", "pyproject.toml", "--explicit-package-bases", "src/setara/compliance/_align.py"],
+        [
+            "--config-file",
+            "pyproject.toml",
+            "--explicit-package-bases",
+            "src/setara/compliance/_align.py",
+            "src/setara/compliance/normalize.py",
+        ],
         opt_level="3",
         group_name="setara_compiled",
     )

@@ -22,12 +22,25 @@ import numpy.typing as npt
 import orjson
 
 from setara.compliance import _align
-from setara.compliance._align import DELETION_TOKEN_LEN_MIN, FUZZY_VOTE, JOINED_FACTOR, PROBE_CACHE_MAX, Raw, Side
+from setara.compliance._align import (
+    CANDIDATES_MAX,
+    DELETION_TOKEN_LEN_MIN,
+    FUZZY_VOTE,
+    JOINED_FACTOR,
+    PROBE_CACHE_MAX,
+    PRUNE_BOUND,
+    PRUNE_BOUND_ABJAD,
+    PRUNE_BOUND_SCRIPT,
+    WEAK_ALIAS_FACTOR,
+    Best,
+    Raw,
+    Side,
+    default_weight,
+)
 from setara.compliance.countries import country_code
 from setara.compliance.lists import Entity, ListData
 from setara.compliance.normalize import (
     FORM_PREFIX,
-    PARTICLES,
     TOKENS_MAX,
     clear_word_caches,
     is_form,
@@ -42,20 +55,11 @@ Decision = Literal["clear", "review", "block"]
 REVIEW_THRESHOLD = 0.82
 BLOCK_THRESHOLD = 0.95
 
-PRUNE_BOUND = 0.5  # share of the query's weight a name must share before it is scored
-PRUNE_BOUND_ABJAD = 0.3  # a query read from Arabic script shares fewer keys with a Latin spelling
-# A Latin query against a listed name written in Arabic script: lower than PRUNE_BOUND, as they share
-# fewer keys, but not as low as PRUNE_BOUND_ABJAD: 0.4 found 2% more of them and aligned 40% more names.
-PRUNE_BOUND_SCRIPT = 0.45
-CANDIDATES_MAX = 40  # names scored in full per query reading
 POSTING_MAX = 5000  # a key shared by more names than this is too common to narrow anything
 CACHE_SIZE_DEFAULT = 100_000
 # Bump when the stored index layout changes; the fingerprint also covers changes to the code.
 INDEX_FORMAT = 1
 QUERY_CHARS_MAX = 300
-WEAK_ALIAS_FACTOR = 0.95
-FORM_WEIGHT = 0.15
-PARTICLE_WEIGHT = 0.25
 COUNTRY_MATCH_BONUS = 0.03
 COUNTRY_MISMATCH_PENALTY = 0.05
 YEAR_MATCH_BONUS = 0.04
@@ -142,14 +146,6 @@ def _detail(q: Side, c: Side, raw: Raw) -> _Alignment:
     return _Alignment(score, pairs, dropped, extra, False)
 
 
-def default_weight(token: str) -> float:
-    if is_form(token):
-        return FORM_WEIGHT
-    if token in PARTICLES or len(token) == 1:
-        return PARTICLE_WEIGHT
-    return 1.0
-
-
 def _side(tokens: Sequence[str], abjad: bool = False) -> Side:
     return _align.build_side(tokens, [default_weight(t) for t in tokens], abjad, True)
 
@@ -232,13 +228,19 @@ class _Index:
         }
         self.name_scripts: list[bool] = [side.abjad for side in self.name_sides]
         self.name_script = np.array(self.name_scripts, dtype=bool)
-        self.postings = _align.Postings(
+        self.view = _align.IndexView(
             _lists(self.by_edit),
             _lists(self.by_key),
             _lists(self.by_abjad),
             _lists(self.by_abjad_script),
             self.token_weight,
             self.name_scripts,
+            self.by_exact,
+            self.by_exact_weak,
+            self.name_sides,
+            self.name_weak,
+            self.name_entity,
+            _top_of_lists,
         )
 
     def _build(self) -> None:
@@ -346,9 +348,9 @@ class _Index:
         """
         # Each query position counts once per name, exact sharing more than a fuzzy neighbour, so
         # names sharing the rare tokens rank above names sharing one common token many ways.
-        weights = [0.0 if is_form(t) else self.weight(t) for t in tokens]
         if COMPILED:
-            return self.compiled_candidates(tokens, weights, abjad)
+            return _align.candidates(self.view, tuple(tokens), abjad)
+        weights = [0.0 if is_form(t) else self.weight(t) for t in tokens]
         probes: list[tuple[str, int]] = [(t, 1 << i) for i, t in enumerate(tokens) if not is_form(t)]
         for i in range(len(tokens) - 1):
             if weights[i] and weights[i + 1]:
@@ -396,21 +398,6 @@ class _Index:
             # clearing and indexing arrays over every listed name.
             return self._candidates_sparse(exact_hits, fuzzy_hits, weights, bound, bound_script)
         return self._candidates_dense(exact_hits, fuzzy_hits, weights, bound, bound_script)
-
-    def compiled_candidates(self, tokens: Sequence[str], weights: list[float], abjad: bool) -> list[int]:
-        """candidates() by _align.find_candidates: the same names in the same order. It runs in
-        compiled builds, where counting votes in lists beats numpy's fixed cost per call."""
-        touched, votes = _align.find_candidates(
-            self.postings,
-            tuple(tokens),
-            weights,
-            abjad,
-            PRUNE_BOUND_ABJAD if abjad else PRUNE_BOUND,
-            PRUNE_BOUND_SCRIPT,
-        )
-        if len(touched) <= CANDIDATES_MAX:
-            return touched
-        return _top(np.array(touched, dtype=np.int64), np.array(votes, dtype=np.float64))
 
     def _candidates_dense(
         self,
@@ -496,6 +483,10 @@ _MERGE_IN_SET_MAX = 256  # posting entries below which a query word's postings a
 _SPARSE_VOTES_MAX = 48  # posting entries a query touches, below which votes are counted in a dict
 
 
+def _top_of_lists(touched: list[int], votes: list[float]) -> list[int]:
+    return _top(np.array(touched, dtype=np.int64), np.array(votes, dtype=np.float64))
+
+
 def _top(touched: npt.NDArray[np.int64], votes: npt.NDArray[np.float64]) -> list[int]:
     if len(touched) > CANDIDATES_MAX:
         touched = touched[np.argpartition(-votes, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]]
@@ -571,23 +562,11 @@ class Screener:
             return Match(name, False, 0.0, None, None, None, "nothing to match after normalisation", "clear")
         # The winning candidate's words are needed for the explanation: each alignment is computed
         # once with its words, rather than aligning the winner a second time.
-        best_by_entity: dict[int, tuple[float, int, Side, Raw]] = {}
-        exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
         abjad = _has_abjad(name)
-        token_weight = index.token_weight
-        for tokens in variants:
-            weights = [token_weight[t] if t in token_weight else default_weight(t) for t in tokens]
-            query = _align.build_side(tokens, weights, abjad, abjad)
-            weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
-            for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
-                aligned = _align.align(query, index.name_sides[ni])
-                score = aligned[0]
-                if index.name_weak[ni]:
-                    score *= WEAK_ALIAS_FACTOR
-                ei = index.name_entity[ni]
-                held = best_by_entity.get(ei)
-                if held is None or score > held[0]:
-                    best_by_entity[ei] = (score, ni, query, aligned)
+        if COMPILED:
+            best_by_entity = _align.best_by_entity(index.view, variants, abjad)
+        else:
+            best_by_entity = _best_by_entity(index, variants, abjad)
         if not best_by_entity:
             return Match(name, False, 0.0, None, None, None, "no listed name comes close", "clear")
         q_country = country_code(country) if country else None
@@ -617,6 +596,27 @@ class Screener:
             explanation,
             decision,
         )
+
+
+def _best_by_entity(index: _Index, variants: tuple[tuple[str, ...], ...], abjad: bool) -> dict[int, Best]:
+    """_align.best_by_entity with numpy counting the votes of common words: the interpreted path."""
+    best_by_entity: dict[int, Best] = {}
+    exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
+    token_weight = index.token_weight
+    for tokens in variants:
+        weights = [token_weight[t] if t in token_weight else default_weight(t) for t in tokens]
+        query = _align.build_side(tokens, weights, abjad, abjad)
+        weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
+        for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
+            aligned = _align.align(query, index.name_sides[ni])
+            score = aligned[0]
+            if index.name_weak[ni]:
+                score *= WEAK_ALIAS_FACTOR
+            ei = index.name_entity[ni]
+            held = best_by_entity.get(ei)
+            if held is None or score > held[0]:
+                best_by_entity[ei] = (score, ni, query, aligned)
+    return best_by_entity
 
 
 _has_abjad = _align.has_abjad
