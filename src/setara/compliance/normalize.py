@@ -451,8 +451,19 @@ def abjad_key(text: str) -> str:
     if not word:
         return ""
     head = "a" if word[0] in "aeiouwy" else word[0].translate(_ABJAD_FOLD)
-    body = word[1:].translate(_ABJAD_FOLD)
-    return head + "".join(ch for i, ch in enumerate(body) if i == 0 or ch != body[i - 1])
+    return head + _collapse_runs(word[1:].translate(_ABJAD_FOLD), "")
+
+
+def _collapse_runs(text: str, kept: str) -> str:
+    """Each run of one character as that character once ("mohammad" -> "mohamad"), except runs of
+    `kept` ("\n" gives re.sub(r"(.)\1+", r"\1", text), whose "." does not match a line break)."""
+    out: list[str] = []
+    prev = ""
+    for ch in text:
+        if ch != prev or ch == kept:
+            out.append(ch)
+        prev = ch
+    return "".join(out)
 
 
 _PHONETIC_RULES: Final[tuple[tuple[str, str], ...]] = (
@@ -507,10 +518,12 @@ def phonetic_key(token: str) -> str:
     """
     if not token or token.startswith(FORM_PREFIX):
         return ""
-    word = re.sub(r"(.)\1+", r"\1", token)
+    word = _collapse_runs(token, "\n")
     for src, dst in _PHONETIC_RULES:
         word = word.replace(src, dst)
-    word = re.sub(r"c(?=[eiy])", "s", word)
+    if "c" in word:
+        # A soft c, before e, i or y, is an s: re.sub(r"c(?=[eiy])", "s", word), spelt out.
+        word = word.replace("ce", "se").replace("ci", "si").replace("cy", "sy")
     head = "a" if word[0] in "aeiouyw" else ""
     body = (word[0] if not head and word[0] != "h" else "") + word[1:]
     if word[0] == "h":
