@@ -655,6 +655,30 @@ def find_candidates(
     # those names.
     use_script = not abjad and bool(p.by_abjad_script)
     bound_script = script_share * total
+    # mask_weight[m]: the summed weight of the query positions set in m, added in position order.
+    mask_weight = [0.0]
+    for w in weights:
+        mask_weight = mask_weight + [v + w for v in mask_weight]
+    # The longest postings are left out of the first pass as long as the query positions they cover
+    # together weigh less than the lowest bound: a name found in none of the other postings cannot
+    # reach it. They only complete the votes of the names the first pass found.
+    low = bound_script if use_script and bound_script < bound else bound
+    hits: list[tuple[int, int, list[int], int]] = []  # (length, exact 1 / fuzzy 0, posting, mask)
+    for posting, mask in exact_hits:
+        hits.append((len(posting), 1, posting, mask))
+    for posting, mask in fuzzy_hits:
+        hits.append((len(posting), 0, posting, mask))
+    hits.sort(key=_BY_SIM, reverse=True)
+    later: list[tuple[int, int, list[int], int]] = []
+    first: list[tuple[int, int, list[int], int]] = []
+    later_bits = 0
+    for hit in hits:
+        # The margin keeps the test safe from rounding: a left-out name's vote is a sum of these weights.
+        if mask_weight[later_bits | hit[3]] < low - _PRUNE_MARGIN:
+            later_bits |= hit[3]
+            later.append(hit)
+        else:
+            first.append(hit)
     # Masks per name over the whole list, exact and fuzzy query positions: indexing a list beats hashing
     # the thousands of posting entries a common word brings. The lists are reused, cleared after use;
     # each call takes its own pair from the pool, so threads never share one.
@@ -665,24 +689,39 @@ def find_candidates(
         e_masks = [0] * p.n_names
         f_masks = [0] * p.n_names
     touched_all: list[int] = []
-    for posting, mask in exact_hits:
-        for ni in posting:
-            m = e_masks[ni]
-            if m == 0 and f_masks[ni] == 0:
-                touched_all.append(ni)
-            e_masks[ni] = m | mask
-    for posting, mask in fuzzy_hits:
-        for ni in posting:
-            m = f_masks[ni]
-            if m == 0 and e_masks[ni] == 0:
-                touched_all.append(ni)
-            f_masks[ni] = m | mask
+    for _, exact, posting, mask in first:
+        if exact:
+            for ni in posting:
+                m = e_masks[ni]
+                if m == 0 and f_masks[ni] == 0:
+                    touched_all.append(ni)
+                e_masks[ni] = m | mask
+        else:
+            for ni in posting:
+                m = f_masks[ni]
+                if m == 0 and e_masks[ni] == 0:
+                    touched_all.append(ni)
+                f_masks[ni] = m | mask
+    for size, exact, posting, mask in later:
+        if len(touched_all) * _SEARCH_COST < size:
+            for ni in touched_all:
+                if _holds(posting, ni):
+                    if exact:
+                        e_masks[ni] |= mask
+                    else:
+                        f_masks[ni] |= mask
+        elif exact:
+            for ni in posting:
+                m = e_masks[ni]
+                if m or f_masks[ni]:
+                    e_masks[ni] = m | mask
+        else:
+            for ni in posting:
+                m = f_masks[ni]
+                if m or e_masks[ni]:
+                    f_masks[ni] = m | mask
     # Sorting the touched names costs less than reading all names off in order, even for thousands.
     touched_all.sort()
-    # mask_weight[m]: the summed weight of the query positions set in m, added in position order.
-    mask_weight = [0.0]
-    for w in weights:
-        mask_weight = mask_weight + [v + w for v in mask_weight]
     touched: list[int] = []
     votes: list[float] = []
     name_scripts = p.name_scripts
@@ -696,6 +735,23 @@ def find_candidates(
             votes.append(vote)
     scratch.append((e_masks, f_masks))
     return touched, votes
+
+
+_PRUNE_MARGIN: Final = 1e-9
+_SEARCH_COST: Final = 16  # a binary search costs about as much as walking this many posting entries
+
+
+def _holds(posting: list[int], ni: int) -> bool:
+    """Is ni in the sorted posting? (Binary search.)"""
+    lo = 0
+    hi = len(posting)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if posting[mid] < ni:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < len(posting) and posting[lo] == ni
 
 
 def default_weight(token: str) -> float:
