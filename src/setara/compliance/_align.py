@@ -177,6 +177,9 @@ SIM_CACHE: Final[dict[str, dict[str, float]]] = {}
 # written-ending rules, or -1.0 when a written final vowel rules the pair out.
 ABJAD_CACHE: Final[dict[str, dict[str, float]]] = {}
 ABJAD_PAIRS: Final[dict[tuple[str, str], float]] = {}
+# A joined unit (or a word) and a word (or a joined unit) compared by spelling: the other side's text ->
+# similarity, 0.0 below JOINED_UNIT_MIN.
+JOINED_CACHE: Final[dict[str, dict[str, float]]] = {}
 # Pairs held in the rows above; a cheap bound, not an exact count across threads.
 _sim_entries: Final[list[int]] = [0]
 
@@ -185,6 +188,7 @@ def clear_caches() -> None:
     SIM_CACHE.clear()
     ABJAD_CACHE.clear()
     ABJAD_PAIRS.clear()
+    JOINED_CACHE.clear()
     _sim_entries[0] = 0
 
 
@@ -195,6 +199,7 @@ def _row(rows: dict[str, dict[str, float]], token: str) -> dict[str, float]:
             # Cheap bound; refills from the hot pairs within a few queries.
             SIM_CACHE.clear()
             ABJAD_CACHE.clear()
+            JOINED_CACHE.clear()
             _sim_entries[0] = 0
         row = {}
         rows[token] = row
@@ -290,7 +295,14 @@ _JOIN_GAP: Final = 1.0 - JOINED_UNIT_MIN
 
 
 def _joined_sim(a: str, b: str) -> float:
+    """Spelling similarity of a joined unit and a word, 0.0 below JOINED_UNIT_MIN; memoised like pairs."""
+    row = _row(JOINED_CACHE, a)
+    cached = row.get(b)
+    if cached is not None:
+        return cached
     sim: float = _levenshtein(a, b, score_cutoff=JOINED_UNIT_MIN)
+    row[b] = sim
+    _sim_entries[0] += 1
     return sim
 
 
@@ -454,8 +466,13 @@ def align(q: Side, c: Side) -> Raw:
     # Spacing differences ("Abdulhai" / "Abdul Hai", "Kim Jongun") compare better as one string.
     joined_score = 0.0
     if q.joined and c.joined:
-        whole: float = _osa(q.joined, c.joined, score_cutoff=0.75)
-        joined_score = JOINED_FACTOR * whole
+        q_whole = len(q.joined)
+        c_whole = len(c.joined)
+        # Lengths apart by more than a quarter of the longer cannot reach the cutoff (OSA's distance is
+        # at least the difference): the call would return 0.0.
+        if 4 * abs(q_whole - c_whole) <= (q_whole if q_whole > c_whole else c_whole):
+            whole: float = _osa(q.joined, c.joined, score_cutoff=0.75)
+            joined_score = JOINED_FACTOR * whole
         if abjad and n_q != n_c:
             # Compounds are split differently on either side of a script change ("Nazirullah" /
             # "Nazir Allah", "Sirajuddin" / "Siraj al-Din"): compare whole-name skeletons too.
@@ -822,6 +839,30 @@ def best_by_entity(p: IndexView, variants: tuple[tuple[str, ...], ...], abjad: b
             if held is None or score > held[0]:
                 best[ei] = (score, ni, query, aligned)
     return best
+
+
+def explain(display: str, q: Side, c: Side, raw: Raw, weak: bool) -> str:
+    """The words of an alignment, for the officer: which words matched how well, which were left out."""
+    score, token_score, kept, used_q, used_c = raw
+    if score > token_score:
+        text = f"'{display}': whole name {q.joined}~{c.joined} {score / JOINED_FACTOR:.2f}"
+    else:
+        parts: list[str] = []
+        for sim, qi, ci in kept:
+            if sim == 1.0:
+                parts.append(f"{q.units[qi][0]}={c.units[ci][0]}")
+            else:
+                parts.append(f"{q.units[qi][0]}~{c.units[ci][0]} {sim:.2f}")
+        text = f"'{display}': " + (", ".join(parts) or "no token aligned")
+        dropped = [t for i, t in enumerate(c.tokens) if not used_c >> i & 1]
+        if dropped:
+            text += "; list tokens not in query: " + " ".join(dropped)
+        extra = [t for i, t in enumerate(q.tokens) if not used_q >> i & 1]
+        if extra:
+            text += "; query tokens not in list name: " + " ".join(extra)
+    if weak:
+        text += f"; weak alias x{WEAK_ALIAS_FACTOR}"
+    return text
 
 
 def has_abjad(text: str) -> bool:

@@ -572,8 +572,9 @@ class Screener:
         q_country = country_code(country) if country else None
         best: tuple[float, int, int, Side, Raw, str] | None = None
         best_rank: tuple[float, bool, int] | None = None
+        plain = not q_country and birth_year is None
         for ei, (score, ni, query, aligned) in best_by_entity.items():
-            adjusted, note = _adjust(score, index.entities[ei], q_country, birth_year)
+            adjusted, note = (score, "") if plain else _adjust(score, index.entities[ei], q_country, birth_year)
             # Equal scores: prefer the name written in the query's own word order, then list order.
             rank = (round(adjusted, 6), index.name_tokens[ni] == query.tokens, -ei)
             if best_rank is None or rank > best_rank:
@@ -583,8 +584,9 @@ class Screener:
         score, ei, ni, query, aligned, note = best
         score = round(min(1.0, max(0.0, score)), 4)
         entity = index.entities[ei]
-        result = _detail(query, index.name_sides[ni], aligned)
-        explanation = _explain(index.name_display[ni], result, index.name_weak[ni]) + note
+        explanation = _align.explain(
+            index.name_display[ni], query, index.name_sides[ni], aligned, index.name_weak[ni]
+        ) + note
         decision = self.decide(score)
         return Match(
             name,
@@ -649,22 +651,6 @@ def _adjust(score: float, entity: Entity, country: str | None, birth_year: int |
             score -= YEAR_MISMATCH_PENALTY
             notes.append(f"birth year {birth_year} is {gap} years off -{YEAR_MISMATCH_PENALTY}")
     return score, ("; " + "; ".join(notes)) if notes else ""
-
-
-def _explain(display: str, result: _Alignment, weak: bool) -> str:
-    if result.joined:
-        q, c, sim = result.pairs[0]
-        text = f"'{display}': whole name {q}~{c} {sim:.2f}"
-    else:
-        parts = [f"{q}={c}" if sim == 1.0 else f"{q}~{c} {sim:.2f}" for q, c, sim in result.pairs]
-        text = f"'{display}': " + (", ".join(parts) or "no token aligned")
-        if result.dropped:
-            text += "; list tokens not in query: " + " ".join(result.dropped)
-        if result.extra:
-            text += "; query tokens not in list name: " + " ".join(result.extra)
-    if weak:
-        text += f"; weak alias x{WEAK_ALIAS_FACTOR}"
-    return text
 
 
 def run_screen(lines: Iterable[str], screener: Screener) -> Iterator[dict[str, object]]:

@@ -445,9 +445,10 @@ def abjad_key(text: str) -> str:
     each, vowels and the vowel letters w/y gone after the first letter, doubled letters once. Persian
     and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest. Arabic has no
     letter for ch and writes it ت + ش (tsh)."""
-    word = text.replace("allah", "llh").replace("ull", "ul")
-    for src, dst in _ABJAD_DIGRAPHS:
-        word = word.replace(src, dst)
+    word = text.replace("allah", "llh").replace("ull", "ul") if "ll" in text else text
+    if "h" in word:  # every digraph ends in h
+        for src, dst in _ABJAD_DIGRAPHS:
+            word = word.replace(src, dst)
     if not word:
         return ""
     head = "a" if word[0] in "aeiouwy" else word[0].translate(_ABJAD_FOLD)
@@ -487,6 +488,8 @@ _PHONETIC_RULES: Final[tuple[tuple[str, str], ...]] = (
     ("tz", "s"),
     ("x", "ks"),
 )
+# Without an h only these can apply (and none of them writes an h).
+_PHONETIC_RULES_NO_H: Final = tuple([rule for rule in _PHONETIC_RULES if "h" not in rule[0]])
 _PHONETIC_CLASS: Final = str.maketrans(
     {
         "b": "p",
@@ -519,7 +522,7 @@ def phonetic_key(token: str) -> str:
     if not token or token.startswith(FORM_PREFIX):
         return ""
     word = _collapse_runs(token, "\n")
-    for src, dst in _PHONETIC_RULES:
+    for src, dst in _PHONETIC_RULES if "h" in word else _PHONETIC_RULES_NO_H:
         word = word.replace(src, dst)
     if "c" in word:
         # A soft c, before e, i or y, is an s: re.sub(r"c(?=[eiy])", "s", word), spelt out.
