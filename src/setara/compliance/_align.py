@@ -841,6 +841,26 @@ def best_by_entity(p: IndexView, variants: tuple[tuple[str, ...], ...], abjad: b
     return best
 
 
+def pick(p: IndexView, best: dict[int, Best]) -> int:
+    """The entity whose best name scores highest (rounded to 6 places); on equal scores the one whose
+    name is written in the query's own word order, then the first listed. best must not be empty."""
+    chosen = -1
+    chosen_score = 0.0
+    chosen_same = False
+    for ei, entry in best.items():
+        score = round(entry[0], 6)
+        same = p.sides[entry[1]].tokens == entry[2].tokens
+        if (
+            chosen < 0
+            or score > chosen_score
+            or (score == chosen_score and (same > chosen_same or (same == chosen_same and ei < chosen)))
+        ):
+            chosen = ei
+            chosen_score = score
+            chosen_same = same
+    return chosen
+
+
 def explain(display: str, q: Side, c: Side, raw: Raw, weak: bool) -> str:
     """The words of an alignment, for the officer: which words matched how well, which were left out."""
     score, token_score, kept, used_q, used_c = raw

@@ -527,11 +527,12 @@ class Screener:
         if not isinstance(name, str) or not name.strip():
             raise ValueError("empty name: nothing to screen")
         key = (name, country, birth_year)
-        with self._lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        if self._cache_size:
+            with self._lock:
+                cached = self._cache.get(key)
+                if cached is not None:
+                    self._cache.move_to_end(key)
+                    return cached
         match = self._screen(name, country, birth_year)
         if self._cache_size:
             with self._lock:
@@ -571,15 +572,20 @@ class Screener:
             return Match(name, False, 0.0, None, None, None, "no listed name comes close", "clear")
         q_country = country_code(country) if country else None
         best: tuple[float, int, int, Side, Raw, str] | None = None
-        best_rank: tuple[float, bool, int] | None = None
-        plain = not q_country and birth_year is None
-        for ei, (score, ni, query, aligned) in best_by_entity.items():
-            adjusted, note = (score, "") if plain else _adjust(score, index.entities[ei], q_country, birth_year)
-            # Equal scores: prefer the name written in the query's own word order, then list order.
-            rank = (round(adjusted, 6), index.name_tokens[ni] == query.tokens, -ei)
-            if best_rank is None or rank > best_rank:
-                best_rank = rank
-                best = (adjusted, ei, ni, query, aligned, note)
+        if not q_country and birth_year is None:
+            # No country or year to adjust for: the scores rank as they are (the same rule, compiled).
+            ei = _align.pick(index.view, best_by_entity)
+            score, ni, query, aligned = best_by_entity[ei]
+            best = (score, ei, ni, query, aligned, "")
+        else:
+            best_rank: tuple[float, bool, int] | None = None
+            for ei, (score, ni, query, aligned) in best_by_entity.items():
+                adjusted, note = _adjust(score, index.entities[ei], q_country, birth_year)
+                # Equal scores: prefer the name written in the query's own word order, then list order.
+                rank = (round(adjusted, 6), index.name_tokens[ni] == query.tokens, -ei)
+                if best_rank is None or rank > best_rank:
+                    best_rank = rank
+                    best = (adjusted, ei, ni, query, aligned, note)
         assert best is not None
         score, ei, ni, query, aligned, note = best
         score = round(min(1.0, max(0.0, score)), 4)

@@ -308,9 +308,13 @@ def _form_at(raw: list[str], start: int, stop: int, from_end: bool, fuzzy: bool 
 
 
 def _tokens(latin: str) -> tuple[str, ...]:
-    lowered = _APOSTROPHES.sub("", latin.lower())
-    # "G.m.b.H.", "S.A.R.L.", "p.l.c." are one word each.
-    lowered = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), lowered)
+    lowered = latin.lower()
+    # Most names hold neither an apostrophe nor a dot: the two substitutions only run when they can match.
+    if not lowered.isascii() or "'" in lowered or "`" in lowered:
+        lowered = _APOSTROPHES.sub("", lowered)
+    if "." in lowered:
+        # "G.m.b.H.", "S.A.R.L.", "p.l.c." are one word each.
+        lowered = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), lowered)
     raw = _NON_ALNUM.sub(" ", lowered).split()[: TOKENS_MAX * 2]
     # Legal forms stand at either end of a name ("OOO Romashka", "Sabalan Company", "X Co. Ltd");
     # in the middle the same letters are usually a name ("Ao" in a transliterated Chinese name).
