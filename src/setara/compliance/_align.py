@@ -134,7 +134,24 @@ def build_side(tokens: Sequence[str], weights: Sequence[float], abjad: bool, wit
         )
     else:
         joined = "".join(tokens_t)
-    pair_lengths = [p[2] for p in pairs]
+    # Shortest and longest word and joined unit (0 when there is none), in plain loops: min() and max()
+    # with a default are generic calls even compiled.
+    short = 0
+    long = 0
+    for i in range(n):
+        size = lengths[i]
+        if i == 0 or size < short:
+            short = size
+        if size > long:
+            long = size
+    pair_short = 0
+    pair_long = 0
+    for k in range(len(pairs)):
+        size = pairs[k][2]
+        if k == 0 or size < pair_short:
+            pair_short = size
+        if size > pair_long:
+            pair_long = size
     return Side(
         tokens_t,
         weights_t,
@@ -148,12 +165,7 @@ def build_side(tokens: Sequence[str], weights: Sequence[float], abjad: bool, wit
         tuple(unit_weights),
         tuple(pairs),
         lengths,
-        (
-            min(lengths, default=0),
-            max(lengths, default=0),
-            min(pair_lengths, default=0),
-            max(pair_lengths, default=0),
-        ),
+        (short, long, pair_short, pair_long),
     )
 
 
