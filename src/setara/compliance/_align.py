@@ -819,15 +819,17 @@ def best_by_entity(p: IndexView, variants: tuple[tuple[str, ...], ...], abjad: b
     best: dict[int, Best] = {}
     # Names equal to the query up to token order: no other name can score higher.
     exact: list[int] = []
-    for tokens in variants:
-        hit = p.by_exact.get(tuple(sorted(tokens)))
+    keys = [tuple(sorted(tokens)) for tokens in variants]
+    for key in keys:
+        hit = p.by_exact.get(key)
         if hit is not None:
             exact.extend(hit)
     token_weight = p.token_weight
     sides = p.sides
     name_weak = p.name_weak
     name_entity = p.name_entity
-    for tokens in variants:
+    for v in range(len(variants)):
+        tokens = variants[v]
         weights: list[float] = []
         for t in tokens:
             w = token_weight.get(t)
@@ -837,7 +839,7 @@ def best_by_entity(p: IndexView, variants: tuple[tuple[str, ...], ...], abjad: b
             names = exact
         else:
             # A weak alias spelt as the query is always scored too, but cannot stop the search.
-            weak = p.by_exact_weak.get(tuple(sorted(tokens)))
+            weak = p.by_exact_weak.get(keys[v])
             names = candidates(p, tokens, abjad)
             if weak is not None:
                 names = weak + names
@@ -899,4 +901,6 @@ def explain(display: str, q: Side, c: Side, raw: Raw, weak: bool) -> str:
 
 def has_abjad(text: str) -> bool:
     """Is any letter of the text from the Arabic script blocks (Arabic, Persian, Urdu)?"""
+    if text.isascii():
+        return False
     return any("\u0600" <= ch <= "\u06ff" or "\u0750" <= ch <= "\u077f" for ch in text)
