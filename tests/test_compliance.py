@@ -382,8 +382,8 @@ def test_official_urls_cover_every_source() -> None:
 
 
 @needs_data
-def test_candidate_votes_counted_in_a_dict_equal_those_counted_in_arrays(monkeypatch: pytest.MonkeyPatch) -> None:
-    from setara.compliance import matcher
+def test_candidate_votes_counted_in_a_dict_in_arrays_and_in_lists_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from setara.compliance import _align, matcher
     from setara.compliance.normalize import name_variants
 
     un = load_list_path("un-xml", UN_XML)
@@ -392,9 +392,12 @@ def test_candidate_votes_counted_in_a_dict_equal_those_counted_in_arrays(monkeyp
                "Sun Ming", "Romashka OOO", "Xyzzy Plugh"]
     queries += [n for e in un.entities[:150] for n in e.names[:1]]
     readings = [(tokens, matcher._has_abjad(q)) for q in queries for tokens in name_variants(q)]
+    # Lists walked by _align (the compiled path, run as it is loaded here), then the interpreted path.
+    in_lists = [_align.candidates(index.view, tokens, abjad) for tokens, abjad in readings]
+    monkeypatch.setattr(matcher, "COMPILED", False)
     monkeypatch.setattr(matcher, "_SPARSE_VOTES_MAX", 10**9)
     in_dict = [index.candidates(tokens, abjad) for tokens, abjad in readings]
     monkeypatch.setattr(matcher, "_SPARSE_VOTES_MAX", -1)
     in_arrays = [index.candidates(tokens, abjad) for tokens, abjad in readings]
-    assert in_dict == in_arrays
+    assert in_dict == in_arrays == in_lists
     assert sum(map(len, in_dict)) > len(readings)  # the readings did find candidates

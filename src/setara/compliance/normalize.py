@@ -11,19 +11,20 @@ import re
 import threading
 import unicodedata
 from functools import lru_cache
+from typing import Final
 
 import icu
 from rapidfuzz.distance import OSA
 
 from setara.compliance._hanja import HANJA_KOREAN
 
-NAME_CHARS_MAX = 300
-TOKENS_MAX = 12
+NAME_CHARS_MAX: Final = 300
+TOKENS_MAX: Final = 12
 # Legal forms are kept as a marked token so OOO and LLC compare equal but carry little weight.
-FORM_PREFIX = "~"
+FORM_PREFIX: Final = "~"
 
 # Multi-token forms are matched longest first on the normalised token stream.
-_COMPANY_FORMS: dict[str, tuple[str, ...]] = {
+_COMPANY_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "llc": (
         "llc",
         "ooo",
@@ -70,22 +71,22 @@ _COMPANY_FORMS: dict[str, tuple[str, ...]] = {
     "kg": ("kg", "gmbh co kg"),
     "fze": ("fze", "fzco", "fzc", "fzllc", "fz llc", "dmcc"),
 }
-_FORM_LOOKUP: dict[tuple[str, ...], str] = {
+_FORM_LOOKUP: Final[dict[tuple[str, ...], str]] = {
     tuple(variant.split()): canon for canon, variants in _COMPANY_FORMS.items() for variant in variants
 }
-_FORM_LEN_MAX = max(len(key) for key in _FORM_LOOKUP)
-_FORM_FIRST_WORDS = frozenset(key[0] for key in _FORM_LOOKUP)
-_FORM_LAST_WORDS = frozenset(key[-1] for key in _FORM_LOOKUP)
+_FORM_LEN_MAX: Final = max(len(key) for key in _FORM_LOOKUP)
+_FORM_FIRST_WORDS: Final = frozenset(key[0] for key in _FORM_LOOKUP)
+_FORM_LAST_WORDS: Final = frozenset(key[-1] for key in _FORM_LOOKUP)
 # Short forms that are also name syllables ("Ao" in pinyin, "Sa", "At"): recognised only at the ends.
-_EDGE_ONLY_FORMS = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
+_EDGE_ONLY_FORMS: Final = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
 # ... and of those, the ones never written before the name ("Sa Ding" is a person).
-_TRAILING_ONLY_FORMS = frozenset("sa ag kg lp bv nv sas spa sdn".split())
+_TRAILING_ONLY_FORMS: Final = frozenset("sa ag kg lp bv nv sas spa sdn".split())
 # Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): candidates from a deletion
 # neighbourhood, confirmed by a true edit distance of 1 (a shared deletion alone allows two edits,
 # which made the Persian name Behzad look like Berhad). Words under seven letters are too close to
 # names ("Berhad"/"Behzad") to be guessed at.
-_FUZZY_FORM_LEN_MIN = 7
-_FUZZY_FORMS: dict[str, list[tuple[str, str]]] = {}
+_FUZZY_FORM_LEN_MIN: Final = 7
+_FUZZY_FORMS: Final[dict[str, list[tuple[str, str]]]] = {}
 for _words, _canon in _FORM_LOOKUP.items():
     if len(_words) == 1 and len(_words[0]) >= _FUZZY_FORM_LEN_MIN:
         _word = _words[0]
@@ -108,40 +109,40 @@ def _fuzzy_form(token: str) -> str | None:
 # whole name); spelt-out words (General, Major, Lord) are kept, as they also occur in names.
 # Religious and customary titles (Mullah, Sheikh, Haji, Sayyid) are often written as part of a
 # listed name, so they stay as low-weight particles instead.
-HONORIFICS = frozenset("mr mrs ms miss mx dr prof gen col maj capt lt brig adm sgt mme hon jr sr".split())
+HONORIFICS: Final = frozenset("mr mrs ms miss mx dr prof gen col maj capt lt brig adm sgt mme hon jr sr".split())
 # Particles recur across unrelated names, so they count for little (see matcher weights).
-PARTICLES = frozenset(
+PARTICLES: Final = frozenset(
     "al el ul ad ar as at az ash abu abo ab bin ben bint ibn ould uld abd abdel abdul abdal "
     "de da do dos das di del della der den van von le la los las y e of the and und et "
     "sheikh shaikh shaykh sheik haji hajji hadji alhaji mullah mulla maulvi mawlawi maulana mawlana "
     "sayyid sayed syed sahib qari hafiz imam".split()
 )
 
-_HANGUL_BASE = 0xAC00
-_HANGUL_END = 0xD7A3
+_HANGUL_BASE: Final = 0xAC00
+_HANGUL_END: Final = 0xD7A3
 # A McCune-Reischauer-like romanisation without diacritics, the style of UN/OFAC DPRK entries
 # ("Kim Jong Un", "Choe Ryong Hae").
-_HANGUL_INITIALS = tuple("k kk n t tt r m p pp s ss - j jj ch k t p h".replace("-", "").split(" "))
-_HANGUL_VOWELS = tuple("a ae ya yae o e yo ye o wa wae oe yo u wo we wi yu u ui i".split())
-_HANGUL_FINALS = tuple("- k k k n n n t l k m l l l p l m p p t t ng t t k t p t".replace("-", "").split(" "))
+_HANGUL_INITIALS: Final = tuple("k kk n t tt r m p pp s ss - j jj ch k t p h".replace("-", "").split(" "))
+_HANGUL_VOWELS: Final = tuple("a ae ya yae o e yo ye o wa wae oe yo u wo we wi yu u ui i".split())
+_HANGUL_FINALS: Final = tuple("- k k k n n n t l k m l l l p l m p p t t ng t t k t p t".replace("-", "").split(" "))
 
-_ICU_LOCK = threading.Lock()
-_ICU_CACHE: dict[str, object] = {}
-_ICU_GENERAL = "Russian-Latin/BGN; Any-Latin; Latin-ASCII"
-_ICU_HAN = "Han-Latin/Names; Latin-ASCII"
-_ICU_LATIN = "Latin-ASCII"
+_ICU_LOCK: Final = threading.Lock()
+_ICU_CACHE: Final[dict[str, object]] = {}
+_ICU_GENERAL: Final = "Russian-Latin/BGN; Any-Latin; Latin-ASCII"
+_ICU_HAN: Final = "Han-Latin/Names; Latin-ASCII"
+_ICU_LATIN: Final = "Latin-ASCII"
 
-_APOSTROPHES = re.compile(r"[\u0027\u2018\u2019\u02bc\u02bb\u02bf\u02be\u0060\u00b4]")
-_NON_ALNUM = re.compile(r"[^a-z0-9~]+")
-_DOTTED = re.compile(r"(?<![a-z0-9])(?:[a-z]\.){2,}")
-_AYN_INITIAL = re.compile(r"(?<![A-Za-z])\u02bf")
-_ALLAH = re.compile(r"allh(?![a-z])")
-_ARABIC_BIN = re.compile(r"(?<![A-Za-z])bn(?![A-Za-z])")
-_ARABIC_IBN = re.compile(r"(?<![A-Za-z])abn(?![A-Za-z])")
+_APOSTROPHES: Final = re.compile(r"[\u0027\u2018\u2019\u02bc\u02bb\u02bf\u02be\u0060\u00b4]")
+_NON_ALNUM: Final = re.compile(r"[^a-z0-9~]+")
+_DOTTED: Final = re.compile(r"(?<![a-z0-9])(?:[a-z]\.){2,}")
+_AYN_INITIAL: Final = re.compile(r"(?<![A-Za-z])\u02bf")
+_ALLAH: Final = re.compile(r"allh(?![a-z])")
+_ARABIC_BIN: Final = re.compile(r"(?<![A-Za-z])bn(?![A-Za-z])")
+_ARABIC_IBN: Final = re.compile(r"(?<![A-Za-z])abn(?![A-Za-z])")
 # Arabic script writes "Abd al-" (servant of the) as two words; Latin lists write Abdul, Abdel, Abdal.
-_ARABIC_ABD_AL = re.compile(r"(?<![A-Za-z])abd al(?![A-Za-z])")
+_ARABIC_ABD_AL: Final = re.compile(r"(?<![A-Za-z])abd al(?![A-Za-z])")
 
-_ARABIC_ARTICLE = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
+_ARABIC_ARTICLE: Final = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
 
 
 def _transliterator(spec: str) -> icu.Transliterator:
@@ -180,11 +181,11 @@ def romanize_hangul(text: str) -> str:
 # Russian spells Korean names by its own system (Ким Чен Ын = Kim Jong Un, Ли Сын Ман = Rhee Syng-man);
 # the generic Cyrillic transliteration gives "Kim Chen Yn", far from the list's spelling. When a
 # Cyrillic name carries a Korean surname, a second reading maps the letters the Korean way.
-_KOREAN_SURNAMES_CYRILLIC = frozenset(
+_KOREAN_SURNAMES_CYRILLIC: Final = frozenset(
     "ким пак ли ри чхве чой цой чон чен кан хан юн чан сон ким ко мун ян пэ пек хо шин син ю лим рим "
     "ким о чо тхэ хён ём со квон хван ан хон".split()
 )
-_KOREAN_CYRILLIC = str.maketrans(
+_KOREAN_CYRILLIC: Final = str.maketrans(
     {
         "а": "a",
         "б": "b",
@@ -240,8 +241,8 @@ def _korean_cyrillic(text: str) -> str:
     return lowered.translate(_KOREAN_CYRILLIC)
 
 
-_KATAKANA_INNER_VOWEL = re.compile(r"([bdfghkmprstz])u(?=[bcdfghjkmnprstvz])")
-_KATAKANA_FINAL_VOWEL = re.compile(r"([bdfgkmprsz])u\b|([dt])[eo]\b")
+_KATAKANA_INNER_VOWEL: Final = re.compile(r"([bdfghkmprstz])u(?=[bcdfghjkmnprstvz])")
+_KATAKANA_FINAL_VOWEL: Final = re.compile(r"([bdfgkmprsz])u\b|([dt])[eo]\b")
 
 
 def _katakana_readings(text: str) -> list[str]:
@@ -307,9 +308,13 @@ def _form_at(raw: list[str], start: int, stop: int, from_end: bool, fuzzy: bool 
 
 
 def _tokens(latin: str) -> tuple[str, ...]:
-    lowered = _APOSTROPHES.sub("", latin.lower())
-    # "G.m.b.H.", "S.A.R.L.", "p.l.c." are one word each.
-    lowered = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), lowered)
+    lowered = latin.lower()
+    # Most names hold neither an apostrophe nor a dot: the two substitutions only run when they can match.
+    if not lowered.isascii() or "'" in lowered or "`" in lowered:
+        lowered = _APOSTROPHES.sub("", lowered)
+    if "." in lowered:
+        # "G.m.b.H.", "S.A.R.L.", "p.l.c." are one word each.
+        lowered = _DOTTED.sub(lambda m: m.group(0).replace(".", ""), lowered)
     raw = _NON_ALNUM.sub(" ", lowered).split()[: TOKENS_MAX * 2]
     # Legal forms stand at either end of a name ("OOO Romashka", "Sabalan Company", "X Co. Ltd");
     # in the middle the same letters are usually a name ("Ao" in a transliterated Chinese name).
@@ -398,7 +403,7 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
 
 # A company name written in Arabic script spells its legal form by sound (كومباني, كوربوريشن), which no
 # vowel-less reading spells like "company": long form words are recognised by skeleton instead.
-_FORM_SKELETON_WORDS = ("company", "corporation", "limited", "incorporated", "compania", "companhia")
+_FORM_SKELETON_WORDS: Final = ("company", "corporation", "limited", "incorporated", "compania", "companhia")
 
 
 def _abjad_forms(tokens: tuple[str, ...]) -> tuple[str, ...]:
@@ -423,7 +428,7 @@ def normalize_name(name: str) -> str:
     return " ".join(variants[0]) if variants else ""
 
 
-_ABJAD_DIGRAPHS = (
+_ABJAD_DIGRAPHS: Final = (
     ("tsh", "C"),
     ("sh", "S"),
     ("kh", "X"),
@@ -433,7 +438,7 @@ _ABJAD_DIGRAPHS = (
     ("ch", "C"),
     ("ph", "f"),
 )
-_ABJAD_FOLD = str.maketrans(
+_ABJAD_FOLD: Final = str.maketrans(
     {"q": "k", "c": "k", "v": "f", "p": "b", "j": "J", "g": "J", **dict.fromkeys("aeiouwy", "")}
 )
 
@@ -444,17 +449,29 @@ def abjad_key(text: str) -> str:
     each, vowels and the vowel letters w/y gone after the first letter, doubled letters once. Persian
     and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest. Arabic has no
     letter for ch and writes it ت + ش (tsh)."""
-    word = text.replace("allah", "llh").replace("ull", "ul")
-    for src, dst in _ABJAD_DIGRAPHS:
-        word = word.replace(src, dst)
+    word = text.replace("allah", "llh").replace("ull", "ul") if "ll" in text else text
+    if "h" in word:  # every digraph ends in h
+        for src, dst in _ABJAD_DIGRAPHS:
+            word = word.replace(src, dst)
     if not word:
         return ""
     head = "a" if word[0] in "aeiouwy" else word[0].translate(_ABJAD_FOLD)
-    body = word[1:].translate(_ABJAD_FOLD)
-    return head + "".join(ch for i, ch in enumerate(body) if i == 0 or ch != body[i - 1])
+    return head + _collapse_runs(word[1:].translate(_ABJAD_FOLD), "")
 
 
-_PHONETIC_RULES: tuple[tuple[str, str], ...] = (
+def _collapse_runs(text: str, kept: str) -> str:
+    """Each run of one character as that character once ("mohammad" -> "mohamad"), except runs of
+    `kept` ("\n" gives re.sub(r"(.)\1+", r"\1", text), whose "." does not match a line break)."""
+    out: list[str] = []
+    prev = ""
+    for ch in text:
+        if ch != prev or ch == kept:
+            out.append(ch)
+        prev = ch
+    return "".join(out)
+
+
+_PHONETIC_RULES: Final[tuple[tuple[str, str], ...]] = (
     ("sch", "s"),
     ("tch", "j"),
     ("dzh", "j"),
@@ -475,7 +492,9 @@ _PHONETIC_RULES: tuple[tuple[str, str], ...] = (
     ("tz", "s"),
     ("x", "ks"),
 )
-_PHONETIC_CLASS = str.maketrans(
+# Without an h only these can apply (and none of them writes an h).
+_PHONETIC_RULES_NO_H: Final = tuple([rule for rule in _PHONETIC_RULES if "h" not in rule[0]])
+_PHONETIC_CLASS: Final = str.maketrans(
     {
         "b": "p",
         "d": "t",
@@ -506,10 +525,12 @@ def phonetic_key(token: str) -> str:
     """
     if not token or token.startswith(FORM_PREFIX):
         return ""
-    word = re.sub(r"(.)\1+", r"\1", token)
-    for src, dst in _PHONETIC_RULES:
+    word = _collapse_runs(token, "\n")
+    for src, dst in _PHONETIC_RULES if "h" in word else _PHONETIC_RULES_NO_H:
         word = word.replace(src, dst)
-    word = re.sub(r"c(?=[eiy])", "s", word)
+    if "c" in word:
+        # A soft c, before e, i or y, is an s: re.sub(r"c(?=[eiy])", "s", word), spelt out.
+        word = word.replace("ce", "se").replace("ci", "si").replace("cy", "sy")
     head = "a" if word[0] in "aeiouyw" else ""
     body = (word[0] if not head and word[0] != "h" else "") + word[1:]
     if word[0] == "h":
@@ -517,7 +538,7 @@ def phonetic_key(token: str) -> str:
     return head + body.translate(_PHONETIC_CLASS)
 
 
-_FORM_SKELETONS: dict[str, str] = {}
+_FORM_SKELETONS: Final[dict[str, str]] = {}
 
 
 def is_form(token: str) -> bool:
