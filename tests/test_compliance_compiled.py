@@ -6,8 +6,10 @@ is on (the default); the .py files stay, and are loaded here under other names t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -74,6 +76,19 @@ def test_the_compiled_module_is_the_one_loaded_when_built(module: str) -> None:
     loaded = {"_align": loaded_align, "normalize": loaded_normalize}[module]
     assert Path(str(loaded.__file__)).resolve() == built.resolve()
     assert matcher.COMPILED
+
+
+def test_the_compiled_modules_are_built_from_the_sources_here() -> None:
+    """An editable install keeps running a compiled module after its .py is edited: say so, rather
+    than test (and screen with) code that is not the source."""
+    if not any(_extension(m) for m in COMPILED_MODULES):
+        pytest.skip("the matcher is not compiled here")
+    record = PACKAGE / "_compiled_sources.json"
+    assert record.is_file(), f"{record} is missing: run `pip install -e .` again"
+    built = json.loads(record.read_text())
+    root = PACKAGE.parents[2]
+    stale = [p for p, digest in built.items() if hashlib.sha256((root / p).read_bytes()).hexdigest() != digest]
+    assert stale == [], f"{stale} changed since the compiled build: run `pip install -e .` again"
 
 
 def test_the_matcher_knows_whether_it_runs_compiled() -> None:
