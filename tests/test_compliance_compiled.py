@@ -110,13 +110,12 @@ def test_normalisation_agrees_compiled_and_interpreted() -> None:
 
 def _views(index: matcher._Index, module: ModuleType) -> object:
     """An _align.IndexView of `module` over the data of a built index."""
-    lists = matcher._lists
     sides = [
         module.build_side(t, w, module.has_abjad(d), True)
         for t, w, d in zip(index.name_tokens, index.name_weights, index.name_display, strict=True)
     ]
     return module.IndexView(
-        lists(index.by_edit), lists(index.by_key), lists(index.by_abjad), lists(index.by_abjad_script),
+        index.by_edit, index.by_key, index.by_abjad, index.by_abjad_script,
         index.token_weight, index.name_scripts, index.by_exact, index.by_exact_weak, sides,
         index.name_weak, index.name_entity, matcher._top_of_lists,
     )
@@ -171,12 +170,3 @@ def test_alignment_agrees_compiled_and_interpreted_on_the_un_list() -> None:
     assert _compare_alignments(screener, queries) > len(queries)
 
 
-def test_screening_agrees_on_the_compiled_and_the_interpreted_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    """matcher runs _align.best_by_entity when compiled, and its own loop with numpy vote counting when not."""
-    screener = Screener([ListData("un-xml", "2026-01-01", "0" * 64, ENTITIES)], cache_size=0)
-    queries = [(q, c, y) for q in QUERIES for c, y in ((None, None), ("KP", 1984), ("Libya", None))]
-    compiled_path = [screener.screen(*q) for q in queries]
-    monkeypatch.setattr(matcher, "COMPILED", False)
-    matcher.clear_caches()
-    assert [screener.screen(*q) for q in queries] == compiled_path
-    assert sum(m.hit for m in compiled_path) > len(QUERIES)

@@ -25,14 +25,7 @@ from setara.compliance import _align
 from setara.compliance._align import (
     CANDIDATES_MAX,
     DELETION_TOKEN_LEN_MIN,
-    FUZZY_VOTE,
     JOINED_FACTOR,
-    PROBE_CACHE_MAX,
-    PRUNE_BOUND,
-    PRUNE_BOUND_ABJAD,
-    PRUNE_BOUND_SCRIPT,
-    WEAK_ALIAS_FACTOR,
-    Best,
     Raw,
     Side,
     default_weight,
@@ -41,7 +34,6 @@ from setara.compliance.countries import country_code
 from setara.compliance.lists import Entity, ListData
 from setara.compliance.normalize import (
     FORM_PREFIX,
-    TOKENS_MAX,
     clear_word_caches,
     is_form,
     name_variants,
@@ -163,19 +155,6 @@ def score_names(query: str, listed: str) -> float:
 # Whether the inner loops run compiled (setup.py builds them with mypyc), or as plain Python.
 COMPILED = not _align.__file__.endswith(".py")
 
-_Posting = list[int] | npt.NDArray[np.int32]
-_POSTING_ARRAY_MIN = 32
-
-
-def _posting(ids: list[int]) -> _Posting:
-    # The compiled find_candidates walks lists; the interpreted path ORs long postings into arrays.
-    return np.array(ids, dtype=np.int32) if len(ids) >= _POSTING_ARRAY_MIN and not COMPILED else ids
-
-
-def _lists(postings: dict[str, _Posting]) -> dict[str, list[int]]:
-    return {k: v if isinstance(v, list) else v.tolist() for k, v in postings.items()}
-
-
 class _Index:
     """Inverted indexes over every reading of every name of every entity."""
 
@@ -186,7 +165,6 @@ class _Index:
             for entity in data.entities:
                 self.entities.append(entity)
                 self.entity_list.append(data.source)
-        self._probe_cache: dict[tuple[str, bool], _Posting] = {}
         if blob is not None:
             self._load(blob)
         else:
@@ -222,17 +200,16 @@ class _Index:
                     by_abjad.setdefault(key, []).append(ni)
                     if script:
                         by_abjad_script.setdefault(key, []).append(ni)
-        self.by_abjad: dict[str, _Posting] = {k: _posting(v) for k, v in by_abjad.items() if len(v) <= POSTING_MAX}
-        self.by_abjad_script: dict[str, _Posting] = {
-            k: _posting(v) for k, v in by_abjad_script.items() if len(v) <= POSTING_MAX
+        self.by_abjad: dict[str, list[int]] = {k: v for k, v in by_abjad.items() if len(v) <= POSTING_MAX}
+        self.by_abjad_script: dict[str, list[int]] = {
+            k: v for k, v in by_abjad_script.items() if len(v) <= POSTING_MAX
         }
         self.name_scripts: list[bool] = [side.abjad for side in self.name_sides]
-        self.name_script = np.array(self.name_scripts, dtype=bool)
         self.view = _align.IndexView(
-            _lists(self.by_edit),
-            _lists(self.by_key),
-            _lists(self.by_abjad),
-            _lists(self.by_abjad_script),
+            self.by_edit,
+            self.by_key,
+            self.by_abjad,
+            self.by_abjad_script,
             self.token_weight,
             self.name_scripts,
             self.by_exact,
@@ -297,17 +274,12 @@ class _Index:
                     posting.append(ni)
             for k in keys:
                 by_key.setdefault(k, []).append(ni)
-        # Long postings become arrays (vectorised ORs in candidates()); short ones stay lists, which
-        # numpy indexes as cheaply. Over-long postings are dropped here, once.
-        self.by_edit: dict[str, _Posting] = {k: _posting(v) for k, v in by_edit.items() if len(v) <= POSTING_MAX}
-        self.by_key: dict[str, _Posting] = {k: _posting(v) for k, v in by_key.items() if len(v) <= POSTING_MAX}
+        # Over-long postings are dropped here, once.
+        self.by_edit: dict[str, list[int]] = {k: v for k, v in by_edit.items() if len(v) <= POSTING_MAX}
+        self.by_key: dict[str, list[int]] = {k: v for k, v in by_key.items() if len(v) <= POSTING_MAX}
 
     def to_bytes(self) -> bytes:
         """The built index (normalised readings, weights, postings) for persisting with the lists."""
-
-        def postings(d: dict[str, _Posting]) -> dict[str, list[int]]:
-            return {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in d.items()}
-
         return orjson.dumps({
             "format": INDEX_FORMAT,
             "entities": [e.id for e in self.entities],
@@ -316,8 +288,8 @@ class _Index:
             "name_tokens": self.name_tokens,
             "name_weak": self.name_weak,
             "token_weight": self.token_weight,
-            "by_edit": postings(self.by_edit),
-            "by_key": postings(self.by_key),
+            "by_edit": self.by_edit,
+            "by_key": self.by_key,
         })
 
     def _load(self, blob: bytes) -> None:
@@ -332,8 +304,8 @@ class _Index:
             self.name_tokens = [tuple(t) for t in doc["name_tokens"]]
             self.name_weak = doc["name_weak"]
             self.token_weight = doc["token_weight"]
-            self.by_edit = {k: _posting(v) for k, v in doc["by_edit"].items()}
-            self.by_key = {k: _posting(v) for k, v in doc["by_key"].items()}
+            self.by_edit = doc["by_edit"]
+            self.by_key = doc["by_key"]
         except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
             raise ValueError(f"not a stored screening index: {exc}") from exc
 
@@ -341,146 +313,9 @@ class _Index:
         return self.token_weight.get(token, default_weight(token))
 
     def candidates(self, tokens: Sequence[str], abjad: bool = False) -> list[int]:
-        """Names sharing a token, a sound or a one-edit neighbour with the query, most promising first.
-
-        A name whose shared tokens cannot reach PRUNE_BOUND even if they matched perfectly is not
-        scored: most traffic is names on no list, and this is where their time goes.
-        """
-        # Each query position counts once per name, exact sharing more than a fuzzy neighbour, so
-        # names sharing the rare tokens rank above names sharing one common token many ways.
-        if COMPILED:
-            return _align.candidates(self.view, tuple(tokens), abjad)
-        weights = [0.0 if is_form(t) else self.weight(t) for t in tokens]
-        probes: list[tuple[str, int]] = [(t, 1 << i) for i, t in enumerate(tokens) if not is_form(t)]
-        for i in range(len(tokens) - 1):
-            if weights[i] and weights[i + 1]:
-                probes.append((tokens[i] + tokens[i + 1], 3 << i))
-        by_edit = self.by_edit
-        by_skeleton = self.by_abjad if abjad else self.by_abjad_script
-        probe_cache = self._probe_cache
-        exact_hits: list[tuple[_Posting, int]] = []
-        fuzzy_hits: list[tuple[_Posting, int]] = []
-        for token, mask in probes:
-            posting = by_edit.get(token)
-            if posting is not None:
-                exact_hits.append((posting, mask))
-            if mask & (mask - 1):
-                # A joined pair is looked up as spelt (a typo on top of a spacing change is rare), and
-                # by skeleton: "Abdul Rahman" is one word in Arabic script (عبدالرحمن).
-                if by_skeleton:
-                    posting = by_skeleton.get(_abjad_key(token))
-                    if posting is not None:
-                        fuzzy_hits.append((posting, mask))
-                continue
-            # Names recur in traffic word by word even when whole names are new, so each word's
-            # neighbourhood (one-edit deletions, sound key, skeleton) is merged once and reused.
-            fuzzy_posting = probe_cache.get((token, abjad))
-            if fuzzy_posting is None:
-                fuzzy_posting = self._fuzzy_posting(token, by_skeleton)
-                if len(probe_cache) >= PROBE_CACHE_MAX:
-                    probe_cache.clear()
-                probe_cache[(token, abjad)] = fuzzy_posting
-            if len(fuzzy_posting):
-                fuzzy_hits.append((fuzzy_posting, mask))
-                if abjad and token not in self.token_weight:
-                    # A word read from Arabic script is spelt like no listed word, so its rarity is
-                    # that of the listed words it may stand for: "mwhmd" weighs like Mohammed.
-                    at = mask.bit_length() - 1
-                    weights[at] = min(weights[at], self._rarity(len(fuzzy_posting)))
-        if not exact_hits and not fuzzy_hits:
-            return []
-        bound = (PRUNE_BOUND_ABJAD if abjad else PRUNE_BOUND) * sum(weights)
-        # A Latin spelling shares fewer keys with a name written in Arabic script: a lower bound for
-        # those names.
-        bound_script = None if abjad or not self.by_abjad_script else PRUNE_BOUND_SCRIPT * sum(weights)
-        if sum(len(p) for p, _ in exact_hits) + sum(len(p) for p, _ in fuzzy_hits) <= _SPARSE_VOTES_MAX:
-            # Most queries touch a few dozen names: counting them in a dict costs a fraction of
-            # clearing and indexing arrays over every listed name.
-            return self._candidates_sparse(exact_hits, fuzzy_hits, weights, bound, bound_script)
-        return self._candidates_dense(exact_hits, fuzzy_hits, weights, bound, bound_script)
-
-    def _candidates_dense(
-        self,
-        exact_hits: list[tuple[_Posting, int]],
-        fuzzy_hits: list[tuple[_Posting, int]],
-        weights: Sequence[float],
-        bound: float,
-        bound_script: float | None,
-    ) -> list[int]:
-        # One array: exact positions in the low 16 bits, fuzzy ones in the high 16 (TOKENS_MAX is 12).
-        masks = np.zeros(len(self.name_tokens), dtype=np.int32)
-        for posting, mask in exact_hits:
-            masks[posting] |= mask
-        for posting, mask in fuzzy_hits:
-            masks[posting] |= mask << 16
-        touched = np.flatnonzero(masks)
-        both = masks[touched]
-        e_mask = both & 0xFFFF
-        f_mask = (both >> 16) & ~e_mask
-        # mask_weight[m] is the summed weight of the query positions whose bits are set in m.
-        mask_weight = np.zeros(1, dtype=np.float64)
-        for w in weights:
-            mask_weight = np.concatenate((mask_weight, mask_weight + w))
-        votes = mask_weight[e_mask] + FUZZY_VOTE * mask_weight[f_mask]
-        keep = votes >= (bound if bound_script is None else np.where(self.name_script[touched], bound_script, bound))
-        return _top(touched[keep], votes[keep])
-
-    def _rarity(self, names: int) -> float:
-        n_names = len(self.name_tokens)
-        if n_names <= 200:
-            return 1.0
-        return min(1.0, max(0.2, math.log(max(n_names / max(names, 1), 1.0)) / math.log(200.0)))
-
-    def _fuzzy_posting(self, token: str, by_skeleton: dict[str, _Posting]) -> _Posting:
-        """Every name holding a one-edit neighbour, the sound key or the skeleton of a query word."""
-        postings: list[_Posting] = []
-        by_edit = self.by_edit
-        if len(token) >= DELETION_TOKEN_LEN_MIN:
-            for i in range(len(token)):
-                posting = by_edit.get(token[:i] + token[i + 1 :])
-                if posting is not None:
-                    postings.append(posting)
-        posting = self.by_key.get(phonetic_key(token))
-        if posting is not None:
-            postings.append(posting)
-        if by_skeleton:
-            posting = by_skeleton.get(_abjad_key(token))
-            if posting is not None:
-                postings.append(posting)
-        if not postings:
-            return []
-        if sum(len(p) for p in postings) <= _MERGE_IN_SET_MAX:
-            # Few names: a set merges them in a fraction of numpy's fixed cost per call.
-            names: set[int] = set()
-            for p in postings:
-                names.update(p.tolist() if isinstance(p, np.ndarray) else p)
-            ordered = sorted(names)
-            return np.array(ordered, dtype=np.int32) if len(ordered) >= _POSTING_ARRAY_MIN else ordered
-        merged = np.unique(np.concatenate([np.asarray(p, dtype=np.int32) for p in postings]))
-        return merged if len(merged) >= _POSTING_ARRAY_MIN else merged.tolist()
-
-    def _candidates_sparse(
-        self,
-        exact_hits: list[tuple[_Posting, int]],
-        fuzzy_hits: list[tuple[_Posting, int]],
-        weights: Sequence[float],
-        bound: float,
-        bound_script: float | None,
-    ) -> list[int]:
-        """candidates() for few touched names; the same votes, summed in the same order."""
-        touched, votes = _align.count_votes(
-            exact_hits, fuzzy_hits, list(weights), bound, bound_script, self.name_scripts
-        )
-        if len(touched) <= CANDIDATES_MAX:
-            return touched
-        return _top(np.array(touched, dtype=np.int64), np.array(votes, dtype=np.float64))
-
-
-# _candidates_dense keeps a name's exact and fuzzy query positions in one int32, 16 bits each.
-if TOKENS_MAX > 16:
-    raise RuntimeError("TOKENS_MAX must fit in 16 bits of a vote mask")
-_MERGE_IN_SET_MAX = 256  # posting entries below which a query word's postings are merged in a set
-_SPARSE_VOTES_MAX = 48  # posting entries a query touches, below which votes are counted in a dict
+        """Names sharing a token, a sound or a one-edit neighbour with the query, most promising
+        first (`_align.candidates`, which holds the pruning rules)."""
+        return _align.candidates(self.view, tuple(tokens), abjad)
 
 
 def _top_of_lists(touched: list[int], votes: list[float]) -> list[int]:
@@ -564,10 +399,7 @@ class Screener:
         # The winning candidate's words are needed for the explanation: each alignment is computed
         # once with its words, rather than aligning the winner a second time.
         abjad = _has_abjad(name)
-        if COMPILED:
-            best_by_entity = _align.best_by_entity(index.view, variants, abjad)
-        else:
-            best_by_entity = _best_by_entity(index, variants, abjad)
+        best_by_entity = _align.best_by_entity(index.view, variants, abjad)
         if not best_by_entity:
             return Match(name, False, 0.0, None, None, None, "no listed name comes close", "clear")
         q_country = country_code(country) if country else None
@@ -604,27 +436,6 @@ class Screener:
             explanation,
             decision,
         )
-
-
-def _best_by_entity(index: _Index, variants: tuple[tuple[str, ...], ...], abjad: bool) -> dict[int, Best]:
-    """_align.best_by_entity with numpy counting the votes of common words: the interpreted path."""
-    best_by_entity: dict[int, Best] = {}
-    exact = [ni for tokens in variants for ni in index.by_exact.get(tuple(sorted(tokens)), ())]
-    token_weight = index.token_weight
-    for tokens in variants:
-        weights = [token_weight[t] if t in token_weight else default_weight(t) for t in tokens]
-        query = _align.build_side(tokens, weights, abjad, abjad)
-        weak_exact = index.by_exact_weak.get(tuple(sorted(tokens)), [])
-        for ni in exact or [*weak_exact, *index.candidates(tokens, abjad)]:
-            aligned = _align.align(query, index.name_sides[ni])
-            score = aligned[0]
-            if index.name_weak[ni]:
-                score *= WEAK_ALIAS_FACTOR
-            ei = index.name_entity[ni]
-            held = best_by_entity.get(ei)
-            if held is None or score > held[0]:
-                best_by_entity[ei] = (score, ni, query, aligned)
-    return best_by_entity
 
 
 _has_abjad = _align.has_abjad
