@@ -171,6 +171,23 @@ class NatsCluster:
         leader = meta.get("leader")
         return leader if isinstance(leader, str) and leader else None
 
+    def peers_current(self, leader: str, running: list[int]) -> bool:
+        """The meta leader counts every other running server as a current peer: until then a
+        stream of 3 replicas may find "no suitable peers for placement" (seen in CI under load:
+        every server had a leader and was healthy, yet the leader knew only one peer)."""
+        names = [s.name for s in self.servers]
+        if leader not in names or names.index(leader) not in running:
+            return False
+        try:
+            meta = self._jsz(names.index(leader)).get("meta_cluster")
+        except OSError:
+            return False
+        replicas = meta.get("replicas") if isinstance(meta, dict) else None
+        if not isinstance(replicas, list):
+            return False
+        current = {r.get("name") for r in replicas if isinstance(r, dict) and r.get("current") and not r.get("offline")}
+        return {names[i] for i in running} - {leader} <= current
+
     def healthy(self, i: int) -> bool:
         """Server i says it is ready, JetStream included (/healthz answers 200)."""
         try:
@@ -180,8 +197,8 @@ class NatsCluster:
             return False
 
     def wait_ready(self, timeout_s: float = START_TIMEOUT_S) -> None:
-        """Until every running server agrees on a meta leader and says it is healthy (a single
-        server: until JetStream is up)."""
+        """Until every running server agrees on a meta leader, says it is healthy, and the leader
+        counts the others as current peers (a single server: until JetStream is up)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for s in self.servers:
@@ -197,7 +214,8 @@ class NatsCluster:
                     pass
             else:
                 leaders = {self.meta_leader(i) for i in running}
-                if len(leaders) == 1 and None not in leaders and all(self.healthy(i) for i in running):
+                if len(leaders) == 1 and None not in leaders and all(self.healthy(i) for i in running) \
+                        and self.peers_current(next(iter(leaders)), running):  # type: ignore[arg-type]
                     return
             time.sleep(0.05)
         logs = "\n".join(s.log.read_text(errors="replace")[-2000:] for s in self.servers if s.log.exists())
