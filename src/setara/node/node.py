@@ -164,27 +164,41 @@ def _replay_blocks(store: Store, engine: Engine, after: int, upto: int | None, p
     return seq, prev_hash, journal_head, cmds
 
 
+_Start = tuple[Engine, int, bytes, bytes, int]  # engine, after block, its hash, journal head, commands
+
+
+def _start(store: Store, upto: int | None = None) -> _Start:
+    """Where replaying `store` begins: its latest snapshot at or before block `upto` (any, when
+    None), else the snapshot it started from, else block 1 with an empty engine."""
+    base = store.base()
+    snap = store.latest_snapshot()
+    if snap is not None and upto is not None and snap[0] > upto:
+        snap = store.base_snapshot()  # kept for good; None for a store that holds block 1
+    if snap is None:
+        if base is not None:
+            raise StoreError("the store starts from a snapshot it no longer holds; it is damaged")
+        return Engine(), 0, GENESIS, GENESIS, 0
+    after, state, state_hash = snap
+    engine = _unpacked(state, state_hash)
+    at = store.block_hash_at(after)
+    if at is None:
+        raise StoreError("the snapshot refers to a block that is missing")
+    # Time never goes backwards: the snapshot's block carries its last command's time.
+    engine.time_ms = base.time_ms if base is not None and base.seq == after else \
+        next(iter(store.iter_blocks(after - 1))).time_ms
+    return engine, after, at[0], at[1], engine.applied
+
+
 def base_engine(store: Store) -> Engine | None:
     """The engine in the state this store started from (None: it starts at block 1)."""
     base = store.base()
-    if base is None:
-        return None
-    snap = store.base_snapshot()
-    if snap is None:
-        raise StoreError("the snapshot this store started from is missing; it is damaged")
-    engine = _unpacked(snap[1], snap[2])
-    engine.time_ms = max(engine.time_ms, base.time_ms)
-    return engine
+    return None if base is None else _start(store, base.seq)[0]
 
 
 def engine_at(store: Store, seq: int) -> Engine:
-    """The engine's state after block `seq` of `store`, replayed from its start (block 1, or the
-    snapshot it started from), with every block's chain checked on the way."""
-    base, engine = store.base(), base_engine(store)
-    if base is None or engine is None:
-        engine, after, prev_hash, journal_head, cmds = Engine(), 0, GENESIS, GENESIS, 0
-    else:
-        after, prev_hash, journal_head, cmds = base.seq, base.hash, base.journal_head, base.cmds
+    """The engine's state after block `seq` of `store`, replayed from its latest snapshot at or
+    before it, with every block's chain checked on the way."""
+    engine, after, prev_hash, journal_head, cmds = _start(store, seq)
     if seq < after:
         raise StoreError(f"this store starts after block {after}: it has no state at block {seq}")
     at, _, _, _ = _replay_blocks(store, engine, after, seq, prev_hash, journal_head, cmds)
@@ -257,8 +271,6 @@ class Node:
     def create(cls, url: str, network: Network, time_ms: int, party_key: bytes | None = None) -> Node:
         """A new network's store. Its party-data key is random unless given (a standby at the
         operator's second site shares the primary's; `setara simtest` draws it from its seed)."""
-        if party_key is not None and len(party_key) != 32:
-            raise SetaraError("a party-data key is 32 bytes")
         node = cls._empty(url, os.urandom(32) if party_key is None else party_key, None)
         node.execute([Init(network.to_config(), time_ms)])
         return node
@@ -268,8 +280,6 @@ class Node:
         """A member's node's new store: empty until the first block of the replicated log arrives.
         It never holds party data, so its party key is random and unused; a standby sequencer's
         store is given the operator's, which it writes with once it takes over."""
-        if party_key is not None and len(party_key) != 32:
-            raise SetaraError("a party-data key is 32 bytes")
         return cls._empty(url, os.urandom(32) if party_key is None else party_key, "follower")
 
     @classmethod
@@ -300,6 +310,8 @@ class Node:
     @classmethod
     def _empty(cls, url: str, key: bytes, role: str | None) -> Node:
         """A new store, its schema created, held by this writer; no block yet."""
+        if len(key) != 32:
+            raise SetaraError("a party-data key is 32 bytes")
         store = open_store(url, create=True)
         if store.exists():
             store.close()
@@ -323,26 +335,7 @@ class Node:
         key_hex = store.meta("party_key")
         if key_hex is None:
             raise StoreError("the store has no party key; it is damaged")
-        snap = store.latest_snapshot()
-        base = store.base()
-        prev_hash = journal_head = GENESIS
-        after = 0
-        cmds = 0
-        if snap is not None:
-            after, state, state_hash = snap
-            engine = _unpacked(state, state_hash)
-            at = store.block_hash_at(after)
-            if at is None:
-                raise StoreError("the snapshot refers to a block that is missing")
-            prev_hash, journal_head = at
-            cmds = engine.applied
-            # Time never goes backwards: the snapshot's block carries its last command's time.
-            engine.time_ms = base.time_ms if base is not None and base.seq == after else \
-                next(iter(store.iter_blocks(after - 1))).time_ms
-        elif base is not None:
-            raise StoreError("the store starts from a snapshot it no longer holds; it is damaged")
-        else:
-            engine = Engine()
+        engine, after, prev_hash, journal_head, cmds = _start(store)
         seq, prev_hash, journal_head, cmds = _replay_blocks(store, engine, after, None, prev_hash, journal_head, cmds)
         return cls(store, engine, bytes.fromhex(key_hex), (seq, cmds, prev_hash, journal_head), after, writable)
 
