@@ -5,7 +5,6 @@ stream from there (docs/nodes.md, "Catching up from a snapshot"), through the CL
 from __future__ import annotations
 
 import subprocess
-import sys
 import uuid
 import zlib
 from pathlib import Path
@@ -13,16 +12,15 @@ from pathlib import Path
 import orjson
 
 from tests.conftest import run_cli
-from tests.test_nodes import _cli, _env, _follow_all, _network, _payments, cluster
+from tests.test_nodes import _cli, _env, _follow_all, _network, _payments, cluster, follow_once_args
 
 __all__ = ["cluster"]  # the module's NATS cluster fixture, shared with tests/test_nodes.py
 
 
 def _follow_once(cluster_urls: list[str], stream: str, member: str, key: Path, net: Path, db: Path,
                  *extra: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "setara.cli", "follow", "--member", member, "--key", str(key),
-                           "--replicate", ",".join(cluster_urls), "--stream", stream, "--network", str(net),
-                           "--db", str(db), "--once", *extra], capture_output=True, timeout=600)
+    return subprocess.run([*follow_once_args(cluster_urls, stream, member, key, net, db), *extra],
+                          capture_output=True, timeout=600)
 
 
 def _rewrite(src: Path, dst: Path, change: object) -> None:

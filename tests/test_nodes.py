@@ -70,11 +70,15 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return subprocess.run([sys.executable, "-m", "setara.cli", *args], capture_output=True, env=env, timeout=600)
 
 
+def follow_once_args(urls: list[str], stream: str, member: str, key: Path, net: Path, db: Path) -> list[str]:
+    """`setara follow --once` for one member's node, as a command line."""
+    return [sys.executable, "-m", "setara.cli", "follow", "--member", member, "--key", str(key),
+            "--replicate", ",".join(urls), "--stream", stream, "--network", str(net), "--db", str(db), "--once"]
+
+
 def _follow_all(cluster: NatsCluster, stream: str, net: Path, keys: dict[str, Path], tmp: Path
                 ) -> list[dict[str, object]]:
-    procs = [subprocess.Popen([sys.executable, "-m", "setara.cli", "follow", "--member", m, "--key", str(keys[m]),
-                               "--replicate", ",".join(cluster.urls), "--stream", stream, "--network", str(net),
-                               "--db", str(tmp / f"{m}.db"), "--once"],
+    procs = [subprocess.Popen(follow_once_args(cluster.urls, stream, m, keys[m], net, tmp / f"{m}.db"),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for m in MEMBERS]
     docs = []
     for p in procs:
@@ -137,14 +141,20 @@ def test_a_replicated_day_is_verified_and_co_signed_by_three_members(cluster: Na
             assert secret not in f.read_bytes(), f
 
 
-def test_a_second_writer_or_an_unregistered_key_acknowledges_nothing(cluster: NatsCluster, tmp_path: Path) -> None:
-    stream = "t" + uuid.uuid4().hex[:10]
+def _two_histories(tmp_path: Path, n: int) -> tuple[str, dict[str, Path], Path, Path, Path]:
+    """A new stream's name, the keys, two stores of one network each with its own init block (two
+    histories), and `n` payments to submit."""
     net, keys = _network(tmp_path)
     a, b = tmp_path / "a.db", tmp_path / "b.db"
     run_cli("init", "--network", str(net), "--db", str(a))
     run_cli("init", "--network", str(net), "--db", str(b))
     pay = tmp_path / "p.jsonl"
-    _payments(pay, 50)
+    _payments(pay, n)
+    return "t" + uuid.uuid4().hex[:10], keys, a, b, pay
+
+
+def test_a_second_writer_or_an_unregistered_key_acknowledges_nothing(cluster: NatsCluster, tmp_path: Path) -> None:
+    stream, keys, a, b, pay = _two_histories(tmp_path, 50)
     assert _cli("submit", str(pay), "--db", str(a), env=_env(cluster, stream, keys["seq"])).returncode == 0
     # Another history (its own init block) against the same stream: refused, nothing acknowledged.
     other = _cli("submit", str(pay), "--db", str(b), env=_env(cluster, stream, keys["seq"]))
@@ -426,13 +436,7 @@ def test_a_writer_refused_by_the_stream_gives_back_the_lease_it_took(cluster: Na
 
     from setara.replication.jetstream import JetStreamLog
 
-    stream = "t" + uuid.uuid4().hex[:10]
-    net, keys = _network(tmp_path)
-    a, b = tmp_path / "a.db", tmp_path / "b.db"
-    run_cli("init", "--network", str(net), "--db", str(a))
-    run_cli("init", "--network", str(net), "--db", str(b))
-    pay = tmp_path / "p.jsonl"
-    _payments(pay, 20)
+    stream, keys, a, b, pay = _two_histories(tmp_path, 20)
     env = {**_env(cluster, stream, keys["seq"]), "SETARA_LEASE_TTL_S": "1"}
     assert _cli("submit", str(pay), "--db", str(a), env=env).returncode == 0
     log = JetStreamLog.connect(cluster.urls, stream)
