@@ -117,7 +117,7 @@ def _views(index: matcher._Index, module: ModuleType) -> object:
     return module.IndexView(
         index.by_edit, index.by_key, index.by_abjad, index.by_abjad_script,
         index.token_weight, index.name_scripts, index.by_exact, index.by_exact_weak, sides,
-        index.name_weak, index.name_entity, matcher._top_of_lists,
+        index.name_weak, index.name_entity, index.view.top,
     )
 
 

@@ -69,6 +69,38 @@ def test_spellings_across_scripts(query: str, listed: str) -> None:
     assert score_names(listed, query) >= REVIEW_THRESHOLD  # either side may be the listed one
 
 
+@pytest.mark.parametrize(
+    ("latin", "arabic_script"),
+    [
+        ("Nasiruddin Haqqani", "نصیر الدین حقانی"),  # the article's l said as the sun letter d
+        ("Abdur Rehman", "عبد الرحمن"),  # ... and as r, with the words split where Latin splits them
+        ("Salahaldin Zidane", "صلاح الدين زيدان"),  # the same compound spelt with the l
+        ("Fazal Rahim", "فضل رحيم"),  # Persian and Urdu say ض as z
+        ("Noor Mohammad Saqib", "نور محمد ثاقب"),  # ... and ث as s
+        ("Yahia Djouadi", "يحيى جوادي"),  # the French spelling of j
+    ],
+)
+def test_a_latin_spelling_finds_a_name_listed_only_in_arabic_script(latin: str, arabic_script: str) -> None:
+    # The index holds only the Arabic-script name, as the UN list's original-script names: the Latin
+    # query must find it among the candidates, not only score well against it.
+    from setara.compliance import Entity, ListData, Screener
+
+    listed = ListData("un-xml", "2026-01-01", "0" * 64, (Entity("A1", (arabic_script,), "person"),))
+    result = Screener([listed]).screen(latin)
+    assert result.hit and result.entity_id == "A1", (latin, result.score, result.explanation)
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("Fadl Rahim", "فضل رحيم"),  # the Arabic reading of ض stays
+        ("Ali Badege", "علي بدج"),  # د ج after a consonant is two letters, not a French dj
+    ],
+)
+def test_the_arabic_readings_stay_beside_the_persian_ones(query: str, listed: str) -> None:
+    assert score_names(query, listed) >= REVIEW_THRESHOLD
+
+
 def test_a_match_by_abjad_skeleton_alone_is_never_blocked() -> None:
     from setara.compliance import BLOCK_THRESHOLD
 

@@ -15,7 +15,7 @@ from typing import Final, SupportsInt
 
 from rapidfuzz.distance import OSA, JaroWinkler, Levenshtein
 
-from setara.compliance.normalize import FORM_PREFIX, PARTICLES, abjad_key, phonetic_key
+from setara.compliance.normalize import FORM_PREFIX, PARTICLES, abjad_key, assimilated, phonetic_key
 
 DISTANCE_STRETCH: Final = 1.5
 SOUND_LIFT_LONG: Final = 0.2
@@ -81,6 +81,7 @@ class Side:
         pairs: tuple[tuple[int, str, int], ...],
         lengths: tuple[int, ...],
         length_range: tuple[int, int, int, int],
+        joined_assimilated: str,
     ) -> None:
         self.tokens = tokens
         self.weights = weights
@@ -102,6 +103,9 @@ class Side:
         # spelling only with words whose length is within 15% of its own, so most pairs are ruled out
         # by these four.
         self.length_range = length_range
+        # For a name read from Arabic script with an article before a sun letter: the name joined
+        # with that article's l dropped (Nasiruddin for نصير الدين), else "".
+        self.joined_assimilated = joined_assimilated
         # A query's skeletons, worked out the first time a name read from an abjad is aligned with it.
         self.skeleton_memo: list[tuple[Skeleton, ...]] = []
 
@@ -166,7 +170,15 @@ def build_side(tokens: Sequence[str], weights: Sequence[float], abjad: bool, wit
         tuple(pairs),
         lengths,
         (short, long, pair_short, pair_long),
+        _joined_assimilated(tokens_t) if abjad else "",
     )
+
+
+def _joined_assimilated(tokens: tuple[str, ...]) -> str:
+    alt = assimilated(tokens)
+    if alt is None:
+        return ""
+    return "".join([t for t in alt if not t.startswith(FORM_PREFIX)])
 
 
 def skeletons(units: Sequence[Unit]) -> tuple[Skeleton, ...]:
@@ -485,12 +497,20 @@ def align(q: Side, c: Side) -> Raw:
         if 4 * abs(q_whole - c_whole) <= (q_whole if q_whole > c_whole else c_whole):
             whole: float = _osa(q.joined, c.joined, score_cutoff=0.75)
             joined_score = JOINED_FACTOR * whole
-        if abjad and n_q != n_c:
+        q_alt = q.joined_assimilated
+        c_alt = c.joined_assimilated
+        if abjad and (n_q != n_c or q_alt or c_alt):
             # Compounds are split differently on either side of a script change ("Nazirullah" /
-            # "Nazir Allah", "Sirajuddin" / "Siraj al-Din"): compare whole-name skeletons too.
+            # "Nazir Allah", "Sirajuddin" / "Siraj al-Din", "Abdur Rehman" / "عبد الرحمن"): compare
+            # whole-name skeletons too, with and without an assimilated article.
             ka = _abjad_key(q.joined)
             kb = _abjad_key(c.joined)
-            joined_score = max(joined_score, JOINED_FACTOR * abjad_similarity(q.joined, c.joined, ka, kb))
+            sim = abjad_similarity(q.joined, c.joined, ka, kb)
+            if q_alt:
+                sim = max(sim, abjad_similarity(q_alt, c.joined, _abjad_key(q_alt), kb))
+            if c_alt:
+                sim = max(sim, abjad_similarity(q.joined, c_alt, ka, _abjad_key(c_alt)))
+            joined_score = max(joined_score, JOINED_FACTOR * sim)
     return max(score, joined_score), score, kept, used_q, used_c
 
 

@@ -7,6 +7,7 @@ candidates by order-independent token alignment -> adjust for country and birth 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import math
@@ -34,6 +35,7 @@ from setara.compliance.countries import country_code
 from setara.compliance.lists import Entity, ListData
 from setara.compliance.normalize import (
     FORM_PREFIX,
+    assimilated,
     clear_word_caches,
     is_form,
     name_variants,
@@ -195,16 +197,28 @@ class _Index:
             # Neighbours joined too: a compound is one word in one spelling and two in another
             # ("Hamdullah" / "Hamd Allah", "Nasiruddin" / "Nasir al-Din").
             joined = [a + b for a, b in itertools.pairwise(words)]
-            for key in {_abjad_key(t) for t in (*words, *joined)}:
+            keys = {_abjad_key(t) for t in (*words, *joined)}
+            for key in keys:
                 if len(key) >= ABJAD_KEY_LEN_MIN:
                     by_abjad.setdefault(key, []).append(ni)
                     if script:
+                        by_abjad_script.setdefault(key, []).append(ni)
+            if script:
+                # A Latin spelling joins "Nasir al-Din" as Nasiruddin or Nasiraldin: a word, the article
+                # and the next word as one, with the article's l and without it before a sun letter.
+                compounds = ["".join(words[i : i + 3]) for i in range(len(words) - 2) if words[i + 1] == "al"]
+                alt = assimilated(tuple(words))
+                if alt is not None:
+                    compounds += [a + b for a, b in itertools.pairwise(alt)]
+                for key in {_abjad_key(t) for t in compounds} - keys:
+                    if len(key) >= ABJAD_KEY_LEN_MIN:
                         by_abjad_script.setdefault(key, []).append(ni)
         self.by_abjad: dict[str, list[int]] = {k: v for k, v in by_abjad.items() if len(v) <= POSTING_MAX}
         self.by_abjad_script: dict[str, list[int]] = {
             k: v for k, v in by_abjad_script.items() if len(v) <= POSTING_MAX
         }
         self.name_scripts: list[bool] = [side.abjad for side in self.name_sides]
+        name_lengths = np.array([len(tokens) for tokens in self.name_tokens], dtype=np.float64)
         self.view = _align.IndexView(
             self.by_edit,
             self.by_key,
@@ -217,7 +231,7 @@ class _Index:
             self.name_sides,
             self.name_weak,
             self.name_entity,
-            _top_of_lists,
+            functools.partial(_top, name_lengths=name_lengths),
         )
 
     def _build(self) -> None:
@@ -318,14 +332,17 @@ class _Index:
         return _align.candidates(self.view, tuple(tokens), abjad)
 
 
-def _top_of_lists(touched: list[int], votes: list[float]) -> list[int]:
-    return _top(np.array(touched, dtype=np.int64), np.array(votes, dtype=np.float64))
+_TIE_BREAK_PER_WORD = 1e-6  # far below any difference of votes, which are sums of word weights
 
 
-def _top(touched: npt.NDArray[np.int64], votes: npt.NDArray[np.float64]) -> list[int]:
-    if len(touched) > CANDIDATES_MAX:
-        touched = touched[np.argpartition(-votes, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]]
-    return [int(ni) for ni in touched]
+def _top(touched: list[int], votes: list[float], name_lengths: npt.NDArray[np.float64]) -> list[int]:
+    """The CANDIDATES_MAX names with the most votes; among equal votes the shorter names, which the
+    query's words cover more of (a common word can give hundreds of names the same vote)."""
+    names = np.array(touched, dtype=np.int64)
+    if len(names) > CANDIDATES_MAX:
+        keys = np.array(votes, dtype=np.float64) - _TIE_BREAK_PER_WORD * name_lengths[names]
+        names = names[np.argpartition(-keys, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]]
+    return [int(ni) for ni in names]
 
 
 class Screener:

@@ -392,6 +392,10 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
                 readings.append(foreign)
     variants: list[tuple[str, ...]] = []
     arabic = any("\u0600" <= ch <= "\u06ff" for ch in text)
+    if arabic and any(ch in _PERSIAN_SOUNDS for ch in text):
+        # Persian, Urdu and Pashto say these letters as s or z (ثاقب = Saqib, فضل = Fazal), Arabic as
+        # th, dh, d (Thaqib, Fadl): both readings.
+        readings.append(text.translate(_PERSIAN_READING))
     for reading in readings:
         tokens = _tokens(_ascii_fold(reading)) or _script_tokens(reading)
         if arabic and len(tokens) > 1:
@@ -399,6 +403,35 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         if tokens and tokens not in variants:
             variants.append(tokens)
     return tuple(variants)
+
+
+# ث as س; ذ, ض and ظ as ز.
+_PERSIAN_READING: Final = str.maketrans(
+    {"\u062b": "\u0633", "\u0630": "\u0632", "\u0636": "\u0632", "\u0638": "\u0632"}
+)
+_PERSIAN_SOUNDS: Final = frozenset("\u062b\u0630\u0636\u0638")
+# The article's l is said as the next letter when that is a "sun letter" (t th d dh r z s sh ṣ ḍ ṭ ẓ l n):
+# Nasir al-Din is Nasiruddin, Abd al-Rahman Abdurrahman. As read from Arabic script, those words start
+# with one of these.
+_SUN_LETTERS: Final = frozenset("tdrzsln")
+
+
+def assimilated(tokens: tuple[str, ...]) -> tuple[str, ...] | None:
+    """A name read from Arabic script with the article's l dropped before a sun letter, as a Latin
+    spelling that joins the words writes it (nsyr al dyn -> nsyr dyn, abdal rhmn -> abda rhmn); None
+    when the name has no such article."""
+    out: list[str] = []
+    changed = False
+    n = len(tokens)
+    for i in range(n):
+        t = tokens[i]
+        if i + 1 < n and (t == "al" or t == "abdal") and tokens[i + 1][:1] in _SUN_LETTERS:
+            changed = True
+            if t != "al":
+                out.append(t[:-1])
+            continue
+        out.append(t)
+    return tuple(out) if changed else None
 
 
 # A company name written in Arabic script spells its legal form by sound (كومباني, كوربوريشن), which no
@@ -438,6 +471,7 @@ _ABJAD_DIGRAPHS: Final = (
     ("ch", "C"),
     ("ph", "f"),
 )
+_FRENCH_DJ: Final = re.compile(r"(?:^|(?<=[aeiouy]))dj")
 _ABJAD_FOLD: Final = str.maketrans(
     {"q": "k", "c": "k", "v": "f", "p": "b", "j": "J", "g": "J", **dict.fromkeys("aeiouwy", "")}
 )
@@ -450,6 +484,10 @@ def abjad_key(text: str) -> str:
     and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest. Arabic has no
     letter for ch and writes it ت + ش (tsh)."""
     word = text.replace("allah", "llh").replace("ull", "ul") if "ll" in text else text
+    if "dj" in word:
+        # The French spelling of j (Djamel, Hadj: جمال, حاج); after a consonant it is more likely two
+        # letters, as a reading of د ج gives them.
+        word = _FRENCH_DJ.sub("j", word)
     if "h" in word:  # every digraph ends in h
         for src, dst in _ABJAD_DIGRAPHS:
             word = word.replace(src, dst)
