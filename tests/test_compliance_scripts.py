@@ -78,6 +78,7 @@ def test_spellings_across_scripts(query: str, listed: str) -> None:
         ("Fazal Rahim", "فضل رحيم"),  # Persian and Urdu say ض as z
         ("Noor Mohammad Saqib", "نور محمد ثاقب"),  # ... and ث as s
         ("Yahia Djouadi", "يحيى جوادي"),  # the French spelling of j
+        ("Aamir Ali Chaudhry", "عامر علی چوہدری"),  # Urdu letters ICU does not romanise (ہ)
     ],
 )
 def test_a_latin_spelling_finds_a_name_listed_only_in_arabic_script(latin: str, arabic_script: str) -> None:
@@ -88,6 +89,22 @@ def test_a_latin_spelling_finds_a_name_listed_only_in_arabic_script(latin: str, 
     listed = ListData("un-xml", "2026-01-01", "0" * 64, (Entity("A1", (arabic_script,), "person"),))
     result = Screener([listed]).screen(latin)
     assert result.hit and result.entity_id == "A1", (latin, result.score, result.explanation)
+
+
+def test_arabic_script_writes_no_abbreviated_titles() -> None:
+    # ادم is Adam, not "Adm." (Admiral), which a Latin name drops as a rank.
+    from setara.compliance import normalize_name
+
+    assert normalize_name("دانيال ادم") == "danyal adm"
+    assert normalize_name("Adm. Daniel") == "daniel"
+    assert score_names("دانيال ادم", "Danial Adam") >= REVIEW_THRESHOLD
+
+
+def test_a_trailing_co_in_arabic_script_is_the_legal_form() -> None:
+    from setara.compliance import normalize_name
+
+    assert normalize_name("الكوثر كو") == "al kwthr ~co"
+    assert score_names("الكوثر كو", "Al Kawthar Co.") >= REVIEW_THRESHOLD
 
 
 @pytest.mark.parametrize(

@@ -142,6 +142,29 @@ _ARABIC_IBN: Final = re.compile(r"(?<![A-Za-z])abn(?![A-Za-z])")
 # Arabic script writes "Abd al-" (servant of the) as two words; Latin lists write Abdul, Abdel, Abdal.
 _ARABIC_ABD_AL: Final = re.compile(r"(?<![A-Za-z])abd al(?![A-Za-z])")
 
+_URDU_PASHTO: Final = str.maketrans(
+    {
+        "\u06c1": "\u0647",  # ہ heh goal: h
+        "\u06be": "\u0647",  # ھ do-chashmi heh, the aspiration of bh, dh, kh: h
+        "\u06c0": "\u0647",
+        "\u06c3": "\u0629",  # ۃ: ta marbuta
+        "\u06d2": "\u064a",  # ے bari ye: y / e
+        "\u06cd": "\u064a",  # ۍ, ې: Pashto y
+        "\u06d0": "\u064a",
+        "\u0688": "\u062f",  # ڈ retroflex d
+        "\u0679": "\u062a",  # ٹ retroflex t
+        "\u0691": "\u0631",  # ڑ, ړ retroflex r
+        "\u0693": "\u0631",
+        "\u06ba": "\u0646",  # ں, ڼ: n
+        "\u06bc": "\u0646",
+        "\u0681": "\u0632",  # ځ dz: z
+        "\u0685": "\u0633",  # څ ts: s
+        "\u0696": "\u0698",  # ږ: zh
+        "\u069a": "\u0634",  # ښ: sh (kh in the north)
+        "\u06ab": "\u06af",  # ګ: g
+        "\u06a8": "\u06af",  # ڨ: the g of Maghrebi names
+    }
+)
 _ARABIC_ARTICLE: Final = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
 
 
@@ -280,7 +303,9 @@ def _ascii_fold(text: str) -> str:
             "\u0627\u0644 \u0644\u0647", "\u0627\u0644\u0644\u0647"
         )
     if arabic:
-        text = text.replace("\u0629", "\u0627")  # ta marbuta ends names in -a (أسامة = Usama)
+        # ICU romanises no Urdu or Pashto letter of its own (ہ ے ڈ ٹ ڑ ں, ښ ګ ...): read each as the
+        # Arabic or Persian letter a Latin spelling of it follows (چوہدری = Chaudhry).
+        text = text.translate(_URDU_PASHTO).replace("\u0629", "\u0627")  # ta marbuta ends names in -a (أسامة = Usama)
     latin = str(_transliterator(_ICU_GENERAL).transliterate(text))
     if arabic:
         # Ayn (ʿ) opening a word is heard as a vowel (علي = Ali, عمر = Omar); inside a word it is
@@ -307,7 +332,9 @@ def _form_at(raw: list[str], start: int, stop: int, from_end: bool, fuzzy: bool 
     return None
 
 
-def _tokens(latin: str) -> tuple[str, ...]:
+def _tokens(latin: str, abbreviations: bool = True) -> tuple[str, ...]:
+    """abbreviations=False for a name read from Arabic script, which writes no abbreviated titles: there
+    "adm" is Adam (ادم), not Admiral, and "mr" Mir."""
     lowered = latin.lower()
     # Most names hold neither an apostrophe nor a dot: the two substitutions only run when they can match.
     if not lowered.isascii() or "'" in lowered or "`" in lowered:
@@ -346,7 +373,8 @@ def _tokens(latin: str) -> tuple[str, ...]:
             i += 1
     if all(is_form(t) for t in middle):
         middle = raw[lo:hi]
-    middle = [t for t in middle if t not in HONORIFICS] or middle
+    if abbreviations:
+        middle = [t for t in middle if t not in HONORIFICS] or middle
     return tuple([*head, *middle, *tail][:TOKENS_MAX])
 
 
@@ -397,7 +425,7 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         # th, dh, d (Thaqib, Fadl): both readings.
         readings.append(text.translate(_PERSIAN_READING))
     for reading in readings:
-        tokens = _tokens(_ascii_fold(reading)) or _script_tokens(reading)
+        tokens = _tokens(_ascii_fold(reading), not arabic) or _script_tokens(reading)
         if arabic and len(tokens) > 1:
             tokens = _abjad_forms(tokens)
         if tokens and tokens not in variants:
@@ -444,6 +472,8 @@ def _abjad_forms(tokens: tuple[str, ...]) -> tuple[str, ...]:
         FORM_PREFIX + _FORM_SKELETONS[key] if len(t) >= 5 and (key := abjad_key(t)) in _FORM_SKELETONS else t
         for t in tokens
     )
+    if out[-1] == "kw":  # "X Co." written كو: at the end of a name it is the form, not a name
+        out = (*out[:-1], FORM_PREFIX + "co")
     return out if not all(is_form(t) for t in out) else tokens
 
 
