@@ -165,6 +165,7 @@ _URDU_PASHTO: Final = str.maketrans(
         "\u06a8": "\u06af",  # ڨ: the g of Maghrebi names
     }
 )
+_BEFORE_HEH: Final = re.compile("([\u062a\u0637\u0643\u0633\u0635\u062f\u0636\u0632\u0638\u06af\u067e])(?=\u0647)")
 _ARABIC_ARTICLE: Final = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
 
 
@@ -306,6 +307,10 @@ def _ascii_fold(text: str) -> str:
         # ICU romanises no Urdu or Pashto letter of its own (ہ ے ڈ ٹ ڑ ں, ښ ګ ...): read each as the
         # Arabic or Persian letter a Latin spelling of it follows (چوہدری = Chaudhry).
         text = text.translate(_URDU_PASHTO).replace("\u0629", "\u0627")  # ta marbuta ends names in -a (أسامة = Usama)
+        if "\u0647" in text:
+            # A letter read t, s, k, d, z, g or p before ه would make a digraph of it (طه = "th", read as
+            # ث): the short vowel the script leaves out is written in (Taha, Dehqan).
+            text = _BEFORE_HEH.sub("\\1\u064e", text)
     latin = str(_transliterator(_ICU_GENERAL).transliterate(text))
     if arabic:
         # Ayn (ʿ) opening a word is heard as a vowel (علي = Ali, عمر = Omar); inside a word it is
