@@ -130,6 +130,7 @@ def test_a_match_by_abjad_skeleton_alone_is_never_blocked() -> None:
     [
         ("سلمى منصور", "Salim Mansur"),  # a written final vowel: Salma, not Salim
         ("حسین محمدی", "Hussein Muhammad"),  # Mohammadi, not Muhammad
+        ("ليلى حداد", "Allahdad"),  # a name that starts with Allah keeps its alif
     ],
 )
 def test_a_written_final_vowel_tells_names_apart(query: str, listed: str) -> None:

@@ -519,6 +519,8 @@ def abjad_key(text: str) -> str:
     and Urdu say ذ ض ظ as z (Fazal, Nazir); "allah" loses its vowels like the rest. Arabic has no
     letter for ch and writes it ت + ش (tsh)."""
     word = text.replace("allah", "llh").replace("ull", "ul") if "ll" in text else text
+    if word[:3] == "llh" and text[:1] == "a":
+        word = "a" + word  # a name that starts with Allah keeps its alif (Allahdad is not Leila Haddad)
     if "dj" in word:
         # The French spelling of j (Djamel, Hadj: جمال, حاج); after a consonant it is more likely two
         # letters, as a reading of د ج gives them.
