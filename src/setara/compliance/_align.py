@@ -22,6 +22,7 @@ SOUND_LIFT_LONG: Final = 0.2
 SOUND_CAP_LONG: Final = 0.9
 SOUND_LIFT_SHORT: Final = 0.1
 SOUND_CAP_SHORT: Final = 0.85
+SOUND_LIFT_VOWEL: Final = 0.05  # short words one vowel apart (Min / Man)
 FUZZY_VOTE: Final = 0.8
 JOINED_UNIT_MIN: Final = 0.85
 MATCH_MIN: Final = 0.6  # token pairs below this similarity are not aligned at all
@@ -258,13 +259,28 @@ def raw_token_similarity(a: str, b: str, key_a: str, key_b: str) -> float:
     # Same sound skeleton lifts the score, but only by so much: it corroborates a spelling
     # variant (Muhammad/Mohamed), it must not make unrelated short names equal.
     if key_a and key_a == key_b and len(key_a) >= 2:
-        sim = max(
-            sim,
-            min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG)
-            if len(key_a) >= 3
-            else min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT),
-        )
+        if len(key_a) >= 3:
+            sim = max(sim, min(SOUND_CAP_LONG, raw + SOUND_LIFT_LONG))
+        elif _one_inner_vowel_apart(a, b):
+            # In a short syllable the vowel is most of the name: Min and Man, Sun and Son are other
+            # names (Chinese, Korean), where Musa/Mousa or Isa/Esa are spellings of one.
+            sim = max(sim, min(SOUND_CAP_SHORT, raw + SOUND_LIFT_VOWEL))
+        else:
+            sim = max(sim, min(SOUND_CAP_SHORT, raw + SOUND_LIFT_SHORT))
     return sim
+
+
+def _one_inner_vowel_apart(a: str, b: str) -> bool:
+    """Same length, and the only difference is one vowel for another after the first letter."""
+    if len(a) != len(b):
+        return False
+    differ = -1
+    for i in range(len(a)):
+        if a[i] != b[i]:
+            if differ >= 0:
+                return False
+            differ = i
+    return differ > 0 and a[differ] in "aeiou" and b[differ] in "aeiou"
 
 
 def abjad_pair(a: str, b: str, key_a: str, key_b: str, skel_a: Skeleton, skel_b: Skeleton) -> float:
