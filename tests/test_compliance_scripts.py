@@ -84,3 +84,15 @@ def test_a_match_by_abjad_skeleton_alone_is_never_blocked() -> None:
 )
 def test_a_written_final_vowel_tells_names_apart(query: str, listed: str) -> None:
     assert score_names(query, listed) < REVIEW_THRESHOLD
+
+
+def test_legal_forms_spelt_by_sound() -> None:
+    from setara.compliance.normalize import normalize_name
+
+    # Russian writes the English forms by sound (Компани, Компания, Корп); a form is a form in any script.
+    assert normalize_name("Даесонг Традинг Компани") == "dayesong trading ~co"
+    assert normalize_name("Ромашка Трейдинг Компания") == "romashka treyding ~co"
+    assert normalize_name("Рёнха Мачинери Корп") == "renkha machineri ~inc"
+    assert normalize_name("Korp Ivan") == "korp ivan"  # at the start of a person's name it stays a name
+    assert score_names("Ниру Баттери Мануфактуринг Компани", "NIRU BATTERY MANUFACTURING COMPANY") >= REVIEW_THRESHOLD
+    assert score_names("Ирано Хинд Шиппинг Компани", "IRANO HIND SHIPPING COMPANY") >= REVIEW_THRESHOLD

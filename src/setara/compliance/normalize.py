@@ -61,8 +61,10 @@ _COMPANY_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "pt": ("pt", "perseroan terbatas", "tbk", "pt tbk"),
     "gmbh": ("gmbh", "gesellschaft mit beschrankter haftung", "mbh"),
     "ag": ("ag", "aktiengesellschaft"),
-    "inc": ("inc", "incorporated", "corp", "corporation"),
-    "co": ("co", "company", "cia", "compania", "companhia"),
+    # Russian and Japanese spell the English forms by sound: Компани/Компания (kompani, kompaniya),
+    # カンパニー (kanpani, one typo away), Корп (korp), Корпорация (korporatsiya).
+    "inc": ("inc", "incorporated", "corp", "corporation", "korp", "korporatsiya", "korporatsiia"),
+    "co": ("co", "company", "cia", "compania", "companhia", "kompani", "kompaniya", "kompaniia"),
     "plc": ("plc", "public limited company"),
     "sa": ("sa", "s a", "sociedad anonima", "societe anonyme", "sas", "s a s", "sarl", "s a r l"),
     "srl": ("srl", "s r l", "spa", "s p a"),
@@ -78,9 +80,9 @@ _FORM_LEN_MAX: Final = max(len(key) for key in _FORM_LOOKUP)
 _FORM_FIRST_WORDS: Final = frozenset(key[0] for key in _FORM_LOOKUP)
 _FORM_LAST_WORDS: Final = frozenset(key[-1] for key in _FORM_LOOKUP)
 # Short forms that are also name syllables ("Ao" in pinyin, "Sa", "At"): recognised only at the ends.
-_EDGE_ONLY_FORMS: Final = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
+_EDGE_ONLY_FORMS: Final = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn korp".split())
 # ... and of those, the ones never written before the name ("Sa Ding" is a person).
-_TRAILING_ONLY_FORMS: Final = frozenset("sa ag kg lp bv nv sas spa sdn".split())
+_TRAILING_ONLY_FORMS: Final = frozenset("sa ag kg lp bv nv sas spa sdn korp".split())
 # Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): candidates from a deletion
 # neighbourhood, confirmed by a true edit distance of 1 (a shared deletion alone allows two edits,
 # which made the Persian name Behzad look like Berhad). Words under seven letters are too close to
