@@ -96,3 +96,25 @@ def test_legal_forms_spelt_by_sound() -> None:
     assert normalize_name("Korp Ivan") == "korp ivan"  # at the start of a person's name it stays a name
     assert score_names("Ниру Баттери Мануфактуринг Компани", "NIRU BATTERY MANUFACTURING COMPANY") >= REVIEW_THRESHOLD
     assert score_names("Ирано Хинд Шиппинг Компани", "IRANO HIND SHIPPING COMPANY") >= REVIEW_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("ἁιιι ἀβδαλλἁ", "Hajji Abdallah"),  # h on a final vowel ends the name; ι before ι is j
+        ("σαλλυ ἀννε φραγκες ἰονες", "Sally-Anne Frances Jones"),  # φ is f, ι before a vowel opens with j
+        ("βικτορ ῤυμυρι", "Victor Rumuri"),  # β is v in modern Greek
+        ("κἁλιδ ἀλ φαυβαζ", "Khalid Al-Fawwaz"),  # αυ is av
+    ],
+)
+def test_greek_spellings_of_foreign_names(query: str, listed: str) -> None:
+    assert score_names(query, listed) >= REVIEW_THRESHOLD
+
+
+def test_greek_readings() -> None:
+    from setara.compliance.normalize import name_variants
+
+    assert ("obaidah",) in name_variants("ὀβαιδἁ")  # a final breathed vowel after δ: the h comes after
+    assert ("aisha",) in name_variants("αισἁ")  # after σ the breathing marks sh
+    assert ("jihad",) in name_variants("ιἰἁδ")
+    assert ("evangelia", "papadopoulou") in name_variants("Ευαγγελία Παπαδοπούλου")  # ευ is ev

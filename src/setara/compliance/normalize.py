@@ -255,6 +255,32 @@ def _katakana_readings(text: str) -> list[str]:
     return [r for r in (bare, bare.replace("r", "l")) if r != folded]
 
 
+# Greek letters that a foreign name's consonants are written with but that the modern language says
+# otherwise than ICU's classical transliteration: φ is f, β is v, αυ/ευ are av/ev.
+_GREEK_CONSONANTS: Final = "βγδζθκλμνξπρσςτφχψ"
+_GREEK_FINAL_H: Final = re.compile(r"(?<=[βγδζθλμνξπρτφχψ])([αεηιουω])\u0314(?![\u0300-\u036f]*\w)")
+_GREEK_J: Final = re.compile(r"(?<!\w)ι(?=[\u0300-\u036f]*[αεηοουω])|ι(?=[\u0300-\u036f]*ι)")
+_GREEK_V: Final = re.compile(r"β|(?<=[αε])υ")
+
+
+def _greek_readings(text: str) -> list[str]:
+    """Greek writes a foreign name's h as a rough breathing on the vowel it comes with (ἁ = ha; on a
+    final vowel after a consonant other than σ or κ, whose sh and kh it also marks, the h that ends
+    the name: Ἀβδαλλἁ = Abdallah), its u as υ, its f as φ and its j as ι (before another vowel at the
+    start of a word, or before another ι: ἰονες = Jones, ἁιιι = Hajji). One reading with those; when a
+    β or αυ/ευ is in the name, a second with β as v and αυ/ευ as av/ev (Βικτορ = Viktor)."""
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    plain = _GREEK_FINAL_H.sub(r"\1h", decomposed)
+    plain = re.sub(r"(.)\u0314", r"h\1", plain).replace("\u0313", "")
+    plain = _GREEK_J.sub("j", plain).replace("φ", "f")
+    foreign = _ascii_fold(unicodedata.normalize("NFC", plain)).lower().replace("y", "u")
+    out = [foreign]
+    if "β" in plain or "αυ" in plain or "ευ" in plain:
+        modern = _GREEK_V.sub("v", plain)
+        out.append(_ascii_fold(unicodedata.normalize("NFC", modern)).lower().replace("y", "u"))
+    return out
+
+
 def _hanja_to_hangul(text: str) -> str | None:
     """Sino-Korean reading of Han characters, or None when a character has no known reading."""
     out: list[str] = []
@@ -381,10 +407,7 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         elif any("\u30a0" <= ch <= "\u30ff" for ch in text):
             readings.extend(_katakana_readings(text))
         elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
-            # The rough breathing is the h of the syllable it marks (ἁ = ha), the smooth one nothing;
-            # a foreign name's u is written υ, which ICU gives back as y.
-            plain = re.sub(r"(.)\u0314", r"h\1", unicodedata.normalize("NFD", text)).replace("\u0313", "")
-            readings.append(_ascii_fold(unicodedata.normalize("NFC", plain)).lower().replace("y", "u"))
+            readings.extend(_greek_readings(text))
         elif any("\u0400" <= ch <= "\u04ff" for ch in text):
             # Russian spells a foreign name by ear: J as дж and H as х, which BGN gives back as "dzh"
             # and "kh" (Джамал Хаджи = Jamal Haji, not "Dzhamal Khadzhi").
