@@ -118,3 +118,28 @@ def test_greek_readings() -> None:
     assert ("aisha",) in name_variants("αισἁ")  # after σ the breathing marks sh
     assert ("jihad",) in name_variants("ιἰἁδ")
     assert ("evangelia", "papadopoulou") in name_variants("Ευαγγελία Παπαδοπούλου")  # ευ is ev
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("アブドゥル カディル", "Abdul Qadir"),  # the u of ドゥ (du) is the name's own
+        ("アンサル アッラー", "Ansar Allah"),  # a final long a is -ah
+        ("ミッリム テチノログイ コンパニー", "Millim Technology Company"),  # ン before p is m: kompani
+        ("アル アクータル テルステ", "Al Akhtar Trust"),  # アル alone is the article al
+    ],
+)
+def test_katakana_spellings_of_foreign_names(query: str, listed: str) -> None:
+    assert score_names(query, listed) >= REVIEW_THRESHOLD
+
+
+def test_katakana_readings() -> None:
+    from setara.compliance.normalize import name_variants
+
+    readings = name_variants("ハッサン アブドゥッラー ヘルシ アル トゥルキ")
+    assert ("hassan", "abdullah", "helshi", "al", "tulki") in readings
+    assert ("amin", "industelial", "kompleks") in name_variants("アミン インドゥステリアル コンプレクス")
+    assert ("kaluto",) not in name_variants("カルト")  # a final to is still read as t
+    # ICU joins a small vowel it has no syllable for with a tilde: ドゥ "do~u" is du, ウィ "u~i" is wi.
+    assert name_variants("ウィリアム")[0] == ("wiriamu",)
+    assert ("yemen",) in name_variants("イェメン")

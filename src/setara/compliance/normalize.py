@@ -243,16 +243,47 @@ def _korean_cyrillic(text: str) -> str:
     return lowered.translate(_KOREAN_CYRILLIC)
 
 
-_KATAKANA_INNER_VOWEL: Final = re.compile(r"([bdfghkmprstz])u(?=[bcdfghjkmnprstvz])")
-_KATAKANA_FINAL_VOWEL: Final = re.compile(r"([bdfgkmprsz])u\b|([dt])[eo]\b")
+# The u of du and tu is the name's own: Katakana writes them ドゥ/トゥ (ICU デゥ/テゥ), a d or t with no
+# vowel ド/ト (ICU デ/テ). So u is dropped only after the other consonants.
+_KATAKANA_INNER_VOWEL: Final = re.compile(r"([bfghkmprsz])u(?=[bcdfghjkmnprstvz])")
+_KATAKANA_FINAL_VOWEL: Final = re.compile(r"([bfgkmprsz])u\b|([dt])[eo]\b")
+# A long a (ー) ending a word stands for the -ah of Arabic names (アッラー = Allah, アブドゥッラー = Abdullah).
+_KATAKANA_FINAL_LONG_A: Final = re.compile(r"(?<=[アァカガサザタダナハバパマヤャラワ])ー(?![\u30a0-\u30ff])")
+# ン before b, m, p is m, as Hepburn writes it (コンパニー = kompani).
+_KATAKANA_N_LABIAL: Final = re.compile(r"n(?=[bmp])")
+# アル standing alone is the Arabic article al.
+_KATAKANA_ARTICLE: Final = re.compile(r"(?<![a-z])ar(?![a-z])")
+
+
+# A small vowel changes the vowel of the kana before it; ICU writes the pairs it has no syllable for
+# with a tilde (ドゥ = "do~u", ウィ = "u~i", ヴァ = "vu~a", イェ = "i~e"): du, wi, va, ye.
+_KATAKANA_SMALL_VOWEL: Final = (
+    (re.compile(r"o~u"), "u"),
+    (re.compile(r"i~e"), "ye"),
+    (re.compile(r"(?<=[kg])u~"), "w"),
+    (re.compile(r"(?<=[bcdfhjlmnpqrstvxz])u~"), ""),
+    (re.compile(r"u~"), "w"),
+    (re.compile(r"~"), ""),
+)
+
+
+def _katakana_latin(text: str) -> str:
+    latin = _ascii_fold(text).lower()
+    if "~" in latin:
+        for pattern, repl in _KATAKANA_SMALL_VOWEL:
+            latin = pattern.sub(repl, latin)
+    return latin
 
 
 def _katakana_readings(text: str) -> list[str]:
     """Katakana writes a foreign name syllable by syllable: a consonant with no vowel gets one (Iqbal
-    is イクバル, ikubaru) and l is written as r. Strip those vowels; also read r as l."""
-    folded = _ascii_fold(text).lower()
-    bare = _KATAKANA_FINAL_VOWEL.sub(lambda m: m.group(1) or m.group(2), _KATAKANA_INNER_VOWEL.sub(r"\1", folded))
-    return [r for r in (bare, bare.replace("r", "l")) if r != folded]
+    is イクバル, ikubaru) and l is written as r. ICU's letters (small vowels joined to their kana) first,
+    then those vowels stripped, then r read as l."""
+    folded = _katakana_latin(text)
+    marked = _katakana_latin(_KATAKANA_FINAL_LONG_A.sub("h", text)) if "ー" in text else folded
+    bare = _KATAKANA_FINAL_VOWEL.sub(lambda m: m.group(1) or m.group(2), _KATAKANA_INNER_VOWEL.sub(r"\1", marked))
+    bare = _KATAKANA_ARTICLE.sub("al", _KATAKANA_N_LABIAL.sub("m", bare))
+    return list(dict.fromkeys((folded, bare, bare.replace("r", "l"))))
 
 
 # Greek letters that a foreign name's consonants are written with but that the modern language says
@@ -405,7 +436,7 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         if _looks_korean_cyrillic(text):
             readings.append(_korean_cyrillic(text))
         elif any("\u30a0" <= ch <= "\u30ff" for ch in text):
-            readings.extend(_katakana_readings(text))
+            readings[-1:] = _katakana_readings(text)
         elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
             readings.extend(_greek_readings(text))
         elif any("\u0400" <= ch <= "\u04ff" for ch in text):
