@@ -118,6 +118,10 @@ def test_greek_readings() -> None:
     assert ("aisha",) in name_variants("αισἁ")  # after σ the breathing marks sh
     assert ("jihad",) in name_variants("ιἰἁδ")
     assert ("evangelia", "papadopoulou") in name_variants("Ευαγγελία Παπαδοπούλου")  # ευ is ev
+    assert ("akhtar",) in name_variants("ἀκ̔ταρ")  # a breathing on a consonant is the h after it
+    assert ("yahya",) in name_variants("ὐαὑα")  # υ before a vowel, at the start or after h, is y
+    assert ("ri", "hyong") in name_variants("ῤι ὑογγ")
+    assert ("fuad",) in name_variants("φυαδ")  # ... and u after a consonant
 
 
 @pytest.mark.parametrize(

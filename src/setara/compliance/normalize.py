@@ -292,23 +292,32 @@ _GREEK_CONSONANTS: Final = "βγδζθκλμνξπρσςτφχψ"
 _GREEK_FINAL_H: Final = re.compile(r"(?<=[βγδζθλμνξπρτφχψ])([αεηιουω])\u0314(?![\u0300-\u036f]*\w)")
 _GREEK_J: Final = re.compile(r"(?<!\w)ι(?=[\u0300-\u036f]*[αεηοουω])|ι(?=[\u0300-\u036f]*ι)")
 _GREEK_V: Final = re.compile(r"β|(?<=[αε])υ")
+_GREEK_CONSONANT_H: Final = re.compile(r"([βγδζθκλμνξπρσςτφχψ])\u0314")
+# υ before a vowel is y when it starts a word or follows a vowel (not ο, ου is u) or an h.
+_GREEK_Y: Final = re.compile(r"(?<![βγδζθκλμνξπρσςτφχψοfj])υ(?=[\u0300-\u036f]*[αεηιοω])")
+
+
+def _greek_latin(greek: str) -> str:
+    """υ as y before a vowel at a word's start or after a vowel or h (ὐαὑα = Yahya, ὑογγ = Hyong),
+    elsewhere as u (ῤυμυρι = Rumuri, φυαδ = Fuad)."""
+    spelt = _GREEK_Y.sub("y", greek).replace("υ", "u")
+    return _ascii_fold(unicodedata.normalize("NFC", spelt)).lower()
 
 
 def _greek_readings(text: str) -> list[str]:
     """Greek writes a foreign name's h as a rough breathing on the vowel it comes with (ἁ = ha; on a
     final vowel after a consonant other than σ or κ, whose sh and kh it also marks, the h that ends
-    the name: Ἀβδαλλἁ = Abdallah), its u as υ, its f as φ and its j as ι (before another vowel at the
-    start of a word, or before another ι: ἰονες = Jones, ἁιιι = Hajji). One reading with those; when a
-    β or αυ/ευ is in the name, a second with β as v and αυ/ευ as av/ev (Βικτορ = Viktor)."""
+    the name: Ἀβδαλλἁ = Abdallah; on a consonant, the h after it: σ̔ = sh), its u and y as υ, its f
+    as φ and its j as ι (before another vowel at the start of a word, or before another ι: ἰονες =
+    Jones, ἁιιι = Hajji). One reading with those; when a β or αυ/ευ is in the name, a second with β
+    as v and αυ/ευ as av/ev (Βικτορ = Viktor)."""
     decomposed = unicodedata.normalize("NFD", text.lower())
-    plain = _GREEK_FINAL_H.sub(r"\1h", decomposed)
+    plain = _GREEK_CONSONANT_H.sub(r"\1h", _GREEK_FINAL_H.sub(r"\1h", decomposed))
     plain = re.sub(r"(.)\u0314", r"h\1", plain).replace("\u0313", "")
     plain = _GREEK_J.sub("j", plain).replace("φ", "f")
-    foreign = _ascii_fold(unicodedata.normalize("NFC", plain)).lower().replace("y", "u")
-    out = [foreign]
+    out = [_greek_latin(plain)]
     if "β" in plain or "αυ" in plain or "ευ" in plain:
-        modern = _GREEK_V.sub("v", plain)
-        out.append(_ascii_fold(unicodedata.normalize("NFC", modern)).lower().replace("y", "u"))
+        out.append(_greek_latin(_GREEK_V.sub("v", plain)))
     return out
 
 
