@@ -147,3 +147,11 @@ def test_katakana_readings() -> None:
     # ICU joins a small vowel it has no syllable for with a tilde: ドゥ "do~u" is du, ウィ "u~i" is wi.
     assert name_variants("ウィリアム")[0] == ("wiriamu",)
     assert ("yemen",) in name_variants("イェメン")
+
+
+def test_devanagari_sh() -> None:
+    from setara.compliance.normalize import name_variants
+
+    assert ("sharma",) in name_variants("शर्मा")  # श is sh (ICU ś)
+    assert ("lakshmi",) in name_variants("लक्ष्मी")  # ष too (ICU ṣ)
+    assert score_names("शम्सुर्रह्मन्", "Shamsurrahman") == 1.0

@@ -321,6 +321,14 @@ def _greek_readings(text: str) -> list[str]:
     return out
 
 
+def _devanagari_readings(text: str) -> list[str]:
+    """Devanagari's श and ष are sh (शाह = Shah), which ICU writes ś and ṣ and folds to s."""
+    latin = str(_transliterator("Any-Latin").transliterate(text))
+    if "\u015b" not in latin and "\u1e63" not in latin:
+        return []
+    return [_ascii_fold(latin.replace("\u015b", "sh").replace("\u1e63", "sh")).lower()]
+
+
 def _hanja_to_hangul(text: str) -> str | None:
     """Sino-Korean reading of Han characters, or None when a character has no known reading."""
     out: list[str] = []
@@ -448,6 +456,8 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
             readings[-1:] = _katakana_readings(text)
         elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
             readings.extend(_greek_readings(text))
+        elif any("\u0900" <= ch <= "\u097f" for ch in text):
+            readings.extend(_devanagari_readings(text))
         elif any("\u0400" <= ch <= "\u04ff" for ch in text):
             # Russian spells a foreign name by ear: J as дж and H as х, which BGN gives back as "dzh"
             # and "kh" (Джамал Хаджи = Jamal Haji, not "Dzhamal Khadzhi").
