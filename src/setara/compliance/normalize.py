@@ -321,12 +321,18 @@ def _greek_readings(text: str) -> list[str]:
     return out
 
 
+_ICU_TO_LATIN: Final = "Russian-Latin/BGN; Any-Latin"  # _ICU_GENERAL without its last step, Latin-ASCII
+
+
 def _devanagari_readings(text: str) -> list[str]:
-    """Devanagari's श and ष are sh (शाह = Shah), which ICU writes ś and ṣ and folds to s."""
-    latin = str(_transliterator("Any-Latin").transliterate(text))
+    """ICU's letters, and when the name has श or ष (ICU ś and ṣ, folded to s), a reading with them as
+    sh (शाह = Shah). Both from one transliteration."""
+    latin = str(_transliterator(_ICU_TO_LATIN).transliterate(text))
+    fold = _transliterator(_ICU_LATIN)
+    plain = str(fold.transliterate(latin))
     if "\u015b" not in latin and "\u1e63" not in latin:
-        return []
-    return [_ascii_fold(latin.replace("\u015b", "sh").replace("\u1e63", "sh")).lower()]
+        return [plain]
+    return [plain, str(fold.transliterate(latin.replace("\u015b", "sh").replace("\u1e63", "sh")))]
 
 
 def _hanja_to_hangul(text: str) -> str | None:
@@ -457,7 +463,7 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
             readings.extend(_greek_readings(text))
         elif any("\u0900" <= ch <= "\u097f" for ch in text):
-            readings.extend(_devanagari_readings(text))
+            readings[-1:] = _devanagari_readings(text)
         elif any("\u0400" <= ch <= "\u04ff" for ch in text):
             # Russian spells a foreign name by ear: J as дж and H as х, which BGN gives back as "dzh"
             # and "kh" (Джамал Хаджи = Jamal Haji, not "Dzhamal Khadzhi").
