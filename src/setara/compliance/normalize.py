@@ -286,9 +286,9 @@ def _katakana_readings(text: str) -> list[str]:
     return list(dict.fromkeys((folded, bare, bare.replace("r", "l"))))
 
 
-# Greek letters that a foreign name's consonants are written with but that the modern language says
-# otherwise than ICU's classical transliteration: φ is f, β is v, αυ/ευ are av/ev.
-_GREEK_CONSONANTS: Final = "βγδζθκλμνξπρσςτφχψ"
+# Greek spellings of foreign names (see _greek_readings): a rough breathing on a final vowel after a
+# consonant other than σ/κ is the h after it; ι before a vowel at a word's start, or before ι, is j;
+# β and the υ of αυ/ευ are v in the modern reading.
 _GREEK_FINAL_H: Final = re.compile(r"(?<=[βγδζθλμνξπρτφχψ])([αεηιουω])\u0314(?![\u0300-\u036f]*\w)")
 _GREEK_J: Final = re.compile(r"(?<!\w)ι(?=[\u0300-\u036f]*[αεηοουω])|ι(?=[\u0300-\u036f]*ι)")
 _GREEK_V: Final = re.compile(r"β|(?<=[αε])υ")
