@@ -135,3 +135,74 @@ def test_a_match_by_abjad_skeleton_alone_is_never_blocked() -> None:
 )
 def test_a_written_final_vowel_tells_names_apart(query: str, listed: str) -> None:
     assert score_names(query, listed) < REVIEW_THRESHOLD
+
+
+def test_legal_forms_spelt_by_sound() -> None:
+    from setara.compliance.normalize import normalize_name
+
+    # Russian writes the English forms by sound (Компани, Компания, Корп); a form is a form in any script.
+    assert normalize_name("Даесонг Традинг Компани") == "dayesong trading ~co"
+    assert normalize_name("Ромашка Трейдинг Компания") == "romashka treyding ~co"
+    assert normalize_name("Рёнха Мачинери Корп") == "renkha machineri ~inc"
+    assert normalize_name("Korp Ivan") == "korp ivan"  # at the start of a person's name it stays a name
+    assert score_names("Ниру Баттери Мануфактуринг Компани", "NIRU BATTERY MANUFACTURING COMPANY") >= REVIEW_THRESHOLD
+    assert score_names("Ирано Хинд Шиппинг Компани", "IRANO HIND SHIPPING COMPANY") >= REVIEW_THRESHOLD
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("ἁιιι ἀβδαλλἁ", "Hajji Abdallah"),  # h on a final vowel ends the name; ι before ι is j
+        ("σαλλυ ἀννε φραγκες ἰονες", "Sally-Anne Frances Jones"),  # φ is f, ι before a vowel opens with j
+        ("βικτορ ῤυμυρι", "Victor Rumuri"),  # β is v in modern Greek
+        ("κἁλιδ ἀλ φαυβαζ", "Khalid Al-Fawwaz"),  # αυ is av
+    ],
+)
+def test_greek_spellings_of_foreign_names(query: str, listed: str) -> None:
+    assert score_names(query, listed) >= REVIEW_THRESHOLD
+
+
+def test_greek_readings() -> None:
+    from setara.compliance.normalize import name_variants
+
+    assert ("obaidah",) in name_variants("ὀβαιδἁ")  # a final breathed vowel after δ: the h comes after
+    assert ("aisha",) in name_variants("αισἁ")  # after σ the breathing marks sh
+    assert ("jihad",) in name_variants("ιἰἁδ")
+    assert ("evangelia", "papadopoulou") in name_variants("Ευαγγελία Παπαδοπούλου")  # ευ is ev
+    assert ("akhtar",) in name_variants("ἀκ̔ταρ")  # a breathing on a consonant is the h after it
+    assert ("yahya",) in name_variants("ὐαὑα")  # υ before a vowel, at the start or after h, is y
+    assert ("ri", "hyong") in name_variants("ῤι ὑογγ")
+    assert ("fuad",) in name_variants("φυαδ")  # ... and u after a consonant
+
+
+@pytest.mark.parametrize(
+    ("query", "listed"),
+    [
+        ("アブドゥル カディル", "Abdul Qadir"),  # the u of ドゥ (du) is the name's own
+        ("アンサル アッラー", "Ansar Allah"),  # a final long a is -ah
+        ("ミッリム テチノログイ コンパニー", "Millim Technology Company"),  # ン before p is m: kompani
+        ("アル アクータル テルステ", "Al Akhtar Trust"),  # アル alone is the article al
+    ],
+)
+def test_katakana_spellings_of_foreign_names(query: str, listed: str) -> None:
+    assert score_names(query, listed) >= REVIEW_THRESHOLD
+
+
+def test_katakana_readings() -> None:
+    from setara.compliance.normalize import name_variants
+
+    readings = name_variants("ハッサン アブドゥッラー ヘルシ アル トゥルキ")
+    assert ("hassan", "abdullah", "helshi", "al", "tulki") in readings
+    assert ("amin", "industelial", "kompleks") in name_variants("アミン インドゥステリアル コンプレクス")
+    assert ("kaluto",) not in name_variants("カルト")  # a final to is still read as t
+    # ICU joins a small vowel it has no syllable for with a tilde: ドゥ "do~u" is du, ウィ "u~i" is wi.
+    assert name_variants("ウィリアム")[0] == ("wiriamu",)
+    assert ("yemen",) in name_variants("イェメン")
+
+
+def test_devanagari_sh() -> None:
+    from setara.compliance.normalize import name_variants
+
+    assert ("sharma",) in name_variants("शर्मा")  # श is sh (ICU ś)
+    assert ("lakshmi",) in name_variants("लक्ष्मी")  # ष too (ICU ṣ)
+    assert score_names("शम्सुर्रह्मन्", "Shamsurrahman") == 1.0

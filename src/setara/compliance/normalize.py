@@ -61,8 +61,10 @@ _COMPANY_FORMS: Final[dict[str, tuple[str, ...]]] = {
     "pt": ("pt", "perseroan terbatas", "tbk", "pt tbk"),
     "gmbh": ("gmbh", "gesellschaft mit beschrankter haftung", "mbh"),
     "ag": ("ag", "aktiengesellschaft"),
-    "inc": ("inc", "incorporated", "corp", "corporation"),
-    "co": ("co", "company", "cia", "compania", "companhia"),
+    # Russian and Japanese spell the English forms by sound: Компани/Компания (kompani, kompaniya),
+    # カンパニー (kanpani, one typo away), Корп (korp), Корпорация (korporatsiya).
+    "inc": ("inc", "incorporated", "corp", "corporation", "korp", "korporatsiya", "korporatsiia"),
+    "co": ("co", "company", "cia", "compania", "companhia", "kompani", "kompaniya", "kompaniia"),
     "plc": ("plc", "public limited company"),
     "sa": ("sa", "s a", "sociedad anonima", "societe anonyme", "sas", "s a s", "sarl", "s a r l"),
     "srl": ("srl", "s r l", "spa", "s p a"),
@@ -78,9 +80,9 @@ _FORM_LEN_MAX: Final = max(len(key) for key in _FORM_LOOKUP)
 _FORM_FIRST_WORDS: Final = frozenset(key[0] for key in _FORM_LOOKUP)
 _FORM_LAST_WORDS: Final = frozenset(key[-1] for key in _FORM_LOOKUP)
 # Short forms that are also name syllables ("Ao" in pinyin, "Sa", "At"): recognised only at the ends.
-_EDGE_ONLY_FORMS: Final = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn".split())
+_EDGE_ONLY_FORMS: Final = frozenset("ao sa ag kg lp bv nv pt pat tov sas spa sdn korp".split())
 # ... and of those, the ones never written before the name ("Sa Ding" is a person).
-_TRAILING_ONLY_FORMS: Final = frozenset("sa ag kg lp bv nv sas spa sdn".split())
+_TRAILING_ONLY_FORMS: Final = frozenset("sa ag kg lp bv nv sas spa sdn korp".split())
 # Long form words are recognised with one typo ("COMPAqY", "LIMITDE"): candidates from a deletion
 # neighbourhood, confirmed by a true edit distance of 1 (a shared deletion alone allows two edits,
 # which made the Persian name Behzad look like Berhad). Words under seven letters are too close to
@@ -265,16 +267,96 @@ def _korean_cyrillic(text: str) -> str:
     return lowered.translate(_KOREAN_CYRILLIC)
 
 
-_KATAKANA_INNER_VOWEL: Final = re.compile(r"([bdfghkmprstz])u(?=[bcdfghjkmnprstvz])")
-_KATAKANA_FINAL_VOWEL: Final = re.compile(r"([bdfgkmprsz])u\b|([dt])[eo]\b")
+# The u of du and tu is the name's own: Katakana writes them ドゥ/トゥ (ICU デゥ/テゥ), a d or t with no
+# vowel ド/ト (ICU デ/テ). So u is dropped only after the other consonants.
+_KATAKANA_INNER_VOWEL: Final = re.compile(r"([bfghkmprsz])u(?=[bcdfghjkmnprstvz])")
+_KATAKANA_FINAL_VOWEL: Final = re.compile(r"([bfgkmprsz])u\b|([dt])[eo]\b")
+# A long a (ー) ending a word stands for the -ah of Arabic names (アッラー = Allah, アブドゥッラー = Abdullah).
+_KATAKANA_FINAL_LONG_A: Final = re.compile(r"(?<=[アァカガサザタダナハバパマヤャラワ])ー(?![\u30a0-\u30ff])")
+# ン before b, m, p is m, as Hepburn writes it (コンパニー = kompani).
+_KATAKANA_N_LABIAL: Final = re.compile(r"n(?=[bmp])")
+# アル standing alone is the Arabic article al.
+_KATAKANA_ARTICLE: Final = re.compile(r"(?<![a-z])ar(?![a-z])")
+
+
+# A small vowel changes the vowel of the kana before it; ICU writes the pairs it has no syllable for
+# with a tilde (ドゥ = "do~u", ウィ = "u~i", ヴァ = "vu~a", イェ = "i~e"): du, wi, va, ye.
+_KATAKANA_SMALL_VOWEL: Final = (
+    (re.compile(r"o~u"), "u"),
+    (re.compile(r"i~e"), "ye"),
+    (re.compile(r"(?<=[kg])u~"), "w"),
+    (re.compile(r"(?<=[bcdfhjlmnpqrstvxz])u~"), ""),
+    (re.compile(r"u~"), "w"),
+    (re.compile(r"~"), ""),
+)
+
+
+def _katakana_latin(text: str) -> str:
+    latin = _ascii_fold(text).lower()
+    if "~" in latin:
+        for pattern, repl in _KATAKANA_SMALL_VOWEL:
+            latin = pattern.sub(repl, latin)
+    return latin
 
 
 def _katakana_readings(text: str) -> list[str]:
     """Katakana writes a foreign name syllable by syllable: a consonant with no vowel gets one (Iqbal
-    is イクバル, ikubaru) and l is written as r. Strip those vowels; also read r as l."""
-    folded = _ascii_fold(text).lower()
-    bare = _KATAKANA_FINAL_VOWEL.sub(lambda m: m.group(1) or m.group(2), _KATAKANA_INNER_VOWEL.sub(r"\1", folded))
-    return [r for r in (bare, bare.replace("r", "l")) if r != folded]
+    is イクバル, ikubaru) and l is written as r. ICU's letters (small vowels joined to their kana) first,
+    then those vowels stripped, then r read as l."""
+    folded = _katakana_latin(text)
+    marked = _katakana_latin(_KATAKANA_FINAL_LONG_A.sub("h", text)) if "ー" in text else folded
+    bare = _KATAKANA_FINAL_VOWEL.sub(lambda m: m.group(1) or m.group(2), _KATAKANA_INNER_VOWEL.sub(r"\1", marked))
+    bare = _KATAKANA_ARTICLE.sub("al", _KATAKANA_N_LABIAL.sub("m", bare))
+    return list(dict.fromkeys((folded, bare, bare.replace("r", "l"))))
+
+
+# Greek spellings of foreign names (see _greek_readings): a rough breathing on a final vowel after a
+# consonant other than σ/κ is the h after it; ι before a vowel at a word's start, or before ι, is j;
+# β and the υ of αυ/ευ are v in the modern reading.
+_GREEK_FINAL_H: Final = re.compile(r"(?<=[βγδζθλμνξπρτφχψ])([αεηιουω])\u0314(?![\u0300-\u036f]*\w)")
+_GREEK_J: Final = re.compile(r"(?<!\w)ι(?=[\u0300-\u036f]*[αεηοουω])|ι(?=[\u0300-\u036f]*ι)")
+_GREEK_V: Final = re.compile(r"β|(?<=[αε])υ")
+_GREEK_CONSONANT_H: Final = re.compile(r"([βγδζθκλμνξπρσςτφχψ])\u0314")
+# υ before a vowel is y when it starts a word or follows a vowel (not ο, ου is u) or an h.
+_GREEK_Y: Final = re.compile(r"(?<![βγδζθκλμνξπρσςτφχψοfj])υ(?=[\u0300-\u036f]*[αεηιοω])")
+
+
+def _greek_latin(greek: str) -> str:
+    """υ as y before a vowel at a word's start or after a vowel or h (ὐαὑα = Yahya, ὑογγ = Hyong),
+    elsewhere as u (ῤυμυρι = Rumuri, φυαδ = Fuad)."""
+    spelt = _GREEK_Y.sub("y", greek).replace("υ", "u")
+    return _ascii_fold(unicodedata.normalize("NFC", spelt)).lower()
+
+
+def _greek_readings(text: str) -> list[str]:
+    """Greek writes a foreign name's h as a rough breathing on the vowel it comes with (ἁ = ha; on a
+    final vowel after a consonant other than σ or κ, whose sh and kh it also marks, the h that ends
+    the name: Ἀβδαλλἁ = Abdallah; on a consonant, the h after it: σ̔ = sh), its u and y as υ, its f
+    as φ and its j as ι (before another vowel at the start of a word, or before another ι: ἰονες =
+    Jones, ἁιιι = Hajji). One reading with those; when a β or αυ/ευ is in the name, a second with β
+    as v and αυ/ευ as av/ev (Βικτορ = Viktor)."""
+    decomposed = unicodedata.normalize("NFD", text.lower())
+    plain = _GREEK_CONSONANT_H.sub(r"\1h", _GREEK_FINAL_H.sub(r"\1h", decomposed))
+    plain = re.sub(r"(.)\u0314", r"h\1", plain).replace("\u0313", "")
+    plain = _GREEK_J.sub("j", plain).replace("φ", "f")
+    out = [_greek_latin(plain)]
+    if "β" in plain or "αυ" in plain or "ευ" in plain:
+        out.append(_greek_latin(_GREEK_V.sub("v", plain)))
+    return out
+
+
+_ICU_TO_LATIN: Final = "Russian-Latin/BGN; Any-Latin"  # _ICU_GENERAL without its last step, Latin-ASCII
+
+
+def _devanagari_readings(text: str) -> list[str]:
+    """ICU's letters, and when the name has श or ष (ICU ś and ṣ, folded to s), a reading with them as
+    sh (शाह = Shah). Both from one transliteration."""
+    latin = str(_transliterator(_ICU_TO_LATIN).transliterate(text))
+    fold = _transliterator(_ICU_LATIN)
+    plain = str(fold.transliterate(latin))
+    if "\u015b" not in latin and "\u1e63" not in latin:
+        return [plain]
+    return [plain, str(fold.transliterate(latin.replace("\u015b", "sh").replace("\u1e63", "sh")))]
 
 
 def _hanja_to_hangul(text: str) -> str | None:
@@ -410,12 +492,11 @@ def name_variants(name: str) -> tuple[tuple[str, ...], ...]:
         if _looks_korean_cyrillic(text):
             readings.append(_korean_cyrillic(text))
         elif any("\u30a0" <= ch <= "\u30ff" for ch in text):
-            readings.extend(_katakana_readings(text))
+            readings[-1:] = _katakana_readings(text)
         elif any("\u0370" <= ch <= "\u03ff" or "\u1f00" <= ch <= "\u1fff" for ch in text):
-            # The rough breathing is the h of the syllable it marks (ἁ = ha), the smooth one nothing;
-            # a foreign name's u is written υ, which ICU gives back as y.
-            plain = re.sub(r"(.)\u0314", r"h\1", unicodedata.normalize("NFD", text)).replace("\u0313", "")
-            readings.append(_ascii_fold(unicodedata.normalize("NFC", plain)).lower().replace("y", "u"))
+            readings.extend(_greek_readings(text))
+        elif any("\u0900" <= ch <= "\u097f" for ch in text):
+            readings[-1:] = _devanagari_readings(text)
         elif any("\u0400" <= ch <= "\u04ff" for ch in text):
             # Russian spells a foreign name by ear: J as дж and H as х, which BGN gives back as "dzh"
             # and "kh" (Джамал Хаджи = Jamal Haji, not "Dzhamal Khadzhi").
