@@ -402,3 +402,17 @@ def test_candidates_come_from_the_one_set_of_rules_in_align() -> None:
     found = [index.candidates(tokens, abjad) for tokens, abjad in readings]
     assert found == [_align.candidates(index.view, tokens, abjad) for tokens, abjad in readings]
     assert sum(map(len, found)) > len(readings)  # the readings did find candidates
+
+
+def test_among_candidates_with_equal_votes_the_shorter_names_are_kept() -> None:
+    # A common word can give hundreds of names the same vote; the 40 scored in full must not be
+    # picked at random from them (the two-word "Abu Obaida" was lost among "Abd ..." names).
+    import numpy as np
+
+    from setara.compliance import matcher
+
+    n = matcher.CANDIDATES_MAX + 20
+    lengths = np.array([5.0] * n + [2.0], dtype=np.float64)
+    kept = matcher._top(list(range(n + 1)), [1.0] * (n + 1), lengths)
+    assert len(kept) == matcher.CANDIDATES_MAX and n in kept
+    assert 0 in matcher._top(list(range(n + 1)), [2.0] + [1.0] * n, lengths)  # more votes still win
