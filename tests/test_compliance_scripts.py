@@ -80,6 +80,8 @@ def test_spellings_across_scripts(query: str, listed: str) -> None:
         ("Yahia Djouadi", "يحيى جوادي"),  # the French spelling of j
         ("Aamir Ali Chaudhry", "عامر علی چوہدری"),  # Urdu letters ICU does not romanise (ہ)
         ("Ahmad Taha Khalid", "احمد طه خالد"),  # ط before ه is not the digraph th (ث)
+        ("Akhundzada", "آخوند زاده"),  # Persian's silent final ه spelt -a ...
+        ("Fatemeh Rezazadeh", "فاطمه رضا زاده"),  # ... or -eh
     ],
 )
 def test_a_latin_spelling_finds_a_name_listed_only_in_arabic_script(latin: str, arabic_script: str) -> None:

@@ -167,6 +167,11 @@ _URDU_PASHTO: Final = str.maketrans(
         "\u06a8": "\u06af",  # ڨ: the g of Maghrebi names
     }
 )
+# ه ending a word of four letters or more after a consonant: not after a vowel letter (ا و ي ی),
+# ل (Allah) or another ه.
+_FINAL_HEH: Final = re.compile(
+    "(?<=[\u0600-\u06ff]{2}[^\u0627\u0648\u064a\u06cc\u0644\u0647\u0629 ])\u0647(?![\u0600-\u06ff])"
+)
 _BEFORE_HEH: Final = re.compile("([\u062a\u0637\u0643\u0633\u0635\u062f\u0636\u0632\u0638\u06af\u067e])(?=\u0647)")
 _ARABIC_ARTICLE: Final = re.compile(r"(?<![\u0600-\u06ff])\u0627\u0644(?=[\u0600-\u06ff]{2,})")
 
@@ -390,6 +395,9 @@ def _ascii_fold(text: str) -> str:
         # Arabic or Persian letter a Latin spelling of it follows (چوہدری = Chaudhry).
         text = text.translate(_URDU_PASHTO).replace("\u0629", "\u0627")  # ta marbuta ends names in -a (أسامة = Usama)
         if "\u0647" in text:
+            # Persian writes a final -e or -a with a silent ه (زاده = zadeh or zada, فاطمه = Fatemeh):
+            # after a consonant, at the end of a word of four letters or more, read it as that vowel.
+            text = _FINAL_HEH.sub("\u0627", text)
             # A letter read t, s, k, d, z, g or p before ه would make a digraph of it (طه = "th", read as
             # ث): the short vowel the script leaves out is written in (Taha, Dehqan).
             text = _BEFORE_HEH.sub("\\1\u064e", text)
@@ -602,6 +610,8 @@ def abjad_key(text: str) -> str:
     word = text.replace("allah", "llh").replace("ull", "ul") if "ll" in text else text
     if word[:3] == "llh" and text[:1] == "a":
         word = "a" + word  # a name that starts with Allah keeps its alif (Allahdad is not Leila Haddad)
+    if word[-2:] == "eh" and len(word) > 3:
+        word = word[:-1]  # a Latin -eh is Persian's silent final ه (Zadeh, Fatemeh), read as a vowel
     if "dj" in word:
         # The French spelling of j (Djamel, Hadj: جمال, حاج); after a consonant it is more likely two
         # letters, as a reading of د ج gives them.
