@@ -332,16 +332,15 @@ class _Index:
         return _align.candidates(self.view, tuple(tokens), abjad)
 
 
-_TIE_BREAK_PER_WORD = 1e-6  # far below any difference of votes, which are sums of word weights
-
-
 def _top(touched: list[int], votes: list[float], name_lengths: npt.NDArray[np.float64]) -> list[int]:
     """The CANDIDATES_MAX names with the most votes; among equal votes the shorter names, which the
-    query's words cover more of (a common word can give hundreds of names the same vote)."""
+    query's words cover more of (a common word can give hundreds of names the same vote), then the
+    first listed."""
     names = np.array(touched, dtype=np.int64)
     if len(names) > CANDIDATES_MAX:
-        keys = np.array(votes, dtype=np.float64) - _TIE_BREAK_PER_WORD * name_lengths[names]
-        names = names[np.argpartition(-keys, CANDIDATES_MAX - 1)[:CANDIDATES_MAX]]
+        # lexsort's last key is the primary one.
+        order = np.lexsort((names, name_lengths[names], -np.array(votes, dtype=np.float64)))
+        names = names[order[:CANDIDATES_MAX]]
     return [int(ni) for ni in names]
 
 
