@@ -149,7 +149,8 @@ _URDU_PASHTO: Final = str.maketrans(
         "\u06c1": "\u0647",  # ہ heh goal: h
         "\u06be": "\u0647",  # ھ do-chashmi heh, the aspiration of bh, dh, kh: h
         "\u06c0": "\u0647",
-        "\u06c3": "\u0629",  # ۃ: ta marbuta
+        "\u06c3": "\u0627",  # ۃ and ة, ta marbuta, end names in -a (أسامة = Usama)
+        "\u0629": "\u0627",
         "\u06d2": "\u064a",  # ے bari ye: y / e
         "\u06cd": "\u064a",  # ۍ, ې: Pashto y
         "\u06d0": "\u064a",
@@ -392,8 +393,8 @@ def _ascii_fold(text: str) -> str:
         )
     if arabic:
         # ICU romanises no Urdu or Pashto letter of its own (ہ ے ڈ ٹ ڑ ں, ښ ګ ...): read each as the
-        # Arabic or Persian letter a Latin spelling of it follows (چوہدری = Chaudhry).
-        text = text.translate(_URDU_PASHTO).replace("\u0629", "\u0627")  # ta marbuta ends names in -a (أسامة = Usama)
+        # Arabic or Persian letter a Latin spelling of it follows (چوہدری = Chaudhry); ta marbuta as a.
+        text = text.translate(_URDU_PASHTO)
         if "\u0647" in text:
             # Persian writes a final -e or -a with a silent ه (زاده = zadeh or zada, فاطمه = Fatemeh):
             # after a consonant, at the end of a word of four letters or more, read it as that vowel.
