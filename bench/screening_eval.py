@@ -149,6 +149,7 @@ def to_cyrillic(name: str) -> str:
 
 
 ARABIC_WRITERS = ("v1", "v2")
+_ABD_HEADS = ("abdul", "abdel", "abdal", "abdol")
 
 
 def to_arabic(name: str, writer: str = "v1") -> str:
@@ -163,17 +164,15 @@ def to_arabic(name: str, writer: str = "v1") -> str:
         if w in ("al", "el"):
             pending_article = True
             continue
+        if writer == "v2" and w in _ABD_HEADS:
+            words.append("عبد")  # its article goes with the next word
+            pending_article = True
+            continue
         prefix = ""
-        for head in ("abdul", "abdel", "abdal", "abdol"):
-            if writer == "v2" and w == head:
-                prefix, w, pending_article = "عبد", "", True
-                break
+        for head in _ABD_HEADS:
             if w.startswith(head):
                 prefix, w = "عبد ال", w[len(head):]
                 break
-        if writer == "v2" and prefix == "عبد" and not w:
-            words.append(prefix)
-            continue
         text = ""
         i = 0
         while i < len(w):
