@@ -42,6 +42,7 @@ from setara.api.keys import issue_key
 from setara.cli.common import one_line
 from setara.cli.main import app as cli_app
 from setara.cli.main import main
+from setara.compliance import SOURCES
 from setara.core.instructions import payment_id_problem
 from setara.core.network import MEMBER_KEYS, example_toml, load_network
 from setara.node import Node
@@ -81,6 +82,7 @@ def _not_amount(s: str) -> bool:
 BAD_AMOUNT = TEXT.filter(_not_amount)
 BAD_ID = TEXT.filter(lambda s: payment_id_problem(s) is not None)
 UNKNOWN_ID = st.from_regex(r"[a-z][a-z0-9]{0,20}", fullmatch=True).map(lambda s: f"nope-{s}")
+LIST_SOURCES = frozenset(SOURCES)
 BAD_FORMAT = not_in(frozenset({"csv", "jsonl", "json", "camt053"}))
 FILE_NAME = st.from_regex(r"[a-z][a-z0-9_]{0,15}", fullmatch=True)
 
@@ -316,7 +318,7 @@ CLI_CASES: dict[tuple[str, ...], Case] = {
                                                  opt("--queue", str(e.a_file))], lambda n: f"{n}.csv"),
     ("verify",): missing_db("verify"),
     ("screen",): one_of(
-        simple(not_in(frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})),
+        simple(not_in(LIST_SOURCES),
                lambda e, v: with_db(e, "screen", str(e.a_file), opt("--list", v)), lambda v: "--list"),
         simple(FILE_NAME, lambda e, n: with_db(e, "screen", str(e.dir / f"{n}.txt")), lambda n: "cannot read"),
     ),
@@ -387,10 +389,10 @@ CLI_CASES: dict[tuple[str, ...], Case] = {
     ("fx", "rates"): missing_db("fx", "rates"),
     ("fx", "positions"): simple(BAD_FORMAT, lambda e, v: with_db(e, "fx", "positions", opt("--format", v)),
                                 lambda v: "--format"),
-    ("lists", "import"): simple(not_in(frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})),
+    ("lists", "import"): simple(not_in(LIST_SOURCES),
                                 lambda e, v: with_db(e, "lists", "import", str(e.a_file), opt("--source", v)),
                                 lambda v: "--source"),
-    ("lists", "update"): simple(not_in(frozenset({"un-xml", "ofac-sdn-csv", "ofac-sdn-xml", "eu-xml", "uk-csv"})),
+    ("lists", "update"): simple(not_in(LIST_SOURCES),
                                 lambda e, v: with_db(e, "lists", "update", opt("--source", v)),
                                 lambda v: "--source"),
     ("lists", "status"): missing_db("lists", "status"),
